@@ -157,22 +157,52 @@ _REGION_SWAP = np.array(
 )
 
 
+def extended_xyf_to_nest(
+    res: int, x: np.ndarray, y: np.ndarray, face: np.ndarray
+) -> np.ndarray:
+    """NESTED pixel at face-local ``(x, y)`` of ``face``'s frame extended beyond the face.
+
+    ``x`` and ``y`` may leave ``[0, nside)`` by up to ``nside``: the position is continued into
+    the adjacent face exactly as healpy does for the one-hop neighbours (face adjacency and
+    axis flips of the HEALPix C++ library). This is both how neighbours are found across face
+    edges and what HEALPix face padding is (each face framed by its neighbours' pixels).
+
+    A position in the corner region of a face corner shared by only 3 faces (the east/west
+    corners of the polar faces and the north/south corners of the equatorial ones: 8 corners)
+    has no face to continue the frame, and a position more than one face away cannot be
+    reached: both give -1. At the poles, where 4 faces meet, the corner region is the opposite
+    face, as in healpy.
+
+    Returns:
+        ``int64`` NESTED indices of the broadcast shape of the inputs, -1 where none.
+    """
+    nside = nside_of(res)
+    x, y, face = np.broadcast_arrays(*(np.asarray(a, dtype=np.int64) for a in (x, y, face)))
+    sx = (x >= nside).astype(np.int64) - (x < 0)
+    sy = (y >= nside).astype(np.int64) - (y < 0)
+    x = x - sx * nside
+    y = y - sy * nside
+    region = 4 + sx + 3 * sy
+    nface = _REGION_FACE[region, face]
+    bits = _REGION_SWAP[region, face >> 2]
+    x = np.where(bits & 1, nside - x - 1, x)
+    y = np.where(bits & 2, nside - y - 1, y)
+    swap = (bits & 4).astype(bool)
+    x, y = np.where(swap, y, x), np.where(swap, x, y)
+    valid = (nface >= 0) & (x >= 0) & (x < nside) & (y >= 0) & (y < nside)
+    return np.where(valid, xyf_to_nest(res, x, y, np.maximum(nface, 0)), -1)
+
+
 def neighbours_at_offsets(
     res: int, offsets: np.ndarray, pix: np.ndarray | None = None
 ) -> np.ndarray:
     """Pixels at face-local ``offsets`` from ``pix``, across base-face edges, whole sphere.
 
-    For each pixel, each offset ``(dx, dy)`` is applied in the pixel's own face frame; a position
-    that leaves the face is continued into the adjacent face exactly as healpy does for the
-    one-hop neighbours (face adjacency and axis flips of the HEALPix library), so that with
-    :data:`ONE_HOP_OFFSETS` this equals ``healpy.get_all_neighbours(nside, pix, nest=True).T``.
-
-    Where the position falls in the corner region of a face corner shared by only 3 faces (the
-    east/west corners of the polar faces and the north/south corners of the equatorial ones:
-    8 corners), no face continues the frame and the neighbour is missing (-1). This is how the
-    24 seven-neighbour pixels arise for one hop, and for two hops it drops the ring members that
-    would need a turn around such a corner. Positions more than one face away (only possible
-    when ``|offset| > nside``) are missing too.
+    Each offset ``(dx, dy)`` is applied in the pixel's own face frame and continued across face
+    edges by :func:`extended_xyf_to_nest`, so that with :data:`ONE_HOP_OFFSETS` this equals
+    ``healpy.get_all_neighbours(nside, pix, nest=True).T``: the 24 seven-neighbour pixels are
+    those whose missing neighbour falls in a 3-face corner region. For two hops, the ring
+    members that would need a turn around such a corner are missing too.
 
     Args:
         res: resolution of the map.
@@ -182,28 +212,30 @@ def neighbours_at_offsets(
     Returns:
         ``[n, K]`` ``int64`` NESTED neighbour indices, -1 where missing.
     """
-    nside = nside_of(res)
     if pix is None:
         pix = np.arange(npix_of(res), dtype=np.int64)
     offsets = np.asarray(offsets, dtype=np.int64)
     x, y, face = nest_to_xyf(res, pix)
     out = np.empty((len(x), len(offsets)), dtype=np.int64)
     for k, (dx, dy) in enumerate(offsets):  # loop over the K directions, not over pixels
-        nx, ny = x + dx, y + dy
-        sx = (nx >= nside).astype(np.int64) - (nx < 0)
-        sy = (ny >= nside).astype(np.int64) - (ny < 0)
-        nx -= sx * nside
-        ny -= sy * nside
-        region = 4 + sx + 3 * sy
-        nface = _REGION_FACE[region, face]
-        bits = _REGION_SWAP[region, face >> 2]
-        nx = np.where(bits & 1, nside - nx - 1, nx)
-        ny = np.where(bits & 2, nside - ny - 1, ny)
-        swap = (bits & 4).astype(bool)
-        nx, ny = np.where(swap, ny, nx), np.where(swap, nx, ny)
-        valid = (nface >= 0) & (nx >= 0) & (nx < nside) & (ny >= 0) & (ny < nside)
-        out[:, k] = np.where(valid, xyf_to_nest(res, nx, ny, np.maximum(nface, 0)), -1)
+        out[:, k] = extended_xyf_to_nest(res, x + dx, y + dy, face)
     return out
+
+
+def face_padding_index(res: int, pad: int) -> np.ndarray:
+    """NESTED source of every pixel of the 12 padded faces, ``[12, S + 2p, S + 2p]``, ``S = nside``.
+
+    Entry ``[f, pad + y, pad + x]`` is the pixel at face-local ``(x, y)`` of face ``f``'s frame
+    extended by :func:`extended_xyf_to_nest` (``x, y`` in ``[-pad, S + pad)``), -1 where there
+    is none (3-face corners). Gathering a NESTED map with it (zeros at -1) gives the faces as
+    images ``image[y, x]`` framed by their neighbours' pixels: a ``Conv2d`` with no padding on
+    them equals the OSLO convolution over :func:`all_neighbours` of the whole sphere.
+    """
+    if pad > nside_of(res):
+        raise ValueError(f"padding {pad} exceeds nside {nside_of(res)}")
+    coords = np.arange(-pad, nside_of(res) + pad, dtype=np.int64)
+    face = np.arange(12, dtype=np.int64)[:, None, None]
+    return extended_xyf_to_nest(res, coords[None, None, :], coords[None, :, None], face)
 
 
 def all_neighbours(res: int, pix: np.ndarray | None = None, num_hops: int = 1) -> np.ndarray:

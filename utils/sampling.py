@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import healpy
 import numpy as np
 
-from utils.healpix import nside_of, npix_of, res_of_npix
+from utils.healpix import npix_of, nside_of, res_of_npix
 
 DEFAULT_CHUNK = 1 << 20
 """Pixels per chunk: about 60 MB of temporaries, whatever the resolution."""
