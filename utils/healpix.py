@@ -274,7 +274,8 @@ def patch_neighbours(patch_res: int, num_hops: int = 1) -> np.ndarray:
     nx = x[:, None] + offsets[None, :, 0]
     ny = y[:, None] + offsets[None, :, 1]
     inside = (nx >= 0) & (nx < side) & (ny >= 0) & (ny < side)
-    return np.where(inside, xyf_to_nest(patch_res, nx.clip(0, side - 1), ny.clip(0, side - 1), 0), -1)
+    local_index = xyf_to_nest(patch_res, nx.clip(0, side - 1), ny.clip(0, side - 1), 0)
+    return np.where(inside, local_index, -1)
 
 
 def children(pix: np.ndarray) -> np.ndarray:
@@ -289,7 +290,7 @@ def parent(pix: np.ndarray) -> np.ndarray:
 
 
 def num_patches(healpix_res: int, patch_res: int) -> int:
-    """Number ``12 * 4**(hr - pr)`` of patches of resolution ``pr`` in a map of resolution ``hr``."""
+    """Number ``12 * 4**(hr - pr)`` of patches ``pr`` in a map of resolution ``hr``."""
     return npix_of(healpix_res - patch_res)
 
 

@@ -88,7 +88,7 @@ def erp_to_healpix(
     nside = nside_of(res)
     npix = npix_of(res)
     height, width = image.shape[:2]
-    out = np.empty((npix,) + image.shape[2:], dtype=image.dtype)
+    out = np.empty((npix, *image.shape[2:]), dtype=image.dtype)
 
     def sample(start: int) -> None:
         pix = np.arange(start, min(start + chunk, npix), dtype=np.int64)
@@ -139,5 +139,6 @@ def healpix_to_erp(
         phi = np.tile(lon, len(theta) // width)
         pix, weights = healpy.get_interp_weights(nside, theta, phi, nest=True)
         values = np.einsum("kn,knc->nc", weights.astype(np.float32), flat[pix].astype(np.float32))
-        out[row : row + chunk_rows] = _to_dtype(values, hp_map.dtype).reshape(-1, width, flat.shape[1])
+        values = _to_dtype(values, hp_map.dtype)
+        out[row : row + chunk_rows] = values.reshape(-1, width, flat.shape[1])
     return out if hp_map.ndim == 2 else out[..., 0]

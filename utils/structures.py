@@ -196,7 +196,7 @@ def build_oslo_structure(
             healpix_res, patch_res, rows[valid], index[valid], use_euclidean
         )
         values, _ = gaussian_weights(dist)
-        weight = np.zeros((len(values),) + table.shape, dtype=np.float32)
+        weight = np.zeros((len(values), *table.shape), dtype=np.float32)
         weight[:, valid] = values
     return OsloStructure(index, weight, healpix_res, patch_res, num_hops, weight_type)
 
