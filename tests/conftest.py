@@ -1,0 +1,17 @@
+"""Shared fixtures: small ERP images written to a temporary folder."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """Five small 2:1 JPEG images with different content."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        pixels = rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.jpg")
+    return folder
