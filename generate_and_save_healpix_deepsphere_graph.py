@@ -11,7 +11,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from utils.cli import get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.struct_cli import add_structure_arguments, prepare_out_dir
 from utils.structures import WEIGHT_TYPES, build_deepsphere_graph, save_deepsphere_graph
 
@@ -19,7 +19,7 @@ from utils.structures import WEIGHT_TYPES, build_deepsphere_graph, save_deepsphe
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_structure_arguments(parser, default_hops=1)
     parser.add_argument("-w", "--weight-type", choices=WEIGHT_TYPES, default="gaussian",

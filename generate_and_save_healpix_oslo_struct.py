@@ -12,7 +12,7 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from utils.cli import get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.struct_cli import add_structure_arguments, prepare_out_dir
 from utils.structures import WEIGHT_TYPES, build_oslo_structure, save_oslo_structure
 
@@ -20,7 +20,7 @@ from utils.structures import WEIGHT_TYPES, build_oslo_structure, save_oslo_struc
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_structure_arguments(parser, default_hops=2)
     parser.add_argument("-w", "--weight-type", choices=WEIGHT_TYPES, default="identity",

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
 from utils.dataset_split import (
     check_ratios,
     find_images,
@@ -28,7 +28,7 @@ from utils.io import IMAGE_EXTENSIONS
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-i", "--image-dir", help="folder of equirectangular (2:1) images; "
                         "needed with -s")

@@ -16,7 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # healpy may import pyplot; never ask for a display
 
-from utils.cli import OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
 from utils.healpix import res_of_npix
 from utils.io import load_map
 from utils.visualization import save_mollweide
@@ -25,7 +25,7 @@ from utils.visualization import save_mollweide
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-i", "--input", required=True, help="HEALPix map (.npy, NESTED)")
     parser.add_argument("-o", "--output", required=True, help="image to write (.png)")

@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +17,15 @@ LOGGER_NAME = "oslo"
 
 class OsloError(Exception):
     """An expected failure caused by the user's input (file, flag, data); printed as one line."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except for required options and switches."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.nargs == 0:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def get_logger() -> logging.Logger:

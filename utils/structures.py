@@ -372,12 +372,16 @@ def load_deepsphere_graph(
         num_hops=num_hops, weight_type=weight_type, use_euclidean=use_euclidean,
     )
     content = _open_checked(path, expected, ("edge_index", "edge_weight", "sigma"))
-    edge_index, edge_weight = content["edge_index"], content["edge_weight"]
-    if edge_index.ndim != 2 or edge_index.shape[0] != 2 or edge_weight.shape[-1:] != (
-        edge_index.shape[1],
+    graph = DeepSphereGraph(
+        content["edge_index"], content["edge_weight"], healpix_res, patch_res, num_hops,
+        weight_type, use_euclidean, float(content["sigma"]),
+    )
+    sets = (1, num_patches(healpix_res, patch_res)) if patch_res >= 0 else (1,)
+    edges, weights = graph.edge_index, graph.edge_weight
+    if (
+        edges.ndim != 2 or edges.shape[0] != 2 or weights.ndim != 2
+        or weights.shape[1] != edges.shape[1] or weights.shape[0] not in sets
+        or (edges.size and (edges.min() < 0 or edges.max() >= graph.num_nodes))
     ):
         raise OsloError(f"graph file '{path}' has inconsistent arrays: rebuild it")
-    return DeepSphereGraph(
-        edge_index, edge_weight, healpix_res, patch_res, num_hops, weight_type,
-        use_euclidean, float(content["sigma"]),
-    )
+    return graph
