@@ -47,19 +47,29 @@ def bilinear_erp(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         ``[n]`` or ``[n, C]`` ``float32`` values.
     """
     height, width = image.shape[:2]
-    flat = image.reshape(height * width, -1)
+    flat = np.ascontiguousarray(image).reshape(height * width, -1)
+    channels = flat.shape[1]
+    # one opaque item per pixel, so that each corner is a single 1-D gather of whole pixels
+    pixels = flat.view(np.dtype((np.void, flat.itemsize * channels))).ravel()
+
+    def corner(index: np.ndarray) -> np.ndarray:
+        return pixels.take(index).view(flat.dtype).reshape(-1, channels).astype(np.float32)
+
     u0 = np.floor(u)
     v0 = np.floor(v)
     fu = (u - u0).astype(np.float32)[:, None]
     fv = (v - v0).astype(np.float32)[:, None]
     u0 = u0.astype(np.int64) % width
-    u1 = (u0 + 1) % width
+    u1 = u0 + 1
+    u1[u1 == width] = 0
     v0 = v0.astype(np.int64)
     v1 = np.minimum(v0 + 1, height - 1) * width
     v0 = np.maximum(v0, 0) * width
-    top = flat[v0 + u0] * (1 - fu) + flat[v0 + u1] * fu
-    bottom = flat[v1 + u0] * (1 - fu) + flat[v1 + u1] * fu
-    out = top * (1 - fv) + bottom * fv
+    left, right = corner(v0 + u0), corner(v0 + u1)
+    top = left + fu * (right - left)
+    left, right = corner(v1 + u0), corner(v1 + u1)
+    bottom = left + fu * (right - left)
+    out = top + fv * (bottom - top)
     return out if image.ndim == 3 else out[:, 0]
 
 
