@@ -1,0 +1,116 @@
+"""The graphs of every resolution level a spherical codec runs on.
+
+A codec whose input is at ``(healpix_res, patch_res)`` goes down one resolution per stage:
+level ``l`` is ``(hr - l, pr - l)`` (or the whole sphere at ``hr - l``). The analysis transform
+brings ``y`` to level 4 and the hyper-analysis ``z`` to level 6, so a hyperprior model needs
+the graphs of levels 0..6 and the factorized prior those of 0..4 (the paper's pairs (10, 8)
+down to (4, 2)).
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from spherical_models.graph import OsloGraph
+from spherical_models.layers.cheb_conv import ChebGraph
+from utils.cli import OsloError
+from utils.structures import build_deepsphere_graph, build_oslo_structure
+
+
+class SphereGeometry(nn.Module):
+    """The graphs of levels ``0 .. num_levels - 1``, indexable as ``geometry[level]``.
+
+    Args:
+        graphs: one :class:`OsloGraph` or :class:`ChebGraph` per level, finest first.
+    """
+
+    def __init__(self, graphs: list[nn.Module]) -> None:
+        super().__init__()
+        self.graphs = nn.ModuleList(graphs)
+
+    def __getitem__(self, level: int) -> nn.Module:
+        return self.graphs[level]
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    @property
+    def healpix_res(self) -> int:
+        """Resolution of the input level."""
+        return self.graphs[0].healpix_res
+
+    @property
+    def patch_res(self) -> int:
+        """Patch resolution of the input level, -1 for the whole sphere."""
+        return self.graphs[0].patch_res
+
+    @property
+    def num_pixels(self) -> int:
+        """Pixels of one input (a patch or the whole sphere)."""
+        patch_res = self.patch_res
+        return 4**patch_res if patch_res >= 0 else 12 * 4**self.healpix_res
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike,
+        healpix_res: int,
+        patch_res: int,
+        num_levels: int,
+        conv: str = "SDPAConv",
+        num_hops: int = 1,
+        weight_type: str = "identity",
+        use_euclidean: bool = False,
+    ) -> SphereGeometry:
+        """Load the structures (``SDPAConv``) or graphs (``ChebConv``) of every level.
+
+        Raises :class:`OsloError` naming the command to run for a missing level.
+        """
+        if patch_res >= 0 and patch_res - (num_levels - 1) < 0:
+            raise OsloError(
+                f"patch resolution {patch_res} is too small for {num_levels - 1} down-sampling "
+                f"stages: use at least {num_levels - 1}"
+            )
+        if healpix_res - (num_levels - 1) < 0:
+            raise OsloError(
+                f"HEALPix resolution {healpix_res} is too small for {num_levels - 1} "
+                f"down-sampling stages: use at least {num_levels - 1}"
+            )
+        graphs = []
+        for level in range(num_levels):
+            hr = healpix_res - level
+            pr = patch_res - level if patch_res >= 0 else -1
+            if conv == "ChebConv":
+                graphs.append(
+                    ChebGraph.from_folder(folder, hr, pr, 1, weight_type, use_euclidean)
+                )
+            else:
+                graphs.append(OsloGraph.from_folder(folder, hr, pr, num_hops, weight_type))
+        return cls(graphs)
+
+    @classmethod
+    def build(
+        cls,
+        healpix_res: int,
+        patch_res: int,
+        num_levels: int,
+        conv: str = "SDPAConv",
+        num_hops: int = 1,
+        weight_type: str | None = None,
+    ) -> SphereGeometry:
+        """Build the graphs in memory (tests, small resolutions) instead of loading them."""
+        graphs = []
+        for level in range(num_levels):
+            hr = healpix_res - level
+            pr = patch_res - level if patch_res >= 0 else -1
+            if conv == "ChebConv":
+                graphs.append(ChebGraph.from_structure(
+                    build_deepsphere_graph(hr, pr, 1, weight_type or "gaussian")
+                ))
+            else:
+                graphs.append(OsloGraph(
+                    build_oslo_structure(hr, pr, num_hops, weight_type or "identity")
+                ))
+        return cls(graphs)

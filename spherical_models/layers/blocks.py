@@ -1,0 +1,301 @@
+r"""The building blocks of the spherical codecs: convolution blocks, down and up blocks,
+residual blocks and attention, all on sphere tensors ``[B, N, C]`` in NESTED order.
+
+Every block takes the graphs it runs on at call time (PyTorch Geometric style): a convolution
+block at one resolution takes that level's graph, a down block the graph of its input level,
+an up block the graphs of its input (coarse) and output (fine) levels. A graph is a
+:class:`spherical_models.graph.OsloGraph` for OSLO convolutions or a
+:class:`spherical_models.layers.cheb_conv.ChebGraph` for the DeepSphere baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from spherical_models.layers.cheb_conv import SphereChebConv
+from spherical_models.layers.gdn import SphereGDN
+from spherical_models.layers.pooling import SpherePool, SphereUnpool
+from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
+
+CONV_TYPES = ("SDPAConv", "ChebConv")
+SKIP_AGGREGATIONS = ("sum", "cat", "max")
+NONLINEARITIES = ("GDN", "RB")
+UNPOOL_TYPES = ("pixel_shuffle", "nearest", "SDPAConvTransposed")
+
+
+def sphere_conv(conv: str, in_channels: int, out_channels: int, num_hops: int = 1) -> nn.Module:
+    """A graph convolution ``forward(x, graph, patch_ids=None)`` of ``num_hops`` reach.
+
+    ``SDPAConv``: the OSLO convolution (3x3-like for 1 hop, 5x5-like for 2). ``ChebConv``:
+    DeepSphere's Chebyshev filter of order ``K = num_hops + 1`` (reaching ``num_hops`` hops).
+    """
+    if conv == "SDPAConv":
+        return SDPAConv(in_channels, out_channels, num_hops=num_hops)
+    if conv == "ChebConv":
+        return SphereChebConv(in_channels, out_channels, K=num_hops + 1)
+    raise ValueError(f"unknown convolution '{conv}' (choose from {CONV_TYPES})")
+
+
+class SphereConvBlock(nn.Module):
+    r"""The OSLO convolution block: ``hop`` successive 1-hop convolutions whose outputs are
+    aggregated (skip connections), or one ``hop``-hop convolution (``single_conv``).
+
+    .. math::
+        h_1 = \mathrm{conv}_1(x), \quad h_j = \mathrm{conv}_j(h_{j-1}), \quad
+        y = \mathrm{aggr}(h_1, \dots, h_{hop})
+
+    with ``aggr`` = ``sum``, elementwise ``max``, or ``cat`` followed by a per-pixel linear
+    map back to ``out_channels``.
+
+    Args:
+        in_channels (int): input channels.
+        out_channels (int): output channels.
+        conv (str, optional): ``"SDPAConv"`` or ``"ChebConv"``. (default: ``"SDPAConv"``)
+        hop (int, optional): neighbourhood reach, 1 or 2. (default: ``2``)
+        skip_aggregation (str, optional): ``"sum"``, ``"cat"`` or ``"max"``. (default: ``"sum"``)
+        single_conv (bool, optional): one ``hop``-hop convolution instead. (default: ``False``)
+
+    Shapes:
+        - **input:** :math:`(B, N, C_{in})` and the graph of that resolution
+        - **output:** :math:`(B, N, C_{out})`
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        conv: str = "SDPAConv",
+        hop: int = 2,
+        skip_aggregation: str = "sum",
+        single_conv: bool = False,
+    ) -> None:
+        super().__init__()
+        if skip_aggregation not in SKIP_AGGREGATIONS:
+            raise ValueError(
+                f"unknown skip aggregation '{skip_aggregation}' (choose from {SKIP_AGGREGATIONS})"
+            )
+        self.skip_aggregation = skip_aggregation
+        if single_conv or hop == 1:
+            self.convs = nn.ModuleList([sphere_conv(conv, in_channels, out_channels, hop)])
+        else:
+            self.convs = nn.ModuleList(
+                sphere_conv(conv, in_channels if j == 0 else out_channels, out_channels, 1)
+                for j in range(hop)
+            )
+        many = len(self.convs) > 1
+        self.project = (
+            nn.Linear(len(self.convs) * out_channels, out_channels)
+            if many and skip_aggregation == "cat"
+            else None
+        )
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        outputs = []
+        for conv in self.convs:
+            x = conv(x, graph, patch_ids)
+            outputs.append(x)
+        if len(outputs) == 1:
+            return outputs[0]
+        if self.skip_aggregation == "sum":
+            return torch.stack(outputs).sum(0)
+        if self.skip_aggregation == "max":
+            return torch.stack(outputs).amax(0)
+        return self.project(torch.cat(outputs, dim=-1))
+
+
+class SphereResidualBlock(nn.Module):
+    """Residual block ``x + conv(LeakyReLU(conv(x)))`` with 1-hop convolutions (``-nl RB``).
+
+    Shapes: :math:`(B, N, C) \\to (B, N, C)`.
+    """
+
+    def __init__(self, channels: int, conv: str = "SDPAConv") -> None:
+        super().__init__()
+        self.conv1 = sphere_conv(conv, channels, channels, 1)
+        self.conv2 = sphere_conv(conv, channels, channels, 1)
+        self.activation = nn.LeakyReLU(inplace=True)
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        out = self.activation(self.conv1(x, graph, patch_ids))
+        return x + self.conv2(out, graph, patch_ids)
+
+
+class SphereNonlinearity(nn.Module):
+    """The non-linearity of a codec stage: GDN (or inverse GDN), or 3 residual blocks (``RB``).
+
+    Shapes: :math:`(B, N, C) \\to (B, N, C)`.
+    """
+
+    def __init__(
+        self, channels: int, kind: str = "GDN", inverse: bool = False, conv: str = "SDPAConv"
+    ) -> None:
+        super().__init__()
+        if kind not in NONLINEARITIES:
+            raise ValueError(f"unknown non-linearity '{kind}' (choose from {NONLINEARITIES})")
+        self.kind = kind
+        if kind == "GDN":
+            self.gdn = SphereGDN(channels, inverse=inverse)
+        else:
+            self.blocks = nn.ModuleList(SphereResidualBlock(channels, conv) for _ in range(3))
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        if self.kind == "GDN":
+            return self.gdn(x)
+        for block in self.blocks:
+            x = block(x, graph, patch_ids)
+        return x
+
+
+class SphereAttention(nn.Module):
+    """Simplified attention module of Cheng et al. (CVPR 2020) on the sphere (``-at``).
+
+    ``x + a(x) * sigmoid(b(x))`` where ``a`` is 3 residual units and ``b`` is 3 residual
+    units followed by a per-pixel linear map (CompressAI's ``AttentionBlock`` with
+    OSLO convolutions in place of the 3x3 ones).
+
+    Shapes: :math:`(B, N, C) \\to (B, N, C)`.
+    """
+
+    def __init__(self, channels: int, conv: str = "SDPAConv") -> None:
+        super().__init__()
+        self.trunk = nn.ModuleList(_BottleneckUnit(channels, conv) for _ in range(3))
+        self.mask = nn.ModuleList(_BottleneckUnit(channels, conv) for _ in range(3))
+        self.mask_out = nn.Linear(channels, channels)
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        a, b = x, x
+        for unit in self.trunk:
+            a = unit(a, graph, patch_ids)
+        for unit in self.mask:
+            b = unit(b, graph, patch_ids)
+        return x + a * torch.sigmoid(self.mask_out(b))
+
+
+class _BottleneckUnit(nn.Module):
+    """``x + lin(relu(conv(relu(lin(x)))))`` at half the channels (CompressAI's residual unit)."""
+
+    def __init__(self, channels: int, conv: str) -> None:
+        super().__init__()
+        half = max(1, channels // 2)
+        self.reduce = nn.Linear(channels, half)
+        self.conv = sphere_conv(conv, half, half, 1)
+        self.expand = nn.Linear(half, channels)
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        out = torch.relu(self.reduce(x))
+        out = torch.relu(self.conv(out, graph, patch_ids))
+        return torch.relu(x + self.expand(out))
+
+
+class SphereDown(nn.Module):
+    """Encoder stage: convolution block, non-linearity, pooling by the 4 NESTED children.
+
+    ``activation`` is ``"GDN"``, ``"RB"``, ``"relu"`` or ``None``. With ``stride`` pooling the
+    pointwise non-linearities (GDN, ReLU) are applied after the pooling, which gives the same
+    result for 4x less work.
+
+    Shapes: :math:`(B, N, C_{in}) \\to (B, N/4, C_{out})`; ``forward(x, graph, patch_ids)``
+    with the graph of the input resolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        activation: str | None,
+        pool: str = "stride",
+        conv: str = "SDPAConv",
+        hop: int = 2,
+        skip_aggregation: str = "sum",
+        single_conv: bool = False,
+    ) -> None:
+        super().__init__()
+        self.block = SphereConvBlock(
+            in_channels, out_channels, conv, hop, skip_aggregation, single_conv
+        )
+        self.pool = SpherePool(pool)
+        self.activation = _activation(activation, out_channels, inverse=False, conv=conv)
+        self.pool_first = pool == "stride" and activation != "RB"
+
+    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        x = self.block(x, graph, patch_ids)
+        if self.pool_first:
+            return _apply(self.activation, self.pool(x), None, patch_ids)
+        return self.pool(_apply(self.activation, x, graph, patch_ids))
+
+
+class SphereUp(nn.Module):
+    """Decoder stage: up-sampling by the 4 NESTED children, then the non-linearity.
+
+    * ``pixel_shuffle`` (default): convolution block to ``4 C_out`` channels at the coarse
+      resolution, then pixel shuffle (``PixelShuffle(2)`` in a face);
+    * ``nearest``: copy each pixel to its children, then the convolution block at the fine
+      resolution;
+    * ``SDPAConvTransposed``: one learned transposed OSLO convolution (1 hop).
+
+    Shapes: :math:`(B, N, C_{in}) \\to (B, 4N, C_{out})`; ``forward(x, coarse_graph,
+    fine_graph, patch_ids)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        activation: str | None,
+        unpool: str = "pixel_shuffle",
+        conv: str = "SDPAConv",
+        hop: int = 2,
+        skip_aggregation: str = "sum",
+        single_conv: bool = False,
+    ) -> None:
+        super().__init__()
+        if unpool not in UNPOOL_TYPES:
+            raise ValueError(f"unknown up-sampling '{unpool}' (choose from {UNPOOL_TYPES})")
+        if unpool == "SDPAConvTransposed" and conv != "SDPAConv":
+            raise ValueError("SDPAConvTransposed up-sampling needs SDPAConv convolutions")
+        self.unpool = unpool
+        if unpool == "SDPAConvTransposed":
+            self.transposed = SDPAConvTransposed(in_channels, out_channels, num_hops=1)
+        else:
+            width = 4 * out_channels if unpool == "pixel_shuffle" else out_channels
+            self.block = SphereConvBlock(
+                in_channels, width, conv, hop, skip_aggregation, single_conv
+            )
+            self.shuffle = SphereUnpool(unpool)
+        self.activation = _activation(activation, out_channels, inverse=True, conv=conv)
+
+    def forward(
+        self,
+        x: Tensor,
+        coarse_graph: nn.Module,
+        fine_graph: nn.Module,
+        patch_ids: Tensor | None = None,
+    ) -> Tensor:
+        if self.unpool == "SDPAConvTransposed":
+            x = self.transposed(x, fine_graph, patch_ids)
+        elif self.unpool == "pixel_shuffle":
+            x = self.shuffle(self.block(x, coarse_graph, patch_ids))
+        else:
+            x = self.block(self.shuffle(x), fine_graph, patch_ids)
+        return _apply(self.activation, x, fine_graph, patch_ids)
+
+
+def _activation(kind: str | None, channels: int, inverse: bool, conv: str) -> nn.Module | None:
+    if kind is None:
+        return None
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "leaky_relu":
+        return nn.LeakyReLU(inplace=True)
+    return SphereNonlinearity(channels, kind, inverse=inverse, conv=conv)
+
+
+def _apply(
+    module: nn.Module | None, x: Tensor, graph: nn.Module | None, patch_ids: Tensor | None
+) -> Tensor:
+    if module is None:
+        return x
+    if isinstance(module, SphereNonlinearity):
+        return module(x, graph, patch_ids)
+    return module(x)

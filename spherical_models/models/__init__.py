@@ -1,0 +1,27 @@
+"""Spherical codecs and their registry (names as the ``-m`` flag takes them)."""
+
+from spherical_models.models.base import LayerOptions, SphereCompressionModel
+from spherical_models.models.google import (
+    SphereFactorizedPrior,
+    SphereMeanScaleHyperprior,
+    SphereScaleHyperprior,
+)
+
+MODELS: dict[str, type[SphereCompressionModel]] = {
+    "SphereFactorizedPrior": SphereFactorizedPrior,
+    "SphereScaleHyperprior": SphereScaleHyperprior,
+    "SphereMeanScaleHyperprior": SphereMeanScaleHyperprior,
+}
+
+QUALITY_CHANNELS = {q: (128, 192) for q in range(1, 6)} | {q: (142, 270) for q in range(6, 9)}
+"""``(N, M)`` of each quality level ``-q`` (DESIGN.md section 6)."""
+
+__all__ = [
+    "MODELS",
+    "QUALITY_CHANNELS",
+    "LayerOptions",
+    "SphereCompressionModel",
+    "SphereFactorizedPrior",
+    "SphereMeanScaleHyperprior",
+    "SphereScaleHyperprior",
+]
