@@ -227,12 +227,11 @@ def face_padding_index(res: int, pad: int) -> np.ndarray:
 
     Entry ``[f, pad + y, pad + x]`` is the pixel at face-local ``(x, y)`` of face ``f``'s frame
     extended by :func:`extended_xyf_to_nest` (``x, y`` in ``[-pad, S + pad)``), -1 where there
-    is none (3-face corners). Gathering a NESTED map with it (zeros at -1) gives the faces as
-    images ``image[y, x]`` framed by their neighbours' pixels: a ``Conv2d`` with no padding on
-    them equals the OSLO convolution over :func:`all_neighbours` of the whole sphere.
+    is none (3-face corners, or more than one face away when ``pad > nside``). Gathering a
+    NESTED map with it (zeros at -1) gives the faces as images ``image[y, x]`` framed by their
+    neighbours' pixels: a ``Conv2d`` with no padding on them equals the OSLO convolution over
+    :func:`all_neighbours` of the whole sphere.
     """
-    if pad > nside_of(res):
-        raise ValueError(f"padding {pad} exceeds nside {nside_of(res)}")
     coords = np.arange(-pad, nside_of(res) + pad, dtype=np.int64)
     face = np.arange(12, dtype=np.int64)[:, None, None]
     return extended_xyf_to_nest(res, coords[None, None, :], coords[None, :, None], face)

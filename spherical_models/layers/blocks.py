@@ -114,7 +114,7 @@ class SphereResidualBlock(nn.Module):
         super().__init__()
         self.conv1 = sphere_conv(conv, channels, channels, 1)
         self.conv2 = sphere_conv(conv, channels, channels, 1)
-        self.activation = nn.LeakyReLU(inplace=True)
+        self.activation = nn.LeakyReLU()
 
     def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
         out = self.activation(self.conv1(x, graph, patch_ids))
@@ -285,9 +285,9 @@ def _activation(kind: str | None, channels: int, inverse: bool, conv: str) -> nn
     if kind is None:
         return None
     if kind == "relu":
-        return nn.ReLU(inplace=True)
+        return nn.ReLU()
     if kind == "leaky_relu":
-        return nn.LeakyReLU(inplace=True)
+        return nn.LeakyReLU()
     return SphereNonlinearity(channels, kind, inverse=inverse, conv=conv)
 
 

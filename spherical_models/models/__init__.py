@@ -2,6 +2,7 @@
 
 from spherical_models.models.base import LayerOptions, SphereCompressionModel
 from spherical_models.models.google import (
+    CONTEXT_MODELS,
     SphereFactorizedPrior,
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
@@ -17,6 +18,7 @@ QUALITY_CHANNELS = {q: (128, 192) for q in range(1, 6)} | {q: (142, 270) for q i
 """``(N, M)`` of each quality level ``-q`` (DESIGN.md section 6)."""
 
 __all__ = [
+    "CONTEXT_MODELS",
     "MODELS",
     "QUALITY_CHANNELS",
     "LayerOptions",

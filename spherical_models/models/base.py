@@ -88,6 +88,12 @@ class SphereCompressionModel(CompressionModel):
         """What shapes the model: stored in checkpoints to refuse a mismatched one."""
         return {"model": type(self).__name__, "N": self.N, "M": self.M, **self.options.to_dict()}
 
+    @property
+    def graph_hops(self) -> int:
+        """Hops the geometry's graphs need (``SphereGeometry.build/from_folder(num_hops=)``):
+        2 for single 2-hop convolutions, 1 otherwise."""
+        return self.options.hop if self.options.single_conv else 1
+
     def set_conv_path(self, path: str) -> None:
         """Run every OSLO convolution on ``path``: ``"auto"``, ``"gather"`` or ``"face"``."""
         for module in self.modules():

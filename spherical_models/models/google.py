@@ -8,10 +8,13 @@ Sphere tensors are ``[B, N, C]`` in NESTED order; each stage changes the resolut
 from __future__ import annotations
 
 import torch
+from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
+from spherical_models.context import RansTables, decoding_groups, masked_rows
 from spherical_models.layers.blocks import SphereAttention, SphereConvBlock
+from spherical_models.layers.sdpa_conv import SDPAConv
 from spherical_models.models.base import (
     LayerOptions,
     SphereCompressionModel,
@@ -162,12 +165,12 @@ class SphereScaleHyperprior(SphereCompressionModel):
         self.g_a = analysis(N, M, self.options)
         self.g_s = synthesis(N, M, self.options)
         self.h_a = nn.ModuleDict({
-            "conv": SphereLevelConv(M, N, 4, self.options, nn.ReLU(inplace=True)),
+            "conv": SphereLevelConv(M, N, 4, self.options, nn.ReLU()),
             "down": SphereTransform([N, N, N], ["relu", None], self.options, 4, "down"),
         })
         self.h_s = nn.ModuleDict({
             "up": SphereTransform([N, N, N], ["relu", "relu"], self.options, 6, "up"),
-            "conv": SphereLevelConv(N, M, 4, self.options, nn.ReLU(inplace=True)),
+            "conv": SphereLevelConv(N, M, 4, self.options, nn.ReLU()),
         })
 
     def hyper_analysis(self, y: Tensor, geometry, patch_ids: Tensor | None) -> Tensor:
@@ -208,62 +211,296 @@ class SphereScaleHyperprior(SphereCompressionModel):
         return {"x_hat": x_hat}
 
 
+CONTEXT_MODELS = (None, "autoregressive", "full")
+"""Values of ``context_model`` of :class:`SphereMeanScaleHyperprior` (``-cm``)."""
+
+Y_LEVEL = 4
+"""Geometry level of the latent ``y`` (four down-sampling stages)."""
+
+
 class SphereMeanScaleHyperprior(SphereScaleHyperprior):
     r"""Mean and scale hyperprior of Minnen et al., `"Joint Autoregressive and Hierarchical
     Priors for Learned Image Compression" <https://arxiv.org/abs/1809.02736>`_ (NeurIPS 2018),
-    on the sphere, without context model.
+    on the sphere, with the paper's optional context model.
 
     ``h_a`` uses LeakyReLU; ``h_s`` = 2 up stages N -> M -> 3M/2 with LeakyReLU, then a 1-hop
-    conv 3M/2 -> 2M giving the scales and means of ``y``.
+    conv 3M/2 -> 2M. Each element of ``y`` (level 4 of the geometry) is coded with a Gaussian
+    :math:`\mathcal{N}(\mu_i, \sigma_i^2)` whose parameters come, according to
+    ``context_model`` (the paper's terms), from
+
+    * :obj:`None`, the *mean and scale hyperprior*: :math:`(\sigma, \mu) = h_s(\hat z)`;
+    * ``"full"``, the *joint autoregressive and hierarchical prior*:
+      :math:`(\sigma_i, \mu_i) = e([h_s(\hat z)_i, c(\hat y)_i])`;
+    * ``"autoregressive"``, the *context-only* model: :math:`(\sigma_i, \mu_i) =
+      e(c(\hat y)_i)`. There is no hyper-latent: no ``h_a``, ``h_s``, entropy bottleneck nor
+      ``z`` string, and only the levels 0 to 4 of the geometry are used.
+
+    The context :math:`c` is ``SDPAConv(M, 2M, num_hops=ar_hops, mask="A")`` on the level-4
+    graph: pixel :math:`i` reads the quantised neighbours of smaller NESTED index (the sphere's
+    counterpart of CompressAI's 5x5 ``MaskedConv2d`` for ``ar_hops=2``). The entropy
+    parameters :math:`e` are a per-pixel MLP (CompressAI's 1x1 convolutions, here
+    ``nn.Linear`` on ``[B, n, C]``): ``4M -> 10M/3 -> 8M/3 -> 2M`` with LeakyReLU, or
+    ``2M -> 10M/3 -> 8M/3 -> 2M`` without hyperprior; its output is ``[scales, means]``.
+
+    Quantisation with a context model:
+
+    * training: :math:`\tilde y = y + u`, :math:`u \sim \mathcal{U}(-\frac12, \frac12)`, all
+      pixels at once; the context reads :math:`\tilde y`, and the likelihood is that of the
+      same sample that ``g_s`` decodes;
+    * evaluation, ``compress`` and ``decompress``: :math:`\hat y_i = \mathrm{round}(y_i -
+      \mu_i) + \mu_i` (``GaussianConditional``'s quantisation around the means: its rANS
+      tables are centred on zero and code :math:`\hat y_i - \mu_i`). As :math:`\mu_i` depends
+      on :math:`\hat y` at earlier pixels, the three run the same computation: the groups of
+      :func:`~spherical_models.context.decoding_groups` in turn, the context evaluated at the
+      rows of the group only (:func:`~spherical_models.context.masked_rows`). So
+      ``decompress(compress(x))`` gives exactly the :math:`\hat y` of the evaluation forward
+      pass, whose likelihoods are those of the coded symbols. (CompressAI's
+      ``JointAutoregressiveHierarchicalPriors`` evaluates :math:`\mathrm{round}(y)` instead,
+      which its bitstream does not decode to.) The evaluation forward pass does not propagate
+      gradients through the context model.
+
+    ``decompress`` returns the decoded latent ``y_hat`` ``[B, n, M]`` besides ``x_hat``.
+
+    The ``y`` bitstream is one rANS string per batch element holding, group after group, the
+    symbols of the group's pixels in increasing NESTED order, channels innermost. Decoding
+    needs the entropy parameters bitwise equal to the encoder's: decode on the same kind of
+    device, with the same batch of patches.
+
+    Args:
+        N (int): channels of the hidden stages and of ``z``.
+        M (int): channels of the latent ``y``.
+        options (LayerOptions, optional): layer choices; a context model needs ``SDPAConv``.
+        context_model (str, optional): :obj:`None`, ``"autoregressive"`` or ``"full"``.
+            (default: :obj:`None`)
+        ar_hops (int, optional): reach of the context convolution, 1 or 2 hops; 2 needs a
+            geometry built with ``num_hops=2`` (see :attr:`graph_hops`). (default: :obj:`1`)
     """
 
-    def __init__(self, N: int, M: int, options: LayerOptions | None = None) -> None:
+    num_levels = 7
+
+    def __init__(
+        self,
+        N: int,
+        M: int,
+        options: LayerOptions | None = None,
+        context_model: str | None = None,
+        ar_hops: int = 1,
+    ) -> None:
         super().__init__(N, M, options)
-        self.h_a = nn.ModuleDict({
-            "conv": SphereLevelConv(M, N, 4, self.options, nn.LeakyReLU(inplace=True)),
-            "down": SphereTransform([N, N, N], ["leaky_relu", None], self.options, 4, "down"),
-        })
-        self.h_s = nn.ModuleDict({
-            "up": SphereTransform(
-                [N, M, M * 3 // 2], ["leaky_relu", "leaky_relu"], self.options, 6, "up"
-            ),
-            "conv": SphereLevelConv(M * 3 // 2, M * 2, 4, self.options, None),
-        })
+        if context_model not in CONTEXT_MODELS:
+            raise ValueError(
+                f"context_model must be one of {CONTEXT_MODELS}, got {context_model!r}"
+            )
+        if ar_hops not in (1, 2):
+            raise ValueError(f"ar_hops must be 1 or 2, got {ar_hops!r}")
+        if context_model is not None and self.options.conv != "SDPAConv":
+            raise ValueError("a context model is a masked SDPAConv: it needs conv='SDPAConv'")
+        self.context_model = context_model
+        self.ar_hops = ar_hops
+        if context_model == "autoregressive":
+            del self.entropy_bottleneck, self.h_a, self.h_s
+            self.num_levels = 5
+        else:
+            self.h_a = nn.ModuleDict({
+                "conv": SphereLevelConv(M, N, 4, self.options, nn.LeakyReLU()),
+                "down": SphereTransform(
+                    [N, N, N], ["leaky_relu", None], self.options, 4, "down"
+                ),
+            })
+            self.h_s = nn.ModuleDict({
+                "up": SphereTransform(
+                    [N, M, M * 3 // 2], ["leaky_relu", "leaky_relu"], self.options, 6, "up"
+                ),
+                "conv": SphereLevelConv(M * 3 // 2, M * 2, 4, self.options, None),
+            })
+        if context_model is not None:
+            self.context_prediction = SDPAConv(M, 2 * M, num_hops=ar_hops, mask="A")
+            hyper_channels = 2 * M if context_model == "full" else 0
+            self.entropy_parameters = nn.Sequential(
+                nn.Linear(hyper_channels + 2 * M, M * 10 // 3),
+                nn.LeakyReLU(),
+                nn.Linear(M * 10 // 3, M * 8 // 3),
+                nn.LeakyReLU(),
+                nn.Linear(M * 8 // 3, 2 * M),
+            )
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "context_model": self.context_model, "ar_hops": self.ar_hops}
+
+    @property
+    def graph_hops(self) -> int:
+        """Hops the geometry's graphs need: also 2 for a 2-hop context model."""
+        return max(super().graph_hops, self.ar_hops if self.context_model else 1)
 
     def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
         y = self.g_a(x, geometry, patch_ids)
-        z = self.hyper_analysis(y, geometry, patch_ids)
-        z_hat, z_likelihoods = self.entropy_bottleneck(to_entropy_layout(z))
-        params = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        scales_hat, means_hat = to_entropy_layout(params).chunk(2, 1)
-        y_hat, y_likelihoods = self.gaussian_conditional(
-            to_entropy_layout(y), scales_hat, means=means_hat
-        )
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        hyper, likelihoods = None, {}
+        if self.context_model != "autoregressive":
+            z = self.hyper_analysis(y, geometry, patch_ids)
+            z_hat, likelihoods["z"] = self.entropy_bottleneck(to_entropy_layout(z))
+            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+        if self.context_model is None:
+            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
+            y_hat, y_likelihoods = self.gaussian_conditional(
+                to_entropy_layout(y), scales_hat, means=means_hat
+            )
+            y_hat = from_entropy_layout(y_hat)
+        else:
+            graph = geometry[Y_LEVEL]
+            if self.training:
+                y_hat = self.gaussian_conditional.quantize(y, "noise")
+                context = self.context_prediction(y_hat, graph, patch_ids)
+                scales_hat, means_hat = self._entropy_parameters(hyper, context)
+            else:
+                groups = decoding_groups(self.context_prediction, graph)
+                y_hat, scales_hat, means_hat = self._quantize_in_order(
+                    y, hyper, graph, patch_ids, groups
+                )
+            y_likelihoods = to_entropy_layout(self._likelihood(y_hat, scales_hat, means_hat))
+        x_hat = self.g_s(y_hat, geometry, patch_ids)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, **likelihoods}}
 
     def compress(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
         y = self.g_a(x, geometry, patch_ids)
-        z = to_entropy_layout(self.hyper_analysis(y, geometry, patch_ids))
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        params = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        scales_hat, means_hat = to_entropy_layout(params).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales_hat)
-        y_strings = self.gaussian_conditional.compress(
-            to_entropy_layout(y), indexes, means=means_hat
-        )
-        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+        if self.context_model == "autoregressive":
+            hyper, z_strings, shape = None, None, to_entropy_layout(y).shape[-2:]
+        else:
+            z = to_entropy_layout(self.hyper_analysis(y, geometry, patch_ids))
+            z_strings = self.entropy_bottleneck.compress(z)
+            z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+            shape = z.shape[-2:]
+        if self.context_model is None:
+            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
+            indexes = self.gaussian_conditional.build_indexes(scales_hat)
+            y_strings = self.gaussian_conditional.compress(
+                to_entropy_layout(y), indexes, means=means_hat
+            )
+        else:
+            y_strings = self._compress_in_order(y, hyper, geometry[Y_LEVEL], patch_ids)
+        strings = [y_strings] if z_strings is None else [y_strings, z_strings]
+        return {"strings": strings, "shape": shape}
 
     def decompress(
         self, strings: list, shape, geometry, patch_ids: Tensor | None = None
     ) -> dict:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        params = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        scales_hat, means_hat = to_entropy_layout(params).chunk(2, 1)
-        indexes = self.gaussian_conditional.build_indexes(scales_hat)
-        y_hat = self.gaussian_conditional.decompress(
-            strings[0], indexes, z_hat.dtype, means=means_hat
+        hyper = None
+        if self.context_model != "autoregressive":
+            z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
+            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+        elif tuple(shape) != (geometry[Y_LEVEL].num_pixels, 1):
+            raise ValueError(
+                f"the strings hold y of shape {tuple(shape)}, the geometry's level {Y_LEVEL} "
+                f"has {geometry[Y_LEVEL].num_pixels} pixels"
+            )
+        if self.context_model is None:
+            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
+            indexes = self.gaussian_conditional.build_indexes(scales_hat)
+            y_hat = self.gaussian_conditional.decompress(
+                strings[0], indexes, z_hat.dtype, means=means_hat
+            )
+            y_hat = from_entropy_layout(y_hat)
+        else:
+            y_hat = self._decompress_in_order(strings[0], hyper, geometry[Y_LEVEL], patch_ids)
+        x_hat = self.g_s(y_hat, geometry, patch_ids).clamp_(0, 1)
+        return {"x_hat": x_hat, "y_hat": y_hat}
+
+    def _entropy_parameters(self, hyper: Tensor | None, context: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scales, means)``, each ``[B, R, M]``, from the context ``[B, R, 2M]`` and the
+        hyperprior's output ``[B, R, 2M]`` (:obj:`None` for the context-only model)."""
+        features = context if hyper is None else torch.cat([hyper, context], dim=-1)
+        return self.entropy_parameters(features).chunk(2, dim=-1)
+
+    def _likelihood(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+        """Likelihoods of ``y_hat`` (the very sample ``g_s`` decodes), lower-bounded."""
+        gc = self.gaussian_conditional
+        likelihood = gc._likelihood(y_hat, scales, means)
+        return gc.likelihood_lower_bound(likelihood) if gc.use_likelihood_bound else likelihood
+
+    @torch.no_grad()
+    def _autoregress(
+        self,
+        y_hat: Tensor,
+        hyper: Tensor | None,
+        graph,
+        patch_ids: Tensor | None,
+        groups: list[Tensor],
+        quantize,
+    ) -> tuple[Tensor, Tensor]:
+        """Fill ``y_hat`` ``[B, n, M]`` (zeros on entry) group after group.
+
+        For each group of rows: the entropy parameters from the context of the rows decoded so
+        far, then ``y_hat[:, rows] = quantize(rows, scales, means)``. Returns the scales and
+        the means ``[B, n, M]``.
+        """
+        scales = torch.empty_like(y_hat)
+        means = torch.empty_like(y_hat)
+        for rows in groups:
+            context = masked_rows(self.context_prediction, y_hat, graph, rows, patch_ids)
+            rows_hyper = None if hyper is None else hyper[:, rows]
+            rows_scales, rows_means = self._entropy_parameters(rows_hyper, context)
+            scales[:, rows] = rows_scales
+            means[:, rows] = rows_means
+            y_hat[:, rows] = quantize(rows, rows_scales, rows_means)
+        return scales, means
+
+    def _quantize_in_order(
+        self, y: Tensor, hyper: Tensor | None, graph, patch_ids: Tensor | None,
+        groups: list[Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The encoder's ``(y_hat, scales, means)``, each ``[B, n, M]``."""
+        gc = self.gaussian_conditional
+        y_hat = torch.zeros_like(y)
+        scales, means = self._autoregress(
+            y_hat, hyper, graph, patch_ids, groups,
+            lambda rows, _, rows_means: gc.quantize(y[:, rows], "dequantize", rows_means),
         )
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids).clamp_(0, 1)
-        return {"x_hat": x_hat}
+        return y_hat, scales, means
+
+    def _compress_in_order(
+        self, y: Tensor, hyper: Tensor | None, graph, patch_ids: Tensor | None
+    ) -> list[bytes]:
+        """One rANS string per batch element: the symbols group after group."""
+        gc = self.gaussian_conditional
+        groups = decoding_groups(self.context_prediction, graph)
+        _, scales, means = self._quantize_in_order(y, hyper, graph, patch_ids, groups)
+        order = torch.cat(groups)
+        symbols = gc.quantize(y, "symbols", means)[:, order].cpu()
+        indexes = gc.build_indexes(scales)[:, order].cpu()
+        tables = RansTables(gc)
+        strings = []
+        for element_symbols, element_indexes in zip(symbols, indexes, strict=True):
+            encoder = BufferedRansEncoder()
+            encoder.encode_with_indexes(
+                element_symbols.reshape(-1).tolist(), element_indexes.reshape(-1).tolist(),
+                tables.cdfs, tables.lengths, tables.offsets,
+            )
+            strings.append(encoder.flush())
+        return strings
+
+    def _decompress_in_order(
+        self, strings: list[bytes], hyper: Tensor | None, graph, patch_ids: Tensor | None
+    ) -> Tensor:
+        """``y_hat`` ``[B, n, M]`` decoded group after group, ``B = len(strings)``."""
+        gc = self.gaussian_conditional
+        tables = RansTables(gc)
+        decoders = []
+        for string in strings:
+            decoders.append(RansDecoder())
+            decoders[-1].set_stream(string)
+
+        def decode(rows: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+            indexes, cdfs, lengths, offsets = tables.subset(gc.build_indexes(scales))
+            symbols = [
+                decoder.decode_stream(element.reshape(-1).tolist(), cdfs, lengths, offsets)
+                for decoder, element in zip(decoders, indexes, strict=True)
+            ]
+            symbols = torch.tensor(symbols, device=means.device).view(means.shape)
+            return gc.dequantize(symbols, means)
+
+        weight = self.context_prediction.weight
+        y_hat = weight.new_zeros(len(strings), graph.num_pixels, self.M)
+        groups = decoding_groups(self.context_prediction, graph)
+        self._autoregress(y_hat, hyper, graph, patch_ids, groups, decode)
+        return y_hat

@@ -1,0 +1,140 @@
+"""Torch-side OSLO neighbour structure of one resolution level, for the SDPA convolutions."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from utils.healpix import face_padding_index, patch_image_index
+from utils.structures import OsloStructure, load_oslo_structure
+
+
+def _inverse_permutation(perm: np.ndarray) -> np.ndarray:
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(len(perm), dtype=perm.dtype)
+    return inverse
+
+
+def _buffer(array: np.ndarray, dtype: torch.dtype) -> Tensor:
+    """A tensor sharing ``array``'s memory where it can (a structure can take gigabytes)."""
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.as_tensor(array, dtype=dtype)
+
+
+class OsloGraph(torch.nn.Module):
+    r"""The neighbour structure of one resolution level, as tensors for
+    :class:`~spherical_models.layers.SDPAConv`.
+
+    Wraps an :class:`utils.structures.OsloStructure` (patch-local for ``patch_res >= 0``, whole
+    sphere for ``patch_res = -1``) into non-persistent buffers, so that ``.to(device)`` moves it
+    and ``state_dict`` of a model that holds it stays free of it. Pixel ``i``'s neighbour in
+    direction ``k`` is ``index[i, k]`` with weight ``weight[p, i, k]`` (``p``: the patch for
+    per-patch weights, else 0); a missing neighbour has weight 0 and ``index[i, k] = i``.
+
+    With ``identity`` weights the convolution has a face path (Conv2d on images) and the graph
+    also holds its tables:
+
+    * patches: ``image_index`` ``[4**pr]``, the patch-local NESTED pixel of each position of
+      the ``2**pr x 2**pr`` image ``image[y, x]`` (row-major), and ``image_inverse`` ``[4**pr]``,
+      the image position of each NESTED pixel;
+    * whole sphere: for ``pad`` in ``1 .. num_hops``, the NESTED source of every position of the
+      12 faces padded by ``pad`` (:func:`utils.healpix.face_padding_index`, row-major
+      ``[12 * (nside + 2 pad)**2]``, see :meth:`face_padding`), ``face_index``
+      ``[12 * 4**hr]``, the NESTED pixel of each position of the unpadded faces
+      (``[face, y, x]`` row-major), and its inverse ``face_inverse``.
+
+    Args:
+        structure (OsloStructure): the neighbour structure, e.g. from
+            :func:`utils.structures.build_oslo_structure`.
+
+    Attributes:
+        healpix_res (int), patch_res (int, -1 for the whole sphere), num_hops (int),
+        weight_type (str): the structure's metadata.
+    """
+
+    def __init__(self, structure: OsloStructure) -> None:
+        super().__init__()
+        self.healpix_res = structure.healpix_res
+        self.patch_res = max(structure.patch_res, -1)
+        self.num_hops = structure.num_hops
+        self.weight_type = structure.weight_type
+        self._register("index", structure.index)
+        self._register("weight", structure.weight, torch.float32)
+        if self.supports_face_path and self.is_patch:
+            image = patch_image_index(self.patch_res).reshape(-1)
+            self._register("image_index", image)
+            self._register("image_inverse", _inverse_permutation(image))
+        elif self.supports_face_path:
+            face_start = np.arange(12, dtype=np.int64)[:, None] * 4**self.healpix_res
+            faces = (face_start + patch_image_index(self.healpix_res).reshape(-1)).reshape(-1)
+            self._register("face_index", faces)
+            self._register("face_inverse", _inverse_permutation(faces))
+            for pad in range(1, self.num_hops + 1):
+                source = face_padding_index(self.healpix_res, pad).reshape(-1)
+                self._register(f"face_padding_index_{pad}", np.maximum(source, 0))
+                self._register(f"face_padding_missing_{pad}", np.flatnonzero(source < 0))
+
+    def _register(self, name: str, array: np.ndarray, dtype: torch.dtype = torch.int64) -> None:
+        self.register_buffer(name, _buffer(array, dtype), persistent=False)
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike,
+        healpix_res: int,
+        patch_res: int,
+        num_hops: int = 1,
+        weight_type: str = "identity",
+    ) -> OsloGraph:
+        """Load the structure of ``(healpix_res, patch_res)`` saved in ``folder``.
+
+        See :func:`utils.structures.load_oslo_structure`; raises :class:`utils.cli.OsloError`
+        if no file fits.
+        """
+        return cls(load_oslo_structure(folder, healpix_res, patch_res, num_hops, weight_type))
+
+    @property
+    def is_patch(self) -> bool:
+        """True for a patch-local graph, False for the whole sphere."""
+        return self.patch_res >= 0
+
+    @property
+    def num_pixels(self) -> int:
+        """Pixels ``n`` of one graph: ``4**pr`` on patches, ``12 * 4**hr`` on the sphere."""
+        return self.index.shape[0]
+
+    @property
+    def num_weight_slices(self) -> int:
+        """``P``: 1 for weights shared by every patch, the number of patches otherwise."""
+        return self.weight.shape[0]
+
+    @property
+    def supports_face_path(self) -> bool:
+        """True when the convolution equals a Conv2d on images (``identity`` weights)."""
+        return self.weight_type == "identity" and self.num_weight_slices == 1
+
+    def face_padding(self, pad: int) -> tuple[Tensor, Tensor]:
+        """Gather table of the 12 faces padded by ``pad`` (whole-sphere graphs).
+
+        Returns:
+            ``(source, missing)``: ``source`` ``[12 * (nside + 2 pad)**2]``, the NESTED pixel
+            for each position of the padded faces (``[face, y, x]`` row-major; 0 where there is
+            none), and ``missing``, the positions that have none (to be set to zero).
+        """
+        if self.is_patch or not self.supports_face_path or not 1 <= pad <= self.num_hops:
+            raise ValueError(f"{self} has no face padding table for pad={pad}")
+        return getattr(self, f"face_padding_index_{pad}"), getattr(
+            self, f"face_padding_missing_{pad}"
+        )
+
+    def extra_repr(self) -> str:
+        where = f"patch_res={self.patch_res}" if self.is_patch else "whole sphere"
+        return (
+            f"healpix_res={self.healpix_res}, {where}, num_hops={self.num_hops}, "
+            f"weight_type={self.weight_type}"
+        )
