@@ -29,6 +29,9 @@ test: install
 bench: install
 	$(BIN)/python -m benchmarks.bench_sampling
 	$(BIN)/python -m benchmarks.bench_structure
+	$(BIN)/python -m benchmarks.bench_sdpaconv
+	$(BIN)/python -m benchmarks.bench_model
+	$(BIN)/python -m benchmarks.bench_sphere_memory
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
