@@ -18,6 +18,12 @@ def _inverse_permutation(perm: np.ndarray) -> np.ndarray:
     return inverse
 
 
+def _face_image_index(res: int) -> np.ndarray:
+    """NESTED pixel of each position of the 12 base faces ``[face, y, x]`` (row-major)."""
+    face_start = np.arange(12, dtype=np.int64)[:, None] * 4**res
+    return (face_start + patch_image_index(res).reshape(-1)).reshape(-1)
+
+
 def _buffer(array: np.ndarray, dtype: torch.dtype) -> Tensor:
     """A tensor sharing ``array``'s memory where it can (a structure can take gigabytes)."""
     array = np.ascontiguousarray(array)
@@ -41,12 +47,17 @@ class OsloGraph(torch.nn.Module):
 
     * patches: ``image_index`` ``[4**pr]``, the patch-local NESTED pixel of each position of
       the ``2**pr x 2**pr`` image ``image[y, x]`` (row-major), and ``image_inverse`` ``[4**pr]``,
-      the image position of each NESTED pixel;
+      the image position of each NESTED pixel; ``coarse_image_index`` / ``coarse_image_inverse``
+      ``[4**(pr-1)]``, the same permutations one resolution down (``[1]`` for ``pr = 0``): a
+      stride-2 ``Conv2d`` keeps image positions ``(2y, 2x)``, the NESTED child 0 (pixel
+      ``4p``) of the coarse pixel ``p`` at ``(x, y)``, so its output is the coarse image;
     * whole sphere: for ``pad`` in ``1 .. num_hops``, the NESTED source of every position of the
       12 faces padded by ``pad`` (:func:`utils.healpix.face_padding_index`, row-major
       ``[12 * (nside + 2 pad)**2]``, see :meth:`face_padding`), ``face_index``
       ``[12 * 4**hr]``, the NESTED pixel of each position of the unpadded faces
-      (``[face, y, x]`` row-major), and its inverse ``face_inverse``.
+      (``[face, y, x]`` row-major), and its inverse ``face_inverse``; for ``hr >= 1``,
+      ``coarse_face_index`` / ``coarse_face_inverse`` ``[12 * 4**(hr-1)]``, the same one
+      resolution down (the faces after a stride-2 ``Conv2d``).
 
     Args:
         structure (OsloStructure): the neighbour structure, e.g. from
@@ -66,14 +77,13 @@ class OsloGraph(torch.nn.Module):
         self._register("index", structure.index)
         self._register("weight", structure.weight, torch.float32)
         if self.supports_face_path and self.is_patch:
-            image = patch_image_index(self.patch_res).reshape(-1)
-            self._register("image_index", image)
-            self._register("image_inverse", _inverse_permutation(image))
+            self._register_permutation("image", patch_image_index(self.patch_res).reshape(-1))
+            coarse = patch_image_index(max(self.patch_res - 1, 0)).reshape(-1)
+            self._register_permutation("coarse_image", coarse)
         elif self.supports_face_path:
-            face_start = np.arange(12, dtype=np.int64)[:, None] * 4**self.healpix_res
-            faces = (face_start + patch_image_index(self.healpix_res).reshape(-1)).reshape(-1)
-            self._register("face_index", faces)
-            self._register("face_inverse", _inverse_permutation(faces))
+            self._register_permutation("face", _face_image_index(self.healpix_res))
+            if self.healpix_res > 0:
+                self._register_permutation("coarse_face", _face_image_index(self.healpix_res - 1))
             for pad in range(1, self.num_hops + 1):
                 source = face_padding_index(self.healpix_res, pad).reshape(-1)
                 self._register(f"face_padding_index_{pad}", np.maximum(source, 0))
@@ -81,6 +91,11 @@ class OsloGraph(torch.nn.Module):
 
     def _register(self, name: str, array: np.ndarray, dtype: torch.dtype = torch.int64) -> None:
         self.register_buffer(name, _buffer(array, dtype), persistent=False)
+
+    def _register_permutation(self, name: str, index: np.ndarray) -> None:
+        """Buffers ``{name}_index`` and its inverse permutation ``{name}_inverse``."""
+        self._register(f"{name}_index", index)
+        self._register(f"{name}_inverse", _inverse_permutation(index))
 
     @classmethod
     def from_folder(

@@ -25,7 +25,8 @@ UNPOOL_TYPES = ("pixel_shuffle", "nearest", "SDPAConvTransposed")
 
 
 def sphere_conv(conv: str, in_channels: int, out_channels: int, num_hops: int = 1) -> nn.Module:
-    """A graph convolution ``forward(x, graph, patch_ids=None)`` of ``num_hops`` reach.
+    """A graph convolution ``forward(x, graph, patch_ids=None, stride=False)`` of ``num_hops``
+    reach (``stride``: only the pixels ``4p`` that stride pooling keeps).
 
     ``SDPAConv``: the OSLO convolution (3x3-like for 1 hop, 5x5-like for 2). ``ChebConv``:
     DeepSphere's Chebyshev filter of order ``K = num_hops + 1`` (reaching ``num_hops`` hops).
@@ -48,6 +49,12 @@ class SphereConvBlock(nn.Module):
     with ``aggr`` = ``sum``, elementwise ``max``, or ``cat`` followed by a per-pixel linear
     map back to ``out_channels``.
 
+    With ``stride=True``, only the pixels that stride pooling keeps (:math:`y_{4p}`, child 0 of
+    every coarse pixel) are output: every convolution but the last runs at full resolution
+    (the next one needs all its pixels), the last one computes only pixels :math:`4p`
+    (``stride=True`` of the convolution: a stride-2 ``Conv2d`` on the face path), and the
+    aggregation, pointwise, runs on those pixels of every :math:`h_j`.
+
     Args:
         in_channels (int): input channels.
         out_channels (int): output channels.
@@ -57,8 +64,10 @@ class SphereConvBlock(nn.Module):
         single_conv (bool, optional): one ``hop``-hop convolution instead. (default: ``False``)
 
     Shapes:
-        - **input:** :math:`(B, N, C_{in})` and the graph of that resolution
-        - **output:** :math:`(B, N, C_{out})`
+        - **input:** :math:`(B, N, C_{in})` and the graph of that resolution, ``patch_ids``
+          :math:`(B)` *(optional)*, ``stride`` (bool, default ``False``)
+        - **output:** :math:`(B, N, C_{out})`, or :math:`(B, N / 4, C_{out})` in coarse NESTED
+          order with ``stride``
     """
 
     def __init__(
@@ -90,11 +99,19 @@ class SphereConvBlock(nn.Module):
             else None
         )
 
-    def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        graph: nn.Module,
+        patch_ids: Tensor | None = None,
+        stride: bool = False,
+    ) -> Tensor:
+        *hidden, last = self.convs
         outputs = []
-        for conv in self.convs:
+        for conv in hidden:
             x = conv(x, graph, patch_ids)
-            outputs.append(x)
+            outputs.append(x[:, ::4] if stride else x)
+        outputs.append(last(x, graph, patch_ids, stride=stride))
         if len(outputs) == 1:
             return outputs[0]
         if self.skip_aggregation == "sum":
@@ -191,9 +208,12 @@ class _BottleneckUnit(nn.Module):
 class SphereDown(nn.Module):
     """Encoder stage: convolution block, non-linearity, pooling by the 4 NESTED children.
 
-    ``activation`` is ``"GDN"``, ``"RB"``, ``"relu"`` or ``None``. With ``stride`` pooling the
-    pointwise non-linearities (GDN, ReLU) are applied after the pooling, which gives the same
-    result for 4x less work.
+    ``activation`` is ``"GDN"``, ``"RB"``, ``"relu"`` or ``None``. With ``stride`` pooling and
+    a pointwise non-linearity (GDN, ReLU, none), the block computes only the pixels that the
+    pooling keeps (``SphereConvBlock(..., stride=True)``: its last convolution is a stride-2
+    one) and the non-linearity runs on them, the same result as convolving, activating and
+    pooling, for less work. With ``RB`` (residual blocks, which convolve) the non-linearity
+    runs at the fine resolution, so the block runs in full, then the pooling keeps child 0.
 
     Shapes: :math:`(B, N, C_{in}) \\to (B, N/4, C_{out})`; ``forward(x, graph, patch_ids)``
     with the graph of the input resolution.
@@ -216,12 +236,13 @@ class SphereDown(nn.Module):
         )
         self.pool = SpherePool(pool)
         self.activation = _activation(activation, out_channels, inverse=False, conv=conv)
-        self.pool_first = pool == "stride" and activation != "RB"
+        self.strided = pool == "stride" and activation != "RB"
 
     def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
+        if self.strided:
+            x = self.block(x, graph, patch_ids, stride=True)
+            return _apply(self.activation, x, None, patch_ids)
         x = self.block(x, graph, patch_ids)
-        if self.pool_first:
-            return _apply(self.activation, self.pool(x), None, patch_ids)
         return self.pool(_apply(self.activation, x, graph, patch_ids))
 
 

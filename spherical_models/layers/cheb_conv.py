@@ -179,8 +179,12 @@ class SphereChebConv(torch.nn.Module):
     Shapes:
         - **input:** ``x`` :math:`(B, N, C_{in})` in NESTED order, :math:`N` the graph's
           ``num_nodes``; ``graph`` a :class:`ChebGraph`; ``patch_ids`` :math:`(B)`
-          ``int64`` patch of each batch element, needed when the graph has per-patch weights
-        - **output:** :math:`(B, N, C_{out})`
+          ``int64`` patch of each batch element, needed when the graph has per-patch weights;
+          ``stride`` (bool, default ``False``)
+        - **output:** :math:`(B, N, C_{out})`, or with ``stride`` :math:`(B, N / 4, C_{out})`,
+          the pixels ``4p`` that stride pooling keeps (the same interface as
+          :class:`~spherical_models.layers.SDPAConv`; a polynomial of the Laplacian has no
+          strided form, so the full output is computed and child 0 kept)
     """
 
     def __init__(self, in_channels: int, out_channels: int, K: int = 3, bias: bool = True) -> None:
@@ -194,7 +198,13 @@ class SphereChebConv(torch.nn.Module):
         """Glorot weights and zero bias, as :class:`torch_geometric.nn.ChebConv`."""
         self.cheb.reset_parameters()
 
-    def forward(self, x: Tensor, graph: ChebGraph, patch_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        graph: ChebGraph,
+        patch_ids: Tensor | None = None,
+        stride: bool = False,
+    ) -> Tensor:
         batch, pixels, channels = x.shape
         if pixels != graph.num_nodes:
             raise ValueError(f"input has {pixels} pixels, the graph {graph.num_nodes} nodes")
@@ -205,7 +215,8 @@ class SphereChebConv(torch.nn.Module):
             edge_weight.to(x.dtype),
             lambda_max=2.0,
         )
-        return out.view(batch, pixels, self.out_channels)
+        out = out.view(batch, pixels, self.out_channels)
+        return out[:, ::4] if stride else out
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, K={self.K})"

@@ -210,17 +210,21 @@ class _SDPAConvBase(torch.nn.Module):
         return applies and self.path != "gather"
 
     def _neighbourhood(
-        self, graph: OsloGraph, patch_ids: Tensor | None
+        self, graph: OsloGraph, patch_ids: Tensor | None, stride: bool = False
     ) -> tuple[Tensor, Tensor]:
-        """Gather table with the centre first: index ``[n, 1+K]``, weight ``[B or 1, n, 1+K]``."""
+        """Gather table with the centre first: index ``[n, 1+K]``, weight ``[B or 1, n, 1+K]``.
+
+        With ``stride``, only the rows of pixels ``4p`` (``n / 4`` rows, 1 for one pixel).
+        """
         k = self.num_directions
-        rows = torch.arange(graph.num_pixels, device=graph.index.device)
-        weight = graph.weight[..., :k]
+        step = 4 if stride else 1
+        rows = torch.arange(0, graph.num_pixels, step, device=graph.index.device)
+        weight = graph.weight[:, ::step, :k]
         if graph.num_weight_slices > 1:
             if patch_ids is None:
                 raise ValueError(f"{graph} has one weight slice per patch: pass patch_ids")
             weight = weight[patch_ids]
-        index = torch.cat([rows[:, None], graph.index[:, :k]], dim=1)
+        index = torch.cat([rows[:, None], graph.index[::step, :k]], dim=1)
         weight = torch.cat([weight.new_ones(*weight.shape[:2], 1), weight], dim=2)
         return index, weight
 
@@ -262,6 +266,12 @@ class SDPAConv(_SDPAConvBase):
     (``"B"``). This is the Z-order of NESTED indices, not CompressAI's raster
     ``MaskedConv2d``.
 
+    With ``stride=True`` (the last convolution of an encoder stage with ``stride`` pooling),
+    only the pixels that the pooling keeps are computed: :math:`\mathbf{x}^{\prime}_{4p}` for
+    every pixel :math:`p` one resolution down, in coarse NESTED order, i.e. the full output's
+    ``[:, 0::4]`` (child 0 of every coarse pixel, at face-local ``(2x, 2y)``) for 4x less work.
+    A one-pixel patch (``pr = 0``) keeps its pixel; masks have no strided form.
+
     Execution paths (the same function, tested equal):
 
     * **face** (chosen by ``path="auto"`` for ``identity``-weight graphs without mask): on a
@@ -270,10 +280,13 @@ class SDPAConv(_SDPAConvBase):
       framed with their neighbours' pixels (HEALPix face padding, zeros at the 8 three-face
       corners). Kernel cell ``[h + dy, h + dx]`` is :math:`\mathbf{W}_k^\top` for the direction
       of face-local offset ``(dx, dy)``; the centre is :math:`\mathbf{W}_0^\top`
-      (:meth:`conv2d_weight`).
+      (:meth:`conv2d_weight`). With ``stride``, the same ``Conv2d`` with ``stride=2``, whose
+      output image (or faces) is the coarse level's, read back in coarse NESTED order with the
+      graph's ``coarse_image_*`` (``coarse_face_*``) permutations.
     * **gather** (any graph: per-patch ``gaussian`` weights, masks): one ``index_select`` of
       the ``[B * n, (1 + K) C_in]`` neighbourhoods and one matrix product with the stacked
-      :math:`\mathbf{W}`; backward recomputes the gather instead of storing it.
+      :math:`\mathbf{W}`; backward recomputes the gather instead of storing it. With
+      ``stride``, only the rows ``4p`` of the gather table.
 
     Args:
         in_channels (int): input channels :math:`C_{in}`.
@@ -289,8 +302,9 @@ class SDPAConv(_SDPAConvBase):
         - **input:** ``x`` :math:`(B, n, C_{in})` in NESTED order, :class:`OsloGraph` ``graph``
           with ``n`` pixels (``4**pr`` patch-local pixels, each batch element one patch, or
           ``12 * 4**hr`` for the whole sphere), ``patch_ids`` :math:`(B)` *(needed when the
-          graph has per-patch weights)*
-        - **output:** :math:`(B, n, C_{out})`
+          graph has per-patch weights)*, ``stride`` (bool, default :obj:`False`)
+        - **output:** :math:`(B, n, C_{out})`, or :math:`(B, \lceil n / 4 \rceil, C_{out})`
+          with ``stride`` (coarse NESTED order)
     """
 
     def __init__(
@@ -307,27 +321,48 @@ class SDPAConv(_SDPAConvBase):
         self.mask = mask
         super().__init__(in_channels, out_channels, num_hops, bias, path)
 
-    def forward(self, x: Tensor, graph: OsloGraph, patch_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        graph: OsloGraph,
+        patch_ids: Tensor | None = None,
+        stride: bool = False,
+    ) -> Tensor:
         self._check_input(x, graph.num_pixels)
+        if stride and self.mask is not None:
+            raise ValueError("a masked SDPAConv has no strided form")
+        if stride and not graph.is_patch and graph.healpix_res == 0:
+            raise ValueError(f"{graph} has no coarser level to stride to")
         if self._use_face_path(graph, masked=self.mask is not None):
-            return self._face_forward(x, graph)
-        index, weight = self._neighbourhood(graph, patch_ids)
+            return self._face_forward(x, graph, stride)
+        index, weight = self._neighbourhood(graph, patch_ids, stride)
         if self.mask is not None:
             keep = index < index[:, :1]
             keep[:, 0] = self.mask == "B"
             weight = weight * keep
         return self._add_bias(gather_conv(x, index, weight, self.weight))
 
-    def _face_forward(self, x: Tensor, graph: OsloGraph) -> Tensor:
+    def _face_forward(self, x: Tensor, graph: OsloGraph, stride: bool) -> Tensor:
         kernel = self.conv2d_weight()
+        step = 2 if stride else 1
         if graph.is_patch:
             side = 1 << graph.patch_res
             image = _to_images(x, graph.image_index, graph.image_inverse, side)
-            out = F.conv2d(image, kernel, self.bias, padding=self.num_hops)
-            return _from_images(out, graph.image_inverse, graph.image_index, x.shape[0])
-        faces = _padded_faces(x, *graph.face_padding(self.num_hops))
-        out = F.conv2d(faces, kernel, self.bias)
-        return _from_images(out, graph.face_inverse, graph.face_index, x.shape[0])
+            out = F.conv2d(image, kernel, self.bias, stride=step, padding=self.num_hops)
+            index, inverse = (
+                (graph.coarse_image_index, graph.coarse_image_inverse)
+                if stride
+                else (graph.image_index, graph.image_inverse)
+            )
+        else:
+            faces = _padded_faces(x, *graph.face_padding(self.num_hops))
+            out = F.conv2d(faces, kernel, self.bias, stride=step)
+            index, inverse = (
+                (graph.coarse_face_index, graph.coarse_face_inverse)
+                if stride
+                else (graph.face_index, graph.face_inverse)
+            )
+        return _from_images(out, inverse, index, x.shape[0])
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask={self.mask}"
