@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo_output
 DEMO_RES ?= 8
 DEMO_PATCH_RES ?= 6
+DEMO_EPOCHS ?= 80
+DEMO_CHANNELS ?= 64 96
+DEMO_CI_DIR ?= demo_ci_output
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-ci test lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +23,13 @@ install: $(VENV)/.installed
 
 demo: install
 	DEMO_DIR=$(DEMO_DIR) DEMO_RES=$(DEMO_RES) DEMO_PATCH_RES=$(DEMO_PATCH_RES) \
+		DEMO_EPOCHS=$(DEMO_EPOCHS) DEMO_CHANNELS="$(DEMO_CHANNELS)" \
 		PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+
+# The same pipeline in about a minute (CI): resolution 6, one epoch of a tiny model.
+demo-ci: install
+	DEMO_DIR=$(DEMO_CI_DIR) DEMO_RES=6 DEMO_PATCH_RES=6 DEMO_EPOCHS=1 DEMO_CHANNELS="16 24" \
+		DEMO_PATCHES=3 DEMO_BATCH=6 PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
 test: install
 	$(BIN)/ruff check .
@@ -29,9 +38,10 @@ test: install
 bench: install
 	$(BIN)/python -m benchmarks.bench_sampling
 	$(BIN)/python -m benchmarks.bench_structure
+	$(BIN)/python -m benchmarks.bench_eval
 	$(BIN)/python -m benchmarks.bench_sdpaconv
 	$(BIN)/python -m benchmarks.bench_model
 	$(BIN)/python -m benchmarks.bench_sphere_memory
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) $(DEMO_CI_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,296 @@
+"""Evaluating a trained codec on HEALPix maps with real bitstreams (step 4).
+
+For each map: ``compress`` then ``decompress`` patch by patch (or the whole sphere), the
+reconstruction ``round(x_hat * 255)`` saved as ``uint8`` ``[npix, 3]``, its grayscale Mollweide
+view, and the rates. Outputs in the evaluation folder (DESIGN.md section 7):
+
+* ``healpix_sampling_res_{r}_{stem}_reconstructed.npy`` and ``.png``;
+* ``rates.txt``: a ``#`` comment line, then ``name<TAB>theoretical<TAB>actual`` per map, in
+  **total bits** of the map: theoretical = sum over the latents (``y``, ``z``) of
+  ``ceil(sum of -log2 likelihoods)`` of the quantised latents, actual = 8 x the bytes of all
+  the strings. Divide by the ``12 * 4**r`` HEALPix pixels for bits per pixel;
+* ``test_results.csv``: per map, bpp (theoretical, actual), PSNR on the sphere (all HEALPix
+  pixels have the same area, so it is the plain PSNR over the pixels and channels of the
+  ``uint8`` maps), encoding and decoding seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from spherical_models.distributed import Distributed, gather_objects
+from utils.cli import get_logger
+from utils.datasets import shard
+from utils.healpix import npix_of, nside_of, res_of_npix
+from utils.io import load_map, save_npy, write_text
+from utils.visualization import save_mollweide
+
+RECONSTRUCTION_SUFFIX = "_reconstructed"
+RESULT_COLUMNS = (
+    "name", "bpp_theoretical", "bpp_actual", "psnr", "encode_seconds", "decode_seconds",
+)
+
+
+@dataclass
+class ImageResult:
+    """Rates, quality and timings of one coded map.
+
+    Attributes:
+        name: the map's ``.npy`` stem.
+        theoretical_bits: sum over latents of ``ceil(sum -log2 likelihoods)``.
+        actual_bits: 8 x the bytes of the strings.
+        num_pixels: HEALPix pixels of the map.
+        psnr: PSNR (dB) of the ``uint8`` reconstruction on the sphere.
+        encode_seconds, decode_seconds: wall time of ``compress`` and ``decompress``.
+    """
+
+    name: str
+    theoretical_bits: int
+    actual_bits: int
+    num_pixels: int
+    psnr: float
+    encode_seconds: float
+    decode_seconds: float
+
+    @property
+    def bpp_theoretical(self) -> float:
+        return self.theoretical_bits / self.num_pixels
+
+    @property
+    def bpp_actual(self) -> float:
+        return self.actual_bits / self.num_pixels
+
+
+def reconstruction_stem(map_path: str | os.PathLike) -> str:
+    """``healpix_sampling_res_{r}_{stem}_reconstructed`` for the map ``..._{stem}.npy``."""
+    return Path(map_path).stem + RECONSTRUCTION_SUFFIX
+
+
+def string_bytes(strings: object) -> int:
+    """Total bytes of the (nested lists of) byte strings of a ``compress`` output."""
+    if isinstance(strings, bytes | bytearray):
+        return len(strings)
+    return sum(string_bytes(s) for s in strings)
+
+
+def psnr_uint8(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    """``10 log10(255^2 / MSE)`` over all pixels and channels (equal-area pixels)."""
+    diff = original.astype(np.float64) - reconstruction.astype(np.float64)
+    mse = float(np.mean(diff * diff))
+    return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
+
+
+def map_batches(
+    hp_map: np.ndarray, patch_res: int, batch_size: int
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray | None]]:
+    """Batches of a map ``[npix, 3]``: ``(pixel slice, values [B, n, 3], patch ids [B])``, the
+    patches of resolution ``patch_res`` in order, or the whole map (``patch ids`` :obj:`None`)
+    for a negative ``patch_res``."""
+    npix = len(hp_map)
+    if patch_res < 0:
+        yield slice(0, npix), hp_map[None], None
+        return
+    size = 4**patch_res
+    patches = npix // size
+    for first in range(0, patches, batch_size):
+        last = min(first + batch_size, patches)
+        values = hp_map[first * size : last * size].reshape(last - first, size, -1)
+        yield slice(first * size, last * size), values, np.arange(first, last)
+
+
+def tensor_bits(likelihoods: Tensor) -> float:
+    """``sum -log2 likelihoods`` in double precision."""
+    return -torch.log2(likelihoods.double()).sum().item()
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def code_map(
+    model: nn.Module,
+    geometry: nn.Module,
+    hp_map: np.ndarray,
+    patch_res: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Compress and decompress a map, batch after batch of patches.
+
+    The model must be in evaluation mode with its entropy models updated (``model.update()``).
+
+    Args:
+        model: a :class:`~spherical_models.models.SphereCompressionModel`.
+        geometry: its :class:`~spherical_models.geometry.SphereGeometry` at ``patch_res``.
+        hp_map: ``uint8`` ``[npix, 3]`` NESTED.
+        patch_res: patch resolution, negative for the whole sphere.
+        batch_size: patches per ``compress`` call.
+        device: where the model runs.
+
+    Returns:
+        ``(reconstruction, stats)``: ``uint8`` ``[npix, 3]``, and ``theoretical_bits``,
+        ``actual_bits``, ``encode_seconds``, ``decode_seconds``.
+    """
+    reconstruction = np.empty_like(hp_map)
+    latent_bits: dict[str, float] = {}
+    actual_bytes = 0
+    encode_seconds = decode_seconds = 0.0
+    for pixels, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
+        x = torch.from_numpy(np.asarray(values, dtype=np.float32)).div_(255).to(device)
+        ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(device)
+        for name, likelihoods in model(x, geometry, ids)["likelihoods"].items():
+            latent_bits[name] = latent_bits.get(name, 0.0) + tensor_bits(likelihoods)
+        _synchronize(device)
+        start = time.perf_counter()
+        encoded = model.compress(x, geometry, ids)
+        _synchronize(device)
+        encode_seconds += time.perf_counter() - start
+        actual_bytes += string_bytes(encoded["strings"])
+        start = time.perf_counter()
+        x_hat = model.decompress(encoded["strings"], encoded["shape"], geometry, ids)["x_hat"]
+        _synchronize(device)
+        decode_seconds += time.perf_counter() - start
+        decoded = x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+        reconstruction[pixels] = decoded.reshape(-1, hp_map.shape[1])
+    stats = {
+        "theoretical_bits": int(sum(math.ceil(bits) for bits in latent_bits.values())),
+        "actual_bits": 8 * actual_bytes,
+        "encode_seconds": encode_seconds,
+        "decode_seconds": decode_seconds,
+    }
+    return reconstruction, stats
+
+
+def mollweide_width(healpix_res: int) -> int:
+    """Width of the Mollweide views: ``4 * nside`` within ``[800, 4000]``."""
+    return int(min(4000, max(800, 4 * nside_of(healpix_res))))
+
+
+def rates_text(results: Sequence[ImageResult], healpix_res: int) -> str:
+    """The content of ``rates.txt`` (module docstring)."""
+    npix = npix_of(healpix_res)
+    lines = [
+        f"# name\ttheoretical_bits\tactual_bits (total bits per map; bpp = bits / {npix} "
+        f"HEALPix pixels at resolution {healpix_res})"
+    ]
+    lines += [f"{r.name}\t{r.theoretical_bits}\t{r.actual_bits}" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def results_csv(results: Sequence[ImageResult]) -> str:
+    """The content of ``test_results.csv`` (:data:`RESULT_COLUMNS`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for r in results:
+        writer.writerow([
+            r.name, f"{r.bpp_theoretical:.6f}", f"{r.bpp_actual:.6f}", f"{r.psnr:.4f}",
+            f"{r.encode_seconds:.3f}", f"{r.decode_seconds:.3f}",
+        ])
+    return buffer.getvalue()
+
+
+def read_previous_results(folder: Path) -> dict[str, dict]:
+    """Results of an earlier evaluation in ``folder`` (``rates.txt`` and ``test_results.csv``):
+    the fields of :class:`ImageResult` but ``name`` and ``num_pixels``, by name; empty where
+    either file is missing or unreadable."""
+    rates_path, csv_path = folder / "rates.txt", folder / "test_results.csv"
+    if not rates_path.is_file() or not csv_path.is_file():
+        return {}
+    try:
+        rates = {}
+        for line in rates_path.read_text().splitlines():
+            if line and not line.startswith("#"):
+                name, theoretical, actual = line.split("\t")
+                rates[name] = (int(theoretical), int(actual))
+        with csv_path.open(newline="") as handle:
+            rows = {row["name"]: row for row in csv.DictReader(handle)}
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {
+        name: {
+            "theoretical_bits": theoretical, "actual_bits": actual,
+            "psnr": float(rows[name]["psnr"]),
+            "encode_seconds": float(rows[name]["encode_seconds"]),
+            "decode_seconds": float(rows[name]["decode_seconds"]),
+        }
+        for name, (theoretical, actual) in rates.items()
+        if name in rows
+    }
+
+
+def evaluate_maps(
+    model: nn.Module,
+    geometry: nn.Module,
+    files: Sequence[Path],
+    out_folder: Path,
+    patch_res: int,
+    batch_size: int,
+    device: torch.device,
+    info: Distributed | None = None,
+    png: bool = True,
+    skip_tested: bool = False,
+    progress: bool = True,
+) -> list[ImageResult]:
+    """Code every map of ``files`` and write the outputs (module docstring) in ``out_folder``.
+
+    With several processes, each codes its share of the maps and rank 0 writes ``rates.txt``
+    and ``test_results.csv`` for all of them. With ``skip_tested``, a map whose reconstruction
+    and rows already exist in ``out_folder`` is not coded again, and its rows are kept.
+
+    Returns:
+        The results of every map, in the order of ``files``.
+    """
+    info = info or Distributed()
+    log = get_logger()
+    out_folder.mkdir(parents=True, exist_ok=True)
+    previous = read_previous_results(out_folder) if skip_tested else {}
+    mine = shard(len(files), info.rank, info.world_size, pad=False) if files else []
+    results: dict[int, ImageResult] = {}
+    bar = tqdm(list(mine), desc="evaluation", unit="map", disable=None if progress else True)
+    for index in bar:
+        path = files[index]
+        name = Path(path).stem
+        recon_path = out_folder / f"{reconstruction_stem(path)}.npy"
+        hp_map = load_map(path, mmap=True)
+        if name in previous and recon_path.is_file():
+            log.info("%s: already tested, kept", name)
+            results[index] = ImageResult(name=name, num_pixels=len(hp_map), **previous[name])
+            continue
+        hp_map = np.asarray(hp_map)
+        reconstruction, stats = code_map(model, geometry, hp_map, patch_res, batch_size, device)
+        save_npy(recon_path, reconstruction)
+        if png:
+            save_mollweide(reconstruction, recon_path.with_suffix(".png"),
+                           mollweide_width(res_of_npix(len(hp_map))), gray=True)
+        result = ImageResult(name=name, num_pixels=len(hp_map),
+                             psnr=psnr_uint8(hp_map, reconstruction), **stats)
+        log.info(
+            "%s: %.4f bpp (theoretical %.4f), PSNR %.2f dB, encode %.2f s, decode %.2f s",
+            name, result.bpp_actual, result.bpp_theoretical, result.psnr,
+            result.encode_seconds, result.decode_seconds,
+        )
+        results[index] = result
+    gathered: dict[int, ImageResult] = {}
+    for part in gather_objects({i: asdict(r) for i, r in results.items()}, info):
+        gathered.update({i: ImageResult(**r) for i, r in part.items()})
+    ordered = [gathered[i] for i in sorted(gathered)]
+    if info.is_main and ordered:
+        healpix_res = res_of_npix(ordered[0].num_pixels)
+        write_text(out_folder / "rates.txt", rates_text(ordered, healpix_res))
+        write_text(out_folder / "test_results.csv", results_csv(ordered))
+    return ordered
