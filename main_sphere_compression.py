@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import warnings
 from collections.abc import Sequence
 
-# compressai 1.2.8 uses torch.jit.script, deprecated in torch 2.14: keep stderr for our messages
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-
-from spherical_models.layers.blocks import CONV_TYPES, NONLINEARITIES, SKIP_AGGREGATIONS  # noqa: E402
-from spherical_models.layers.pooling import POOL_MODES  # noqa: E402
-from spherical_models.models import MODELS, QUALITY_CHANNELS  # noqa: E402
-from spherical_models.pipeline import run  # noqa: E402
-from utils.cli import HelpFormatter, run_main, setup_logging  # noqa: E402
-from utils.structures import WEIGHT_TYPES  # noqa: E402
+from spherical_models.layers.blocks import CONV_TYPES, NONLINEARITIES, SKIP_AGGREGATIONS
+from spherical_models.layers.pooling import POOL_MODES
+from spherical_models.models import MODELS, QUALITY_CHANNELS
+from spherical_models.pipeline import run
+from utils.cli import HelpFormatter, run_main, setup_logging
+from utils.structures import WEIGHT_TYPES
 
 MODEL_ALIASES = {
     "factorizedprior": "SphereFactorizedPrior",
