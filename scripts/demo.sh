@@ -75,6 +75,13 @@ echo "Results (rates in $recon/rates.txt are total bits; bpp = bits / $((12 * 4 
 awk -F, 'NR > 1 { printf "  %s: %.4f bpp (theoretical %.4f), PSNR on the sphere %.2f dB, "\
     "encoding %.1f s, decoding %.1f s\n", $1, $3, $2, $4, $5, $6 }' "$recon/test_results.csv"
 echo
+echo "== S-PSNR and WS-PSNR against the original ERP image"
+prefix=healpix_sampling_res_${res}_
+python misc/compute_spherical_psnr.py -o samples -oe jpg -po erp -t "$data/test.txt" \
+    --test-files-prefix "$prefix" -r "$run" -rf reconstruction -re npy -rp "$prefix" \
+    -rs _reconstructed -p healpix -ratef "$prefix" -s misc/sphere_655362.txt \
+    --csv "$recon/spherical_psnr.csv"
+echo
 echo "Outputs ($(( $(date +%s) - start )) s):"
 echo "  HEALPix maps and train/validation/test lists: $data/"
 echo "  neighbour structures and graphs:              $structures/"
@@ -82,4 +89,4 @@ echo "  Mollweide views of the maps:                  $views/"
 echo "  original vs reconstruction:                   $views/*_comparison.png"
 echo "  checkpoints, log.csv, loss.txt, config.txt:   $run/"
 echo "  reconstructions (.npy, gray Mollweide .png):  $recon/"
-echo "  rates.txt and test_results.csv:               $recon/"
+echo "  rates.txt, test_results.csv, spherical_psnr.csv: $recon/"

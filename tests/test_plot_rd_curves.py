@@ -1,0 +1,31 @@
+"""misc/plot_rd_curves.py: one PNG with a panel per metric, and its bad input."""
+
+import pytest
+from PIL import Image
+from test_bd_rate_script import write_curve
+
+from misc.plot_rd_curves import main
+from utils.cli import OsloError
+
+
+def test_writes_one_png_with_a_panel_per_metric(tmp_path):
+    a = write_curve(tmp_path, "a")
+    b = write_curve(tmp_path, "b", rate_scale=0.9)
+    main(["-c", "anchor", *a, "-c", "cheaper", *b, "-o", str(tmp_path / "rd.png"),
+          "--title", "test"])
+    with Image.open(tmp_path / "rd.png") as image:
+        assert image.size == (1100, 840)  # 2 x 2 panels of 5.5 x 4.2 inches at 100 dpi
+    main(["-c", "anchor", *a, "-o", str(tmp_path / "one.png"), "--metric", "s_psnr_y"])
+    with Image.open(tmp_path / "one.png") as image:
+        assert image.size == (550, 420)
+
+
+def test_bad_input(tmp_path):
+    a = write_curve(tmp_path, "a")
+    with pytest.raises(OsloError, match="labels must differ"):
+        main(["-c", "a", *a, "-c", "a", *a, "-o", str(tmp_path / "rd.png")])
+    with pytest.raises(OsloError, match="does not exist"):
+        main(["-c", "a", *a, "-o", str(tmp_path / "none" / "rd.png")])
+    with pytest.raises(OsloError, match="no RD file"):
+        main(["-c", "a", "-o", str(tmp_path / "rd.png")])
+    assert not (tmp_path / "rd.png").exists()
