@@ -31,14 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 HR, PR = 7, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and do not slow down on a busy machine (OpenMP
-    threads waiting for each other at every layer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def structures(folder, hr, pr):

@@ -38,15 +38,7 @@ from spherical_models.training import (
 )
 from utils.cli import OsloError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and do not slow down on a busy machine (OpenMP
-    threads waiting for each other at every layer)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_loss_is_bits_per_healpix_pixel_plus_weighted_mse():
