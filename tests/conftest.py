@@ -1,4 +1,4 @@
-"""Shared fixtures: small ERP images written to a temporary folder."""
+"""Shared fixtures: small ERP images in a temporary folder; torch on one thread."""
 
 import numpy as np
 import pytest
