@@ -8,7 +8,9 @@ For each entry of the test list (-t), the name is the file stem without --test-f
     rate            = the line <-ratef><name><-rates> of <-r>/<-rf>/rates.txt (actual bits)
 bpp = actual bits / pixels of the reconstruction (12 * 4**r for HEALPix). Metrics: see
 utils/metrics.py (bilinear interpolation in both projections; WS-PSNR on the reconstruction's
-grid; identical inputs give inf).
+grid; identical inputs give inf). With --metrics cpp viewport, the CSV and the table also have
+cpp_psnr_y,cpp_psnr_rgb (CPP-PSNR) and vp_psnr_y,vp_psnr_rgb (viewport PSNR: mean over 14
+rectilinear viewports of 90 degrees), after the default columns (utils/metrics.py).
 
 Example:
     python misc/compute_spherical_psnr.py -o ../oslo_data/images_equirectangular -oe jpg \\
@@ -34,7 +36,7 @@ import numpy as np
 from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
 from utils.healpix import res_of_npix
 from utils.io import load_image, load_map, read_list, write_text
-from utils.metrics import METRIC_NAMES, PROJECTIONS, spherical_psnr
+from utils.metrics import EXTRA_METRICS, METRIC_NAMES, PROJECTIONS, extra_metrics, spherical_psnr
 from utils.sphere_points import load_or_create
 
 DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent / "sphere_655362.txt"
@@ -50,7 +52,8 @@ class Row:
     metrics: dict[str, float]
 
     def values(self) -> list[float]:
-        return [self.bpp, *(self.metrics[m] for m in METRIC_NAMES)]
+        """The bpp, then the metrics in their order (:data:`METRIC_NAMES` first)."""
+        return [self.bpp, *self.metrics.values()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--csv", default=None,
         help="write the results as CSV (name,bpp,s_psnr_y,ws_psnr_y,s_psnr_rgb,ws_psnr_rgb; "
              "one row per image, then 'mean')")
+    add("--metrics", nargs="+", default=[], choices=list(EXTRA_METRICS),
+        help="optional metrics, added as columns after the default ones: cpp (CPP-PSNR: "
+             "cpp_psnr_y, cpp_psnr_rgb), viewport (mean PSNR of 14 rectilinear viewports of 90 "
+             "degrees, 256x256: vp_psnr_y, vp_psnr_rgb)")
     add("--threads", type=int, default=2, help="threads for sampling an ERP original on HEALPix")
     return parser
 
@@ -173,6 +180,8 @@ def evaluate(args: argparse.Namespace) -> list[Row]:
         try:
             metrics = spherical_psnr(original, args.projection_original, reconstruction,
                                      args.projection, lat, lon, threads=args.threads)
+            metrics.update(extra_metrics(args.metrics, original, args.projection_original,
+                                         reconstruction, args.projection))
         except ValueError as error:
             raise OsloError(f"resolution mismatch for '{name}': {error}") from None
         pixels = len(reconstruction) if args.projection == "healpix" else \
@@ -185,14 +194,15 @@ def evaluate(args: argparse.Namespace) -> list[Row]:
 def mean_row(rows: Sequence[Row]) -> Row:
     """The arithmetic mean of the bpp and of each PSNR (in dB) over the images."""
     return Row("mean", float(np.mean([r.bpp for r in rows])),
-               {m: float(np.mean([r.metrics[m] for r in rows])) for m in METRIC_NAMES})
+               {m: float(np.mean([r.metrics[m] for r in rows])) for m in rows[0].metrics})
 
 
 def results_csv(rows: Sequence[Row]) -> str:
-    """CSV with :data:`CSV_COLUMNS`; bpp with 6 decimals, PSNRs with 4 (``inf`` if infinite)."""
+    """CSV with :data:`CSV_COLUMNS` (then the optional metrics of the rows, if any); bpp with 6
+    decimals, PSNRs with 4 (``inf`` if infinite)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(("name", "bpp", *rows[0].metrics))
     for row in rows:
         writer.writerow([row.name, f"{row.bpp:.6f}",
                          *(f"{v:.4f}" if math.isfinite(v) else "inf" for v in row.values()[1:])])
@@ -202,11 +212,14 @@ def results_csv(rows: Sequence[Row]) -> str:
 def results_table(rows: Sequence[Row]) -> str:
     """A fixed-width table of the rows for the terminal."""
     width = max(len("name"), *(len(r.name) for r in rows))
-    header = f"{'name':<{width}}  {'bpp':>8}  " + "  ".join(f"{m:>11}" for m in METRIC_NAMES)
+    columns = [max(11, len(m)) for m in rows[0].metrics]
+    header = f"{'name':<{width}}  {'bpp':>8}  " + "  ".join(
+        f"{m:>{c}}" for m, c in zip(rows[0].metrics, columns, strict=True))
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(f"{row.name:<{width}}  {row.bpp:8.4f}  "
-                     + "  ".join(f"{v:11.4f}" for v in row.values()[1:]))
+                     + "  ".join(f"{v:{c}.4f}" for v, c in zip(row.values()[1:], columns,
+                                                                 strict=True)))
     return "\n".join(lines)
 
 

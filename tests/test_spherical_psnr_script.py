@@ -175,3 +175,20 @@ def test_command_line_prints_one_error_line_and_exits_2(data):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: test list '{data / 'maps' / 'test.txt'}' names no file"]
+
+
+def test_metrics_flag_adds_cpp_and_viewport_columns(data, capsys):
+    """--metrics cpp viewport: the four extra columns after the default ones; identical ERP
+    reconstructions give inf in them too."""
+    recon = data / "run" / "reconstruction"
+    for stem in STEMS:
+        (recon / f"{stem}.png").write_bytes((data / "originals" / f"{stem}.png").read_bytes())
+    extra = ["cpp_psnr_y", "cpp_psnr_rgb", "vp_psnr_y", "vp_psnr_rgb"]
+    rows = main([*seed_args(data, **{"--reconstruction-ext": "png", "--reconstruction-prefix": "",
+                                     "--reconstruction-suffix": "", "--projection": "erp"}),
+                 "--csv", str(data / "rd.csv"), "--metrics", "cpp", "viewport"])
+    assert list(rows[-1].metrics) == [*METRIC_NAMES, *extra]
+    assert all(r.metrics[m] == math.inf for r in rows for m in extra)
+    lines = (data / "rd.csv").read_text().splitlines()
+    assert lines[0] == ",".join(["name", "bpp", *METRIC_NAMES, *extra])
+    assert "vp_psnr_rgb" in capsys.readouterr().out

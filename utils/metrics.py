@@ -23,6 +23,11 @@ NESTED HEALPix maps (``[npix, 3]``), with values in [0, 255] (``uint8`` or float
   coded), a HEALPix original is resampled on an ERP grid with
   :func:`utils.sampling.healpix_to_erp`. Two grids of the same projection must have the same
   size.
+* Beyond the paper (:func:`extra_metrics`): CPP-PSNR, the plain PSNR over the pixels inside the
+  boundary of a Craster parabolic projection of the original's ERP size (:func:`cpp_angles`),
+  and viewport PSNR, the mean PSNR (dB) of 14 rectilinear 90-degree viewports
+  (:data:`VIEWPORT_DIRECTIONS_DEG`, :func:`viewport_angles`); both sample the two images
+  bilinearly, as S-PSNR does.
 """
 
 from __future__ import annotations
@@ -166,3 +171,142 @@ def spherical_psnr(
     ws_y, ws_rgb = ws_mse(reference, reconstruction, projection)
     return {"s_psnr_y": psnr(s_y), "ws_psnr_y": psnr(ws_y),
             "s_psnr_rgb": psnr(s_rgb), "ws_psnr_rgb": psnr(ws_rgb)}
+
+
+# --- CPP-PSNR and viewport PSNR (beyond the paper; compute_spherical_psnr.py --metrics) ---
+
+EXTRA_METRICS = {"cpp": ("cpp_psnr_y", "cpp_psnr_rgb"), "viewport": ("vp_psnr_y", "vp_psnr_rgb")}
+"""Optional metrics by name, and their result keys."""
+
+VIEWPORT_SIZE = 256
+VIEWPORT_FOV_DEG = 90.0
+_CORNER_LAT = math.degrees(math.asin(1 / math.sqrt(3)))
+VIEWPORT_DIRECTIONS_DEG = (
+    (0.0, 0.0), (0.0, 90.0), (0.0, 180.0), (0.0, -90.0), (90.0, 0.0), (-90.0, 0.0),
+    *((lat, lon) for lat in (_CORNER_LAT, -_CORNER_LAT) for lon in (45.0, 135.0, -135.0, -45.0)),
+)
+"""The 14 viewport centres ``(latitude, longitude)`` in degrees: the 6 cube-face directions
+(``+-x, +-y, +-z``) and the 8 cube-corner directions ``(+-1, +-1, +-1) / sqrt(3)``
+(latitude ``+-asin(1/sqrt 3) = +-35.26`` degrees, longitudes ``+-45, +-135``)."""
+
+
+def erp_equivalent_size(
+    original: np.ndarray, original_projection: str, reconstruction: np.ndarray, projection: str,
+) -> tuple[int, int]:
+    """``(W, H)`` of the original's ERP grid: its own size if it is ERP, else the
+    reconstruction's if that is ERP, else ``H = round(sqrt(npix / 2))``, ``W = 2H`` (about as
+    many pixels as the HEALPix map)."""
+    for data, proj in ((original, original_projection), (reconstruction, projection)):
+        if proj == "erp":
+            return data.shape[1], data.shape[0]
+    height = max(1, round(math.sqrt(len(original) / 2)))
+    return 2 * height, height
+
+
+def cpp_angles(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Colatitude and longitude ``(theta, phi)`` of the CPP pixels inside the CPP boundary.
+
+    Craster parabolic projection (CPP) as in 360Lib, in coordinates normalised to ``[-1, 1]``
+    (``x`` right, ``y`` up; up to scale, ``x = lon * (2 cos(2 lat / 3) - 1)`` and
+    ``y = pi sin(lat / 3)``)::
+
+        X = lon / pi * (2 cos(2 lat / 3) - 1),   Y = 2 sin(lat / 3)
+
+    Pixel ``(m, n)`` of a ``W x H`` CPP image (row 0 at the top) has ``X = (m + 0.5) / W * 2 - 1``
+    and ``Y = 1 - (n + 0.5) / H * 2``; the inverse is ``lat = 3 asin(Y / 2)``,
+    ``lon = pi X / (2 cos(2 lat / 3) - 1)``, and the pixel is inside the boundary when
+    ``|lon| <= pi``. CPP is equal-area, so every inside pixel has the same weight.
+    """
+    x = (np.arange(width) + 0.5) * (2.0 / width) - 1.0
+    y = 1.0 - (np.arange(height) + 0.5) * (2.0 / height)
+    lat = 3.0 * np.arcsin(y / 2.0)
+    scale = 2.0 * np.cos(2.0 * lat / 3.0) - 1.0
+    lon = math.pi * x[None, :] / scale[:, None]
+    inside = np.abs(lon) <= math.pi
+    theta = np.broadcast_to((math.pi / 2 - lat)[:, None], lon.shape)[inside]
+    return theta, lon[inside]
+
+
+def cpp_mse(
+    original: np.ndarray, original_projection: str,
+    reconstruction: np.ndarray, projection: str,
+) -> tuple[float, float]:
+    """CPP-PSNR's MSE ``(Y, RGB)``: both images resampled bilinearly (:func:`sample`) on the
+    CPP grid of :func:`erp_equivalent_size` (:func:`cpp_angles`), plain MSE over the pixels
+    inside the CPP boundary."""
+    width, height = erp_equivalent_size(original, original_projection, reconstruction,
+                                        projection)
+    theta, phi = cpp_angles(width, height)
+    sum_y = sum_rgb = 0.0
+    for start in range(0, len(theta), _CHUNK):  # chunks of pixels bound the temporaries
+        part = slice(start, start + _CHUNK)
+        err_y, err_rgb = squared_errors(
+            sample(original, original_projection, theta[part], phi[part]),
+            sample(reconstruction, projection, theta[part], phi[part]))
+        sum_y, sum_rgb = sum_y + float(err_y.sum()), sum_rgb + float(err_rgb.sum())
+    return sum_y / len(theta), sum_rgb / len(theta)
+
+
+def viewport_angles(
+    lat_deg: float, lon_deg: float, size: int = VIEWPORT_SIZE, fov_deg: float = VIEWPORT_FOV_DEG,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Colatitude and longitude ``(theta, phi)`` ``[size * size]`` of the pixels of a
+    rectilinear (gnomonic) viewport centred at ``(lat_deg, lon_deg)``.
+
+    With the forward axis ``f = (cos lat cos lon, cos lat sin lon, sin lat)``, the right axis
+    ``r = (-sin lon, cos lon, 0)`` and the up axis ``u = f x r``, pixel ``(i, j)`` (row ``i``
+    from the top) looks along ``f + a r + b u`` with ``a = (2 (j + 0.5) / size - 1) t``,
+    ``b = (1 - 2 (i + 0.5) / size) t``, ``t = tan(fov / 2)``; then ``theta = acos(z)``,
+    ``phi = atan2(y, x)`` of the normalised direction.
+    """
+    lat, lon = math.radians(lat_deg), math.radians(lon_deg)
+    forward = np.array([math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon),
+                        math.sin(lat)])
+    right = np.array([-math.sin(lon), math.cos(lon), 0.0])
+    up = np.cross(forward, right)
+    t = math.tan(math.radians(fov_deg) / 2)
+    steps = ((np.arange(size) + 0.5) * (2.0 / size) - 1.0) * t
+    a, b = np.meshgrid(steps, -steps)
+    rays = forward + a.reshape(-1, 1) * right + b.reshape(-1, 1) * up
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    return np.arccos(np.clip(rays[:, 2], -1.0, 1.0)), np.arctan2(rays[:, 1], rays[:, 0])
+
+
+def viewport_psnr(
+    original: np.ndarray, original_projection: str,
+    reconstruction: np.ndarray, projection: str,
+    size: int = VIEWPORT_SIZE, fov_deg: float = VIEWPORT_FOV_DEG,
+) -> tuple[float, float]:
+    """Viewport PSNR ``(Y, RGB)``: the mean, over the 14 viewports of
+    :data:`VIEWPORT_DIRECTIONS_DEG` (:func:`viewport_angles`, ``size x size`` pixels, ``fov``
+    degrees), of the PSNR between the two images sampled bilinearly (:func:`sample`) on the
+    viewport. The mean is over the dB values, so it is ``inf`` as soon as one viewport has no
+    error (identical inputs give ``inf``)."""
+    psnr_y, psnr_rgb = [], []
+    for lat_deg, lon_deg in VIEWPORT_DIRECTIONS_DEG:
+        theta, phi = viewport_angles(lat_deg, lon_deg, size, fov_deg)
+        err_y, err_rgb = squared_errors(sample(original, original_projection, theta, phi),
+                                        sample(reconstruction, projection, theta, phi))
+        psnr_y.append(psnr(float(err_y.mean())))
+        psnr_rgb.append(psnr(float(err_rgb.mean())))
+    return float(np.mean(psnr_y)), float(np.mean(psnr_rgb))
+
+
+def extra_metrics(
+    names: tuple[str, ...] | list[str],
+    original: np.ndarray, original_projection: str,
+    reconstruction: np.ndarray, projection: str,
+) -> dict[str, float]:
+    """The optional metrics ``names`` (keys of :data:`EXTRA_METRICS`), keyed by their result
+    names (``cpp_psnr_y``, ``cpp_psnr_rgb``, ``vp_psnr_y``, ``vp_psnr_rgb``)."""
+    results = {}
+    for name in names:
+        if name == "cpp":
+            values = tuple(psnr(m) for m in cpp_mse(original, original_projection,
+                                                     reconstruction, projection))
+        elif name == "viewport":
+            values = viewport_psnr(original, original_projection, reconstruction, projection)
+        else:
+            raise ValueError(f"metric must be one of {tuple(EXTRA_METRICS)}, got {name!r}")
+        results.update(zip(EXTRA_METRICS[name], values, strict=True))
+    return results
