@@ -19,6 +19,16 @@ from utils.cli import OsloError
 from utils.structures import build_deepsphere_graph, build_oslo_structure
 
 
+def level_resolutions(
+    healpix_res: int, patch_res: int, num_levels: int
+) -> list[tuple[int, int]]:
+    """``(hr - l, pr - l)`` of levels ``l = 0 .. num_levels - 1`` (``pr = -1``: whole sphere)."""
+    return [
+        (healpix_res - level, patch_res - level if patch_res >= 0 else -1)
+        for level in range(num_levels)
+    ]
+
+
 class SphereGeometry(nn.Module):
     """The graphs of levels ``0 .. num_levels - 1``, indexable as ``geometry[level]``.
 
@@ -78,17 +88,15 @@ class SphereGeometry(nn.Module):
                 f"HEALPix resolution {healpix_res} is too small for {num_levels - 1} "
                 f"down-sampling stages: use at least {num_levels - 1}"
             )
-        graphs = []
-        for level in range(num_levels):
-            hr = healpix_res - level
-            pr = patch_res - level if patch_res >= 0 else -1
-            if conv == "ChebConv":
-                graphs.append(
-                    ChebGraph.from_folder(folder, hr, pr, 1, weight_type, use_euclidean)
-                )
-            else:
-                graphs.append(OsloGraph.from_folder(folder, hr, pr, num_hops, weight_type))
-        return cls(graphs)
+        if conv == "ChebConv":
+            return cls([
+                ChebGraph.from_folder(folder, hr, pr, 1, weight_type, use_euclidean)
+                for hr, pr in level_resolutions(healpix_res, patch_res, num_levels)
+            ])
+        return cls([
+            OsloGraph.from_folder(folder, hr, pr, num_hops, weight_type)
+            for hr, pr in level_resolutions(healpix_res, patch_res, num_levels)
+        ])
 
     @classmethod
     def build(
@@ -101,16 +109,14 @@ class SphereGeometry(nn.Module):
         weight_type: str | None = None,
     ) -> SphereGeometry:
         """Build the graphs in memory (tests, small resolutions) instead of loading them."""
-        graphs = []
-        for level in range(num_levels):
-            hr = healpix_res - level
-            pr = patch_res - level if patch_res >= 0 else -1
-            if conv == "ChebConv":
-                graphs.append(ChebGraph.from_structure(
+        if conv == "ChebConv":
+            return cls([
+                ChebGraph.from_structure(
                     build_deepsphere_graph(hr, pr, 1, weight_type or "gaussian")
-                ))
-            else:
-                graphs.append(OsloGraph(
-                    build_oslo_structure(hr, pr, num_hops, weight_type or "identity")
-                ))
-        return cls(graphs)
+                )
+                for hr, pr in level_resolutions(healpix_res, patch_res, num_levels)
+            ])
+        return cls([
+            OsloGraph(build_oslo_structure(hr, pr, num_hops, weight_type or "identity"))
+            for hr, pr in level_resolutions(healpix_res, patch_res, num_levels)
+        ])

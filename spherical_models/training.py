@@ -456,19 +456,26 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     return path
 
 
+def read_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load`` on the CPU with ``weights_only``; :class:`OsloError` naming ``what`` and
+    the file if it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise OsloError(f"{what} '{path}' does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unpickling failure means a bad file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise OsloError(f"cannot read {what} '{path}': {first_line}") from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (on the CPU, ``weights_only``).
 
     :class:`OsloError` if the file is missing, unreadable, or not a checkpoint of this toolkit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise OsloError(f"checkpoint file '{path}' does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure means a bad file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise OsloError(f"cannot read checkpoint '{path}': {first_line}") from None
+    checkpoint = read_torch_file(path, "checkpoint file")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise OsloError(
             f"'{path}' is not a checkpoint of main_sphere_compression.py (a CompressAI "

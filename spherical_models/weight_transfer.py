@@ -39,7 +39,6 @@ refused.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -52,6 +51,7 @@ from spherical_models.models import (
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
+from spherical_models.training import read_torch_file
 from utils.cli import OsloError, get_logger
 
 PLANAR_NAMES = {
@@ -65,14 +65,7 @@ def load_planar_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     """The state dict of a planar CompressAI checkpoint file (a bare state dict, or a dict with
     ``state_dict`` / ``model`` as CompressAI's ``examples/train.py`` saves; a ``module.`` prefix
     of DataParallel is removed). :class:`OsloError` if unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise OsloError(f"weight-transfer file '{path}' does not exist")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure means a bad file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise OsloError(f"cannot read weight-transfer file '{path}': {message}") from None
+    content = read_torch_file(path, "weight-transfer file")
     for key in ("state_dict", "model"):
         if isinstance(content, dict) and isinstance(content.get(key), dict):
             content = content[key]
