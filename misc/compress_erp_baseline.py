@@ -9,6 +9,10 @@ the sphere points, bilinear; WS-PSNR with cos(latitude) row weights).
 
 bpp = bits of the compressed file / 12 * 4**r, the number of HEALPix pixels at -r/--healpix-res
 (not the ERP pixel count), so that the classic codecs and the sphere models share one bpp axis.
+With --erp-width W, the codecs code the original resampled bilinearly on a W x W/2 ERP grid
+(utils.sampling.resample_erp, the rule of step 1's HEALPix sampling), the input of the planar
+CompressAI baseline (baselines/train_erp_compressai.py); the metrics still compare with the
+original (WS-PSNR on the decoded image's grid).
 
 Outputs in -O/--output-dir:
     <codec>/q<quality>.csv    one RD CSV per quality (JPEG 2000: per compression ratio)
@@ -50,6 +54,7 @@ from misc.compute_spherical_psnr import (
 from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
 from utils.io import atomic_path, write_text
 from utils.metrics import METRIC_NAMES, spherical_psnr
+from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create
 
 
@@ -163,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     for codec in CODECS.values():
         add(f"--{codec.name}-qualities", default=codec.default_qualities,
             help=f"{codec.pil_format}: {codec.quality_help}")
+    add("--erp-width", type=int, default=None,
+        help="code the original resampled on a W x W/2 ERP grid (even W; e.g. 4 * 2**r, the "
+             "planar baseline's size); default: the original's size")
     add("--keep-files", action="store_true",
         help="keep the compressed files in <-O>/<codec>/q<quality>/")
     add("-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
@@ -190,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[tuple[float, Row]]
     setup_logging()
     if args.healpix_res < 0:
         raise OsloError(f"-r/--healpix-res must be >= 0, got {args.healpix_res}")
+    if args.erp_width is not None and (args.erp_width < 2 or args.erp_width % 2):
+        raise OsloError(f"--erp-width must be even and >= 2, got {args.erp_width}")
     qualities = {name: CODECS[name].parse_qualities(getattr(args, f"{name}_qualities"))
                  for name in args.codecs}
     output = Path(args.output_dir)
@@ -208,15 +218,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[tuple[float, Row]]
         start = time.perf_counter()
         original = load_rgb(Path(args.original_dir) / f"{name}.{args.original_ext}", "erp",
                             "original").astype(np.uint8)
+        coded = original if args.erp_width is None else \
+            resample_erp(original, args.erp_width, args.erp_width // 2)
         for codec in codecs:
             for quality in qualities[codec.name]:
-                data, decoded = compress(original, codec, quality)
+                data, decoded = compress(coded, codec, quality)
                 if args.keep_files:
                     folder = output / codec.name / quality_label(quality)
                     folder.mkdir(parents=True, exist_ok=True)
                     with atomic_path(folder / f"{name}.{codec.extension}") as tmp:
                         tmp.write_bytes(data)
-                metrics = spherical_psnr(original, "erp", decoded, "erp", lat, lon)
+                metrics = spherical_psnr(original, "erp", decoded, "erp", lat, lon,
+                                         resample=args.erp_width is not None)
                 rows[codec.name, quality].append(Row(name, 8 * len(data) / npix, metrics))
         log.info("%s: %.2f s", name, time.perf_counter() - start)
     results: dict[str, list[tuple[float, Row]]] = {}

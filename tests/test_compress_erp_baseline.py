@@ -87,6 +87,31 @@ def test_missing_codec_is_skipped_with_a_warning(tmp_path, originals, monkeypatc
         run(tmp_path, originals, "-c", "webp")
 
 
+def test_erp_width_codes_the_resampled_image(tmp_path, originals):
+    """With --erp-width the file is the JPEG of the resampled image (the planar baseline's
+    input), and the metrics compare its decoding with the full-size original."""
+    from utils.io import load_image
+    from utils.metrics import spherical_psnr
+    from utils.sampling import resample_erp
+    from utils.sphere_points import read_sphere_points
+
+    out, _ = run(tmp_path, originals, "-c", "jpeg", "--jpeg-qualities", "50",
+                 "--erp-width", "32", "--keep-files")
+    original = load_image(originals / "img0.png")
+    data, decoded = baseline.compress(resample_erp(original, 32, 16), baseline.CODECS["jpeg"], 50)
+    assert decoded.shape == (16, 32, 3)
+    assert (out / "jpeg" / "q50" / "img0.jpg").read_bytes() == data
+    with open(out / "jpeg" / "q50.csv", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["name"] == "img0")
+    assert float(row["bpp"]) == pytest.approx(8 * len(data) / NPIX, abs=1e-6)
+    lat, lon = read_sphere_points(tmp_path / "sphere_642.txt")
+    expected = spherical_psnr(original, "erp", decoded, "erp", lat, lon, resample=True)
+    for metric in METRIC_NAMES:
+        assert float(row[metric]) == pytest.approx(expected[metric], abs=1e-4)
+    with pytest.raises(OsloError, match="--erp-width must be even"):
+        run(tmp_path, originals, "--erp-width", "33")
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--jpeg-qualities", "10,abc"], "not a comma-separated list"),
     (["--jpeg-qualities", "101"], "not a comma-separated list"),

@@ -22,7 +22,10 @@ NESTED HEALPix maps (``[npix, 3]``), with values in [0, 255] (``uint8`` or float
   bilinear, rounded to ``uint8`` when the original is ``uint8``: exactly the map the codec
   coded), a HEALPix original is resampled on an ERP grid with
   :func:`utils.sampling.healpix_to_erp`. Two grids of the same projection must have the same
-  size.
+  size, unless ``resample=True``: then an ERP original of another size is sampled bilinearly
+  at the pixel centres of the reconstruction's ERP grid (:func:`utils.sampling.resample_erp`,
+  rounded to ``uint8`` when the original is ``uint8``), as an ERP original is sampled on a
+  HEALPix grid (the planar CompressAI baseline codes that image).
 * Beyond the paper (:func:`extra_metrics`): CPP-PSNR, the plain PSNR over the pixels inside the
   boundary of a Craster parabolic projection of the original's ERP size (:func:`cpp_angles`),
   and viewport PSNR, the mean PSNR (dB) of 14 rectilinear 90-degree viewports
@@ -38,7 +41,13 @@ import healpy
 import numpy as np
 
 from utils.healpix import nside_of, res_of_npix
-from utils.sampling import bilinear_erp, erp_coordinates, erp_to_healpix, healpix_to_erp
+from utils.sampling import (
+    bilinear_erp,
+    erp_coordinates,
+    erp_to_healpix,
+    healpix_to_erp,
+    resample_erp,
+)
 from utils.visualization import BT601_LUMA
 
 PEAK = 255.0
@@ -144,11 +153,14 @@ def ws_mse(a: np.ndarray, b: np.ndarray, projection: str) -> tuple[float, float]
 
 def to_grid_of(
     original: np.ndarray, original_projection: str, reconstruction: np.ndarray, projection: str,
-    threads: int = 2,
+    threads: int = 2, resample: bool = False,
 ) -> np.ndarray:
     """The original on the reconstruction's grid (module docstring); ``ValueError`` on a size
-    mismatch between two grids of the same projection."""
+    mismatch between two grids of the same projection, unless ``resample`` (ERP only): then
+    :func:`utils.sampling.resample_erp` puts the original on the reconstruction's ERP grid."""
     if original_projection == projection:
+        if resample and projection == "erp" and original.shape[:2] != reconstruction.shape[:2]:
+            return resample_erp(original, reconstruction.shape[1], reconstruction.shape[0])
         if original.shape != reconstruction.shape:
             raise ValueError(f"the original is {original.shape} and the reconstruction "
                              f"{reconstruction.shape} (same projection '{projection}')")
@@ -162,12 +174,14 @@ def to_grid_of(
 def spherical_psnr(
     original: np.ndarray, original_projection: str,
     reconstruction: np.ndarray, projection: str,
-    lat_deg: np.ndarray, lon_deg: np.ndarray, threads: int = 2,
+    lat_deg: np.ndarray, lon_deg: np.ndarray, threads: int = 2, resample: bool = False,
 ) -> dict[str, float]:
-    """S-PSNR and WS-PSNR on Y and RGB, keyed by :data:`METRIC_NAMES`."""
+    """S-PSNR and WS-PSNR on Y and RGB, keyed by :data:`METRIC_NAMES`; ``resample`` lets two
+    ERP images differ in size (:func:`to_grid_of`)."""
     s_y, s_rgb = s_mse(original, original_projection, reconstruction, projection,
                        lat_deg, lon_deg)
-    reference = to_grid_of(original, original_projection, reconstruction, projection, threads)
+    reference = to_grid_of(original, original_projection, reconstruction, projection, threads,
+                           resample)
     ws_y, ws_rgb = ws_mse(reference, reconstruction, projection)
     return {"s_psnr_y": psnr(s_y), "ws_psnr_y": psnr(ws_y),
             "s_psnr_rgb": psnr(s_rgb), "ws_psnr_rgb": psnr(ws_rgb)}

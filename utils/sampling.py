@@ -124,6 +124,26 @@ def erp_pixel_angles(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     return theta, lon
 
 
+def resample_erp(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An ERP image ``[H0, W0, C]`` (or ``[H0, W0]``) sampled bilinearly at the pixel centres of
+    a ``width x height`` ERP grid (:func:`erp_pixel_angles`, :func:`bilinear_erp`: wrap in
+    longitude, clamp in latitude), the rule of :func:`erp_to_healpix`.
+
+    Returns ``[height, width, C]`` (or ``[height, width]``) of the image's dtype (integers
+    rounded and clipped). Runs over chunks of rows to bound the temporaries."""
+    source_height, source_width = image.shape[:2]
+    theta, lon = erp_pixel_angles(width, height)
+    out = np.empty((height, width, *image.shape[2:]), dtype=image.dtype)
+    step = max(1, DEFAULT_CHUNK // width)
+    for row in range(0, height, step):
+        rows = theta[row : row + step]
+        u, v = erp_coordinates(np.repeat(rows, width), np.tile(lon, len(rows)), source_width,
+                               source_height)
+        values = _to_dtype(bilinear_erp(image, u, v), image.dtype)
+        out[row : row + step] = values.reshape(len(rows), width, *image.shape[2:])
+    return out
+
+
 def healpix_to_erp(
     hp_map: np.ndarray, width: int, height: int | None = None, chunk_rows: int | None = None
 ) -> np.ndarray:

@@ -1,0 +1,539 @@
+"""Planar baseline of the RD study: CompressAI's own FactorizedPrior / ScaleHyperprior trained
+on ERP crops of the training images of the sphere pipeline, and evaluated on the ERP test
+images with real bitstreams.
+
+Names: the lists -i / -t are step 1's train.txt / test.txt; only their names are used. The
+name of an entry is its stem without --files-prefix (default ``healpix_sampling_res_{r}_``), and
+its original is ``<-o>/<name>.<-oe>``.
+
+ERP images of the codec: ``W x W/2`` with ``W`` = --erp-width (default ``4 * nside =
+4 * 2**r``), made by sampling the original bilinearly at the ERP pixel centres
+(:func:`utils.sampling.resample_erp`: the bilinear rule of step 1's HEALPix sampling, rounded to
+``uint8``). For the codec, an image is padded (replicate) on the right and at the bottom to a
+multiple of 64, and the decoded image is cropped back.
+
+Training (-i): ``-np`` random ``--crop-size`` crops per image and epoch (they wrap around in
+longitude), drawn from the seed and the epoch, in batches of -bst; loss
+``bpp + lambda * 255**2 * MSE`` (``compressai.losses.RateDistortionLoss``, bpp per pixel of the
+crop); Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``, gradient clipping, the
+entropy bottleneck's auxiliary loss. Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,seconds),
+``config.txt``, ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and
+``final.pth.tar``. --checkpoint-file resumes at the epoch after the checkpoint's.
+
+Evaluation (-t, after training, or of --checkpoint-file), in ``<-O>/<--foldername-valtest>/``:
+
+* ``<listname>_reconstructed.png``: the decoded ERP image (``uint8`` RGB, ``W x W/2``), where
+  listname is the test entry's stem (``healpix_sampling_res_8_earth_day``), as in step 4;
+* ``rates.txt``: step 4's format (:func:`spherical_models.evaluation.rates_text`): total bits
+  per image, theoretical = sum over the latents of ``ceil(sum -log2 likelihoods)``, actual =
+  8 x the bytes of all strings;
+* ``rd.csv``: the CSV of ``misc/compute_spherical_psnr.py --csv``: bpp = actual bits /
+  ``12 * 4**r``, the HEALPix pixels at -r (**not** the ERP pixels), so that all RD curves share
+  one axis; S-PSNR and WS-PSNR of the full-size original against the decoded image
+  (:func:`utils.metrics.spherical_psnr`, WS-PSNR on the decoded image's grid, where the
+  original is resampled as the codec's input was).
+
+Example:
+    python baselines/train_erp_compressai.py -o ../oslo_data/images_equirectangular -oe jpg \\
+        -i data/healpix_res_10/train.txt -t data/healpix_res_10/test.txt -r 10 \\
+        -O runs/erp_hyperprior_0.0018 -m ScaleHyperprior -q 1 --lambda 0.0018 -e 100 -g
+"""
+
+from __future__ import annotations
+
+# spherical_models first: it silences compressai's torch.jit.script warning
+import spherical_models  # noqa: F401
+
+# isort: split
+import argparse
+import csv
+import io
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from compressai.losses import RateDistortionLoss
+from compressai.models import CompressionModel, FactorizedPrior, ScaleHyperprior
+from compressai.zoo.image import cfgs as ZOO_CHANNELS
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from misc.compute_spherical_psnr import (
+    DEFAULT_SPHERE_POINTS,
+    Row,
+    load_rgb,
+    mean_row,
+    original_names,
+    results_csv,
+)
+from spherical_models.evaluation import (
+    RECONSTRUCTION_SUFFIX,
+    ImageResult,
+    rates_text,
+    string_bytes,
+    tensor_bits,
+)
+from spherical_models.training import (
+    Meters,
+    check_checkpoint,
+    configure_optimizers,
+    epoch_seed,
+    read_torch_file,
+    save_checkpoint,
+    seed_everything,
+)
+from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.healpix import npix_of, nside_of
+from utils.io import atomic_path, read_list, write_text
+from utils.metrics import spherical_psnr
+from utils.sampling import resample_erp
+from utils.sphere_points import load_or_create
+
+MODELS: dict[str, type[CompressionModel]] = {
+    "FactorizedPrior": FactorizedPrior,
+    "ScaleHyperprior": ScaleHyperprior,
+}
+"""The CompressAI models of -m, by name."""
+
+ZOO_NAMES = {"FactorizedPrior": "bmshj2018-factorized", "ScaleHyperprior": "bmshj2018-hyperprior"}
+"""CompressAI zoo name of each model, whose ``cfgs`` give the (N, M) of a quality."""
+
+PAD_MULTIPLE = 64
+"""The codec's images are padded to a multiple of this (the hyperprior's down-sampling)."""
+
+CHECKPOINT_FORMAT = "oslo-erp-compressai-checkpoint"
+CHECKPOINT_VERSION = 1
+LOG_COLUMNS = ("epoch", "loss", "bpp", "mse", "seconds")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a list: its stem (``listname``), the original's name, and its path."""
+
+    listname: str
+    name: str
+    original: Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog="Training: -i (resumes from --checkpoint-file if given), then evaluation if -t; "
+               "evaluation only: -t with --checkpoint-file. bpp = actual bits / (12 * 4**r): "
+               "bits per HEALPix pixel at -r, not per ERP pixel.")
+    add = parser.add_argument
+    add("-o", "--original-dir", required=True, help="folder of the original ERP images")
+    add("-oe", "--original-ext", default="jpg", help="extension of the originals")
+    add("-i", "--train-data", default=None, metavar="TRAIN_LIST",
+        help="list file of the training maps (step 1's train.txt; only the names are used); "
+             "trains")
+    add("-t", "--test-data", default=None, metavar="TEST_LIST",
+        help="list file of the test maps (step 1's test.txt; only the names are used); "
+             "evaluates")
+    add("--files-prefix", default=None, metavar="PREFIX",
+        help="prefix of the list entries' stems that the original names lack "
+             "(default: healpix_sampling_res_{r}_)")
+    add("-r", "--healpix-res", type=int, required=True,
+        help="HEALPix resolution r: bpp = bits / (12 * 4**r), and the default ERP width 4 * 2**r")
+    add("-O", "--out-dir", required=True,
+        help="output folder: checkpoints, log.csv, config.txt, evaluation folder")
+    add("-m", "--model", choices=list(MODELS), default="ScaleHyperprior",
+        help="CompressAI model (compressai.models)")
+    channels = parser.add_mutually_exclusive_group()
+    channels.add_argument("-q", "--quality", type=int, default=1, choices=range(1, 9),
+                          metavar="{1..8}",
+                          help="quality level: CompressAI's (N, M) of the model, (128, 192) for "
+                               "1-5, (192, 320) for 6-8")
+    channels.add_argument("--channels", type=int, nargs=2, metavar=("N", "M"), default=None,
+                          help="(N, M) channels instead of -q's")
+    add("--lambda", dest="lmbda", type=float, default=0.0018, metavar="LAMBDA",
+        help="rate-distortion trade-off in bpp + lambda * 255^2 * MSE")
+    add("-e", "--epochs", type=int, default=1000, help="last epoch (epochs are numbered from 1)")
+    add("-np", "--crops-per-image", type=int, default=12,
+        help="random crops per training image and epoch")
+    add("--crop-size", type=int, default=256,
+        help="side of the square training crops (a multiple of 64, at most W/2)")
+    add("-bst", "--batch-size-train", type=int, default=8, help="crops per training batch")
+    add("-lr", "--learning-rate", type=float, default=1e-4,
+        help="Adam learning rate of the model")
+    add("-lraux", "--aux-learning-rate", type=float, default=1e-3,
+        help="Adam learning rate of the entropy bottleneck's quantiles")
+    add("--clip-max-norm", type=float, default=1.0, help="gradient clipping norm (0: none)")
+    add("--seed", type=int, default=0,
+        help="seed of the weights' initialisation and of each epoch's crops and noise")
+    add("--checkpoint-file", default=None, metavar="CKPT",
+        help="checkpoint to resume training from (with -i), or to evaluate (with -t only)")
+    add("--checkpoint-interval", type=int, default=10,
+        help="save checkpoint_<epoch>.pth.tar every this many epochs (0: only final.pth.tar)")
+    add("--erp-width", type=int, default=None, metavar="W",
+        help="width W (even) of the codec's ERP images, height W/2 (default: 4 * 2**r)")
+    add("-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
+        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
+             "sphere_<10*4**k+2>.txt is generated")
+    add("--foldername-valtest", default="reconstruction",
+        help="folder, inside -O, of the decoded images, rates.txt and rd.csv")
+    add("-g", "--gpu", action="store_true", help="run on CUDA")
+    add("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments, names and images
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """:class:`OsloError` on flags out of range; fills the defaults that depend on -r."""
+    if args.train_data is None and args.test_data is None:
+        raise OsloError("nothing to do: give -i/--train-data (training) and/or -t/--test-data")
+    if args.train_data is None and args.checkpoint_file is None:
+        raise OsloError("evaluation without training needs --checkpoint-file")
+    if not 0 <= args.healpix_res <= 13:
+        raise OsloError(f"-r/--healpix-res must be in 0..13, got {args.healpix_res}")
+    if args.erp_width is None:
+        args.erp_width = 4 * nside_of(args.healpix_res)
+    if args.erp_width < 2 or args.erp_width % 2:
+        raise OsloError(f"--erp-width must be even and positive, got {args.erp_width}")
+    if args.files_prefix is None:
+        args.files_prefix = f"healpix_sampling_res_{args.healpix_res}_"
+    if args.channels is not None and min(args.channels) < 1:
+        raise OsloError(f"--channels must be positive, got {args.channels}")
+    for flag, value in (("-e/--epochs", args.epochs), ("-np/--crops-per-image",
+                        args.crops_per_image), ("-bst/--batch-size-train",
+                        args.batch_size_train)):
+        if value < 1:
+            raise OsloError(f"{flag} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise OsloError(f"--seed must be >= 0, got {args.seed}")
+    if args.checkpoint_interval < 0:
+        raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
+    if args.train_data is not None:
+        height = args.erp_width // 2
+        if args.crop_size < PAD_MULTIPLE or args.crop_size % PAD_MULTIPLE:
+            raise OsloError(f"--crop-size must be a positive multiple of {PAD_MULTIPLE}, got "
+                            f"{args.crop_size}")
+        if args.crop_size > height:
+            raise OsloError(f"--crop-size {args.crop_size} is larger than the ERP images "
+                            f"({args.erp_width} x {height}; see --erp-width)")
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise OsloError(f"-O/--out-dir '{out}' is not a folder")
+
+
+def model_channels(args: argparse.Namespace) -> tuple[int, int]:
+    """``(N, M)``: --channels, or CompressAI's zoo configuration of -q for -m."""
+    if args.channels is not None:
+        return args.channels[0], args.channels[1]
+    return ZOO_CHANNELS[ZOO_NAMES[args.model]][args.quality]
+
+
+def list_entries(list_file: str, args: argparse.Namespace) -> list[Entry]:
+    """The entries of a list file, their original names (``misc.compute_spherical_psnr.
+    original_names``) and paths; :class:`OsloError` if an original is missing."""
+    names = original_names(list_file, args.files_prefix, "")
+    entries = [Entry(path.stem, name, Path(args.original_dir) / f"{name}.{args.original_ext}")
+               for path, name in zip(read_list(list_file), names, strict=True)]
+    for entry in entries:
+        if not entry.original.is_file():
+            raise OsloError(f"original '{entry.original}' of '{entry.listname}' (list "
+                            f"'{list_file}') does not exist")
+    return entries
+
+
+def codec_image(original: np.ndarray, width: int) -> np.ndarray:
+    """The codec's ERP image ``[W/2, W, 3]`` (``uint8``) of an original ``[H0, W0, 3]``."""
+    return resample_erp(original, width, width // 2)
+
+
+def to_tensor(image: np.ndarray) -> Tensor:
+    """``uint8`` ``[H, W, 3]`` -> ``float32`` ``[1, 3, H, W]`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
+
+
+def pad(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
+    """``[B, C, H, W]`` padded on the right and at the bottom (replicate) to multiples of
+    ``multiple``: ``[B, C, H', W']``."""
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
+
+
+def random_crops(images: Tensor, size: int, per_image: int) -> Tensor:
+    """``per_image`` random ``size x size`` crops of each image ``[n, 3, H, W]``, shuffled:
+    ``[n * per_image, 3, size, size]``. Rows lie inside the image; columns wrap around (the
+    longitude is periodic). Draws from torch's global generator."""
+    count, (height, width) = len(images) * per_image, images.shape[-2:]
+    owner = torch.arange(len(images)).repeat_interleave(per_image)
+    rows = torch.randint(0, height - size + 1, (count, 1)) + torch.arange(size)
+    cols = (torch.randint(0, width, (count, 1)) + torch.arange(size)) % width
+    crops = images[owner[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [n, s, s, 3]
+    return crops.permute(0, 3, 1, 2)[torch.randperm(count)]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def model_config(args: argparse.Namespace) -> dict[str, Any]:
+    """What shapes the model and the run, stored in the checkpoints."""
+    n, m = model_channels(args)
+    return {"model": args.model, "N": n, "M": m, "lambda": args.lmbda,
+            "erp_width": args.erp_width, "healpix_res": args.healpix_res,
+            "crop_size": args.crop_size, "seed": args.seed}
+
+
+def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
+    """Read a checkpoint of this script and check its configuration against ``expected``
+    (:func:`spherical_models.training.check_checkpoint`); :class:`OsloError` otherwise."""
+    checkpoint = read_torch_file(path, "checkpoint file")
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise OsloError(f"'{path}' is not a checkpoint of baselines/train_erp_compressai.py")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise OsloError(f"checkpoint '{path}' has format version {checkpoint.get('version')}, "
+                        f"this script reads version {CHECKPOINT_VERSION}")
+    check_checkpoint(checkpoint, expected, path)
+    return checkpoint
+
+
+def model_of(checkpoint: Mapping[str, Any], path: str) -> CompressionModel:
+    """The model of a checkpoint's configuration, with its weights."""
+    config = checkpoint["config"]
+    model = MODELS[config["model"]](config["N"], config["M"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise OsloError(f"cannot load the weights of checkpoint '{path}': {first_line}") from None
+    return model
+
+
+def write_log(out_dir: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """(Re)write ``log.csv`` (:data:`LOG_COLUMNS`) from the per-epoch ``history``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for row in history:
+        writer.writerow([row["epoch"], *(f"{row[c]:.10g}" for c in LOG_COLUMNS[1:])])
+    write_text(out_dir / "log.csv", buffer.getvalue())
+
+
+def write_config(out_dir: Path, args: argparse.Namespace, config: Mapping[str, Any]) -> None:
+    """``config.txt``: every argument as ``name = value``, then the model configuration."""
+    lines = ["# baselines/train_erp_compressai.py: arguments of this run"]
+    lines += [f"{key} = {value}" for key, value in sorted(vars(args).items())]
+    lines += ["", "# model"] + [f"{key} = {value}" for key, value in config.items()]
+    write_text(out_dir / "config.txt", "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def train_step(
+    model: CompressionModel, x: Tensor, criterion: RateDistortionLoss,
+    optimizer: torch.optim.Optimizer, aux_optimizer: torch.optim.Optimizer | None,
+    clip_max_norm: float,
+) -> tuple[dict[str, Tensor], float]:
+    """One step on crops ``x`` ``[B, 3, h, w]``: rate-distortion loss, clipping, model step,
+    then the auxiliary loss of the entropy bottleneck and its step (CompressAI's
+    ``examples/train.py``). Returns the loss terms (detached) and the auxiliary loss."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = criterion(model(x), x)
+    losses["loss"].backward()
+    if clip_max_norm > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
+    optimizer.step()
+    aux_value = 0.0
+    if aux_optimizer is not None:
+        aux_optimizer.zero_grad(set_to_none=True)
+        aux_loss = model.aux_loss()
+        aux_loss.backward()
+        aux_optimizer.step()
+        aux_value = aux_loss.item()
+    return {k: v.detach() for k, v in losses.items()}, aux_value
+
+
+def train(
+    args: argparse.Namespace, entries: Sequence[Entry], device: torch.device
+) -> CompressionModel:
+    """Train (or resume training) on the ERP images of ``entries``; write the checkpoints, logs
+    and ``config.txt`` in -O; return the trained model (training mode, on ``device``)."""
+    log = get_logger()
+    out = Path(args.out_dir)
+    config = model_config(args)
+    seed_everything(args.seed)
+    model = MODELS[args.model](config["N"], config["M"])
+    start, history, checkpoint = 1, [], None
+    if args.checkpoint_file is not None:
+        expected = {k: config[k] for k in ("model", "N", "M", "lambda", "erp_width")}
+        checkpoint = load_checkpoint(args.checkpoint_file, expected)
+        model = model_of(checkpoint, args.checkpoint_file)
+        start, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
+        log.info("resuming from '%s' at epoch %d", args.checkpoint_file, start)
+    model.to(device)
+    optimizer, aux_optimizer = configure_optimizers(model, args.learning_rate,
+                                                    args.aux_learning_rate)
+    if checkpoint is not None:  # torch moves the optimiser states to the parameters' device
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if aux_optimizer is not None:
+            aux_optimizer.load_state_dict(checkpoint["aux_optimizer"])
+    images = torch.stack([
+        torch.from_numpy(codec_image(load_rgb(e.original, "erp", "original"), args.erp_width))
+        for e in entries]).permute(0, 3, 1, 2)  # uint8 [n, 3, H, W]
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(out, args, config)
+    criterion = RateDistortionLoss(lmbda=args.lmbda)
+    log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
+             args.model, config["N"], config["M"], len(entries), args.erp_width,
+             args.erp_width // 2, start, args.epochs)
+
+    def state(epoch: int) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
+                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "aux_optimizer": (aux_optimizer.state_dict() if aux_optimizer is not None
+                                  else None),
+                "history": history, "config": config, "args": vars(args)}
+
+    model.train()
+    for epoch in range(start, args.epochs + 1):
+        began = time.perf_counter()
+        seed_everything(epoch_seed(args.seed, epoch, 0))  # crops and noise of this epoch
+        crops = random_crops(images, args.crop_size, args.crops_per_image)
+        meters = Meters()
+        batches = range(0, len(crops), args.batch_size_train)
+        for first in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+                          disable=True if args.no_progress else None, dynamic_ncols=True):
+            x = crops[first : first + args.batch_size_train].to(device).float().div_(255)
+            losses, aux = train_step(model, x, criterion, optimizer, aux_optimizer,
+                                     args.clip_max_norm)
+            meters.add(losses, len(x), aux)
+        _synchronize(device)
+        summary = meters.summary()
+        history.append({"epoch": epoch, "loss": summary["loss"], "bpp": summary["bpp"],
+                        "mse": summary["mse"], "seconds": time.perf_counter() - began})
+        log.info("epoch %d: loss %.4f, bpp %.4f, mse %.6f, aux %.2f, %.1f s", epoch,
+                 summary["loss"], summary["bpp"], summary["mse"], summary["aux_loss"],
+                 history[-1]["seconds"])
+        write_log(out, history)
+        if args.checkpoint_interval and epoch % args.checkpoint_interval == 0:
+            save_checkpoint(out / f"checkpoint_{epoch}.pth.tar", state(epoch))
+    save_checkpoint(out / "final.pth.tar", state(max(args.epochs, start - 1)))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def code_image(
+    model: CompressionModel, image: np.ndarray, device: torch.device
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Compress and decompress an ERP image ``uint8`` ``[H, W, 3]`` (padded to multiples of
+    :data:`PAD_MULTIPLE`, cropped back).
+
+    The model must be in evaluation mode with its entropy models updated (``update()``).
+
+    Returns:
+        ``(decoded, stats)``: ``uint8`` ``[H, W, 3]`` (``round(x_hat * 255)``), and
+        ``theoretical_bits``, ``actual_bits``, ``encode_seconds``, ``decode_seconds``.
+    """
+    height, width = image.shape[:2]
+    x = pad(to_tensor(image)).to(device)
+    likelihoods = model(x)["likelihoods"]
+    theoretical = sum(math.ceil(tensor_bits(v)) for v in likelihoods.values())
+    _synchronize(device)
+    start = time.perf_counter()
+    encoded = model.compress(x)
+    _synchronize(device)
+    encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    x_hat = model.decompress(encoded["strings"], encoded["shape"])["x_hat"]
+    _synchronize(device)
+    decode_seconds = time.perf_counter() - start
+    decoded = x_hat[0, :, :height, :width].mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    stats = {"theoretical_bits": theoretical, "actual_bits": 8 * string_bytes(encoded["strings"]),
+             "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
+    return decoded.permute(1, 2, 0).cpu().numpy(), stats
+
+
+def evaluate(
+    args: argparse.Namespace, model: CompressionModel, entries: Sequence[Entry],
+    device: torch.device,
+) -> list[Row]:
+    """Code every test image with real bitstreams and write the decoded PNGs, ``rates.txt``
+    and ``rd.csv`` (module docstring) in ``<-O>/<--foldername-valtest>``.
+
+    The :class:`~spherical_models.evaluation.ImageResult` of an image (for ``rates.txt``) has
+    ``num_pixels`` = the HEALPix pixels at -r and ``psnr`` = its WS-PSNR on RGB.
+
+    Returns:
+        One :class:`~misc.compute_spherical_psnr.Row` per image (named by the original), then
+        their mean.
+    """
+    log = get_logger()
+    folder = Path(args.out_dir) / args.foldername_valtest
+    lat, lon = load_or_create(args.sphere_points)
+    npix = npix_of(args.healpix_res)
+    model.to(device).eval()
+    model.update(force=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    results, rows = [], []
+    for entry in tqdm(entries, desc="evaluation", unit="image",
+                      disable=True if args.no_progress else None):
+        original = load_rgb(entry.original, "erp", "original")
+        decoded, stats = code_image(model, codec_image(original, args.erp_width), device)
+        png = folder / f"{entry.listname}{RECONSTRUCTION_SUFFIX}.png"
+        with atomic_path(png, ".png") as tmp:
+            Image.fromarray(decoded).save(tmp)
+        metrics = spherical_psnr(original, "erp", decoded, "erp", lat, lon, resample=True)
+        results.append(ImageResult(name=entry.listname, num_pixels=npix,
+                                   psnr=metrics["ws_psnr_rgb"], **stats))
+        rows.append(Row(entry.name, stats["actual_bits"] / npix, metrics))
+        log.info("%s: %.4f bpp (theoretical %.4f), encode %.2f s, decode %.2f s",
+                 entry.listname, results[-1].bpp_actual, results[-1].bpp_theoretical,
+                 stats["encode_seconds"], stats["decode_seconds"])
+        print(f"{entry.name}: {rows[-1].bpp:.4f} bpp, S-PSNR Y {metrics['s_psnr_y']:.2f} dB, "
+              f"WS-PSNR Y {metrics['ws_psnr_y']:.2f} dB")
+    rows.append(mean_row(rows))
+    print(f"mean: {rows[-1].bpp:.4f} bpp, S-PSNR Y {rows[-1].metrics['s_psnr_y']:.2f} dB, "
+          f"WS-PSNR Y {rows[-1].metrics['ws_psnr_y']:.2f} dB "
+          f"(bpp per HEALPix pixel at r = {args.healpix_res})")
+    write_text(folder / "rates.txt", rates_text(results, args.healpix_res))
+    write_text(folder / "rd.csv", results_csv(rows))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """Train and/or evaluate (module docstring); return the evaluation's rows (one per test
+    image, then the mean; empty without -t)."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    check_args(args)
+    if args.gpu and not torch.cuda.is_available():
+        raise OsloError("-g/--gpu: CUDA is not available")
+    device = torch.device("cuda" if args.gpu else "cpu")
+    train_entries = list_entries(args.train_data, args) if args.train_data else []
+    test_entries = list_entries(args.test_data, args) if args.test_data else []
+    if train_entries:
+        model = train(args, train_entries, device)
+    else:
+        n, m = model_channels(args)
+        checkpoint = load_checkpoint(args.checkpoint_file, {"model": args.model, "N": n, "M": m})
+        model = model_of(checkpoint, args.checkpoint_file)
+    return evaluate(args, model, test_entries, device) if test_entries else []
+
+
+if __name__ == "__main__":
+    run_main(main)

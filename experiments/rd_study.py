@@ -1,0 +1,675 @@
+"""The paper's comparison in one command: rate-distortion curves of OSLO (SDPAConv), DeepSphere
+(ChebConv), CompressAI on the ERP plane and the classic codecs, with BD-rates and a plot.
+
+The study is a list of steps, each one run of a toolkit script with its own command line:
+
+1. step 1 (sampling on HEALPix and the train / validation / test split);
+2. step 2 (OSLO structures and DeepSphere graphs for every (hr, pr) pair a model needs);
+3. per learned method and (lambda, quality) point: training (``main_sphere_compression.py`` or
+   ``baselines/train_erp_compressai.py``), evaluation with real bitstreams, then S-PSNR and
+   WS-PSNR (``misc/compute_spherical_psnr.py``), written as ``rd.csv``;
+4. per classic codec: ``misc/compress_erp_baseline.py`` (JPEG, WebP, JPEG 2000 on the ERP image
+   at the size of the planar baseline);
+5. the report: ``rd_points.csv``, ``bd_rates.csv`` (``bjontegaard``, against ``--anchor``),
+   ``rd_curves.png`` and ``report.md`` in ``<out>/results``.
+
+Every step is written to ``<out>/commands.sh`` as a shell command, so the study can be rerun by
+hand. A step whose output exists is skipped, so an interrupted study resumes where it stopped
+(an interrupted training starts again from its first epoch). ``steps.csv`` keeps the seconds of
+every step run. The methods share one bpp axis: bits per HEALPix pixel at the study's
+resolution, also for the ERP methods.
+
+Presets:
+
+* ``--tiny``: resolution 6, tiny models and one epoch; for the tests (about a minute).
+* ``--small``: resolution 8, patches of resolution 6 (64 x 64), small models, four lambdas; on
+  the bundled samples in well under an hour on a 2-core CPU (docs/RESULTS.md).
+* ``--paper``: resolution 10, patches of resolution 8, the ten (lambda, quality) pairs of the
+  paper and 1000 epochs. It only writes ``commands.sh`` (training under ``torchrun`` on GPUs);
+  run that script, then this command again with ``--report-only``.
+
+Example:
+    python experiments/rd_study.py --small -O runs/rd_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from misc.compress_erp_baseline import CODECS, quality_label
+from misc.compute_bd_rate import bd_values, read_point
+from misc.plot_rd_curves import plot
+from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.io import write_text
+from utils.metrics import METRIC_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+BD_METRICS = ("s_psnr_y", "ws_psnr_y")
+"""Metrics of the BD-rate table and of the plot (the RGB ones are in ``rd_points.csv``)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One curve of the study.
+
+    Attributes:
+        key: name of its folder and of its rows in the CSVs.
+        label: name in the plot and the tables.
+        kind: ``sphere`` (main_sphere_compression.py), ``erp`` (the planar CompressAI baseline)
+            or ``classic`` (a codec of misc/compress_erp_baseline.py).
+        model: the model of the script (``-m``), or the codec name.
+        conv: ``SDPAConv`` or ``ChebConv`` for ``sphere`` methods.
+    """
+
+    key: str
+    label: str
+    kind: str
+    model: str
+    conv: str = ""
+
+
+METHODS = {
+    m.key: m
+    for m in (
+        Method("oslo_fp", "OSLO factorized", "sphere", "SphereFactorizedPrior", "SDPAConv"),
+        Method("oslo_sh", "OSLO hyperprior", "sphere", "SphereScaleHyperprior", "SDPAConv"),
+        Method("deepsphere_fp", "DeepSphere factorized", "sphere", "SphereFactorizedPrior",
+               "ChebConv"),
+        Method("deepsphere_sh", "DeepSphere hyperprior", "sphere", "SphereScaleHyperprior",
+               "ChebConv"),
+        Method("erp_fp", "ERP factorized (CompressAI)", "erp", "FactorizedPrior"),
+        Method("erp_sh", "ERP hyperprior (CompressAI)", "erp", "ScaleHyperprior"),
+        Method("jpeg", "JPEG", "classic", "jpeg"),
+        Method("webp", "WebP", "classic", "webp"),
+        Method("jpeg2000", "JPEG 2000", "classic", "jpeg2000"),
+    )
+}
+PAPER_POINTS = ((0.0005, 1), (0.0009, 1), (0.0018, 1), (0.0035, 2), (0.0067, 3), (0.0130, 4),
+                (0.0250, 5), (0.0483, 6), (0.0932, 7), (0.1800, 8))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The setting of a study.
+
+    Attributes:
+        name: ``tiny``, ``small`` or ``paper``.
+        healpix_res: resolution ``r`` of the maps (``12 * 4**r`` pixels, the bpp denominator).
+        patch_res: patch resolution of training and evaluation (``2**pr`` x ``2**pr`` pixels).
+        points: ``(lambda, quality)`` pairs; the quality gives (N, M) unless ``channels``.
+        channels: ``(N, M)`` of every learned model, or :obj:`None` for the quality's.
+        epochs: training epochs of every learned model.
+        patches_per_map: random training patches (ERP crops) per map and epoch.
+        batch_size: training batch size; evaluation uses ``eval_batch_size``.
+        ratio_train, ratio_validation: the split of step 1 (the rest is the test set).
+        learning_rate: Adam learning rate of every learned model.
+        qualities: qualities of the classic codecs, by codec.
+        sphere_points: S-PSNR's points (``sphere_<10*4**k+2>.txt``, generated if missing).
+        loader_workers: data loading processes of the sphere training.
+        gpu: every learned run on CUDA (``-g``); training of the sphere models under
+            ``torchrun``.
+        run: whether the study runs its steps (``False``: it only writes ``commands.sh``).
+    """
+
+    name: str
+    healpix_res: int
+    patch_res: int
+    points: tuple[tuple[float, int], ...]
+    channels: tuple[int, int] | None
+    epochs: int
+    patches_per_map: int
+    batch_size: int
+    eval_batch_size: int
+    ratio_train: float
+    ratio_validation: float
+    learning_rate: float
+    qualities: dict[str, str] = field(default_factory=dict)
+    sphere_points: str = "misc/sphere_655362.txt"
+    loader_workers: int = 2
+    gpu: bool = False
+    run: bool = True
+
+
+PRESETS = {
+    "tiny": Preset(
+        "tiny", healpix_res=6, patch_res=6, points=((0.002, 1), (0.02, 1)), channels=(8, 8),
+        epochs=1, patches_per_map=2, batch_size=4, eval_batch_size=12, ratio_train=0.5,
+        ratio_validation=0.0, learning_rate=1e-4,
+        qualities={"jpeg": "10,50", "webp": "10,50", "jpeg2000": "100,20"},
+        sphere_points="misc/sphere_10242.txt", loader_workers=0),
+    "small": Preset(
+        "small", healpix_res=8, patch_res=6,
+        points=((0.0035, 2), (0.0067, 3), (0.0130, 4), (0.0250, 5)), channels=(32, 48),
+        epochs=100, patches_per_map=32, batch_size=8, eval_batch_size=12, ratio_train=0.5,
+        ratio_validation=0.0, learning_rate=1e-4,
+        qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
+                   "jpeg2000": "200,100,50,25,12"}),
+    "paper": Preset(
+        "paper", healpix_res=10, patch_res=8, points=PAPER_POINTS, channels=None, epochs=1000,
+        patches_per_map=12, batch_size=10, eval_batch_size=10, ratio_train=0.8,
+        ratio_validation=0.1, learning_rate=1e-4,
+        qualities={"jpeg": "5,10,20,40,60,80,95", "webp": "5,10,20,40,60,80,95",
+                   "jpeg2000": "200,100,50,25,12"},
+        loader_workers=4, gpu=True, run=False),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run of a toolkit script.
+
+    Attributes:
+        name: what the step does, for the logs and ``steps.csv``.
+        script: the script, relative to the repository root.
+        argv: its arguments.
+        output: the file whose existence means the step is done.
+        launcher: the command in front of ``python <script>`` in ``commands.sh`` (``torchrun``).
+    """
+
+    name: str
+    script: str
+    argv: tuple[str, ...]
+    output: Path
+    launcher: tuple[str, ...] = ()
+
+    def command(self) -> str:
+        """The step as one shell command line."""
+        program = self.launcher or ("python",)
+        return shlex.join([*program, self.script, *self.argv])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders and files of a study in ``root``."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def structures(self) -> Path:
+        return self.root / "structures"
+
+    @property
+    def classic(self) -> Path:
+        return self.root / "classic"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def run(self, method: Method, lmbda: float) -> Path:
+        """Folder of the training run of a learned method at ``lmbda``."""
+        return self.root / "runs" / method.key / f"lambda{lmbda:g}"
+
+    def rd_csv(self, method: Method, point: tuple[float, int] | str) -> Path:
+        """The RD CSV (one point) of a learned method's run or a classic codec's quality."""
+        if method.kind == "classic":
+            return self.classic / method.model / f"{point}.csv"
+        return self.run(method, point[0]) / "reconstruction" / "rd.csv"
+
+
+def map_prefix(preset: Preset) -> str:
+    """Prefix of the map names of step 1 (``healpix_sampling_res_{r}_``)."""
+    return f"healpix_sampling_res_{preset.healpix_res}_"
+
+
+def erp_width(preset: Preset) -> int:
+    """Width ``4 * nside`` of the ERP images of the planar methods (height: half of it)."""
+    return 4 * 2**preset.healpix_res
+
+
+def data_steps(preset: Preset, layout: Layout, image_dir: str, image_ext: str) -> list[Step]:
+    """Step 1, then step 2 for the pairs ``(hr - k, pr - k)``, ``k = 0..min(pr, 6)``."""
+    steps = [Step(
+        "sampling and split", "generate_healpix_samples_and_split_to_train_and_test.py",
+        ("-i", image_dir, "-e", image_ext, "-r", str(preset.healpix_res), "-s",
+         "-o", str(layout.data), "-t", f"{preset.ratio_train:g}",
+         "-v", f"{preset.ratio_validation:g}", "--seed", "0", "--workers", "2"),
+        layout.data / "test.txt")]
+    out = layout.structures
+    for level in range(min(preset.patch_res, 6) + 1):
+        hr, pr = preset.healpix_res - level, preset.patch_res - level
+        pair = ("-o", str(out), "-hr", str(hr), "-pr", str(pr))
+        steps.append(Step(f"OSLO structure ({hr}, {pr})",
+                          "generate_and_save_healpix_oslo_struct.py", pair,
+                          out / f"oslo_struct_hr{hr}_pr{pr}_hops2.npz"))
+        steps.append(Step(f"DeepSphere graph ({hr}, {pr})",
+                          "generate_and_save_healpix_deepsphere_graph.py", pair,
+                          out / f"deepsphere_graph_hr{hr}_pr{pr}_hops1_gaussian.npz"))
+    return steps
+
+
+def model_size(preset: Preset, quality: int) -> tuple[str, ...]:
+    """``--channels N M`` of the preset, or ``-q quality``."""
+    if preset.channels is not None:
+        return ("--channels", *map(str, preset.channels))
+    return ("-q", str(quality))
+
+
+def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[float, int],
+                  image_dir: str, image_ext: str, sphere_points: str) -> list[Step]:
+    """Training, evaluation and metrics of a learned method at one (lambda, quality)."""
+    lmbda, quality = point
+    run = layout.run(method, lmbda)
+    data = layout.data
+    gpu = ("-g",) if preset.gpu else ()
+    tag = f"{method.key} lambda={lmbda:g}"
+    common = ("-O" if method.kind == "erp" else "-o", str(run), *model_size(preset, quality),
+              "--lambda", f"{lmbda:g}", "--seed", "0", "--no-progress", *gpu)
+    if method.kind == "erp":
+        script = "baselines/train_erp_compressai.py"
+        common = ("-m", method.model, "-o", image_dir, "-oe", image_ext,
+                  "-r", str(preset.healpix_res), "--erp-width", str(erp_width(preset)),
+                  "-s", sphere_points, *common)
+        train = ("-i", str(data / "train.txt"), "-e", str(preset.epochs),
+                 "-np", str(preset.patches_per_map), "--crop-size", str(2**preset.patch_res),
+                 "-bst", str(preset.batch_size), "-lr", f"{preset.learning_rate:g}",
+                 "--checkpoint-interval", str(preset.epochs))
+        evaluate = ("-t", str(data / "test.txt"), "--checkpoint-file",
+                    str(run / "final.pth.tar"))
+        return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar"),
+                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate),
+                     layout.rd_csv(method, point))]
+    script = "main_sphere_compression.py"
+    common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
+              "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), *common,
+              "-bsvt", str(preset.eval_batch_size))
+    validation = ("-v", str(data / "validation.txt")) if preset.ratio_validation > 0 else ()
+    train = ("-i", str(data / "train.txt"), *validation, "-e", str(preset.epochs),
+             "-np", str(preset.patches_per_map), "-bst", str(preset.batch_size),
+             "-lr", f"{preset.learning_rate:g}", "--checkpoint-interval", str(preset.epochs),
+             "--print-freq", "0", "--dataloader-num-workers", str(preset.loader_workers))
+    evaluate = ("-t", str(data / "test.txt"), "--checkpoint-file", str(run / "final.pth.tar"),
+                "--foldername-valtest", "reconstruction")
+    launcher = ("torchrun", "--standalone", "--nproc_per_node=${NPROC:-1}") if preset.gpu else ()
+    prefix = map_prefix(preset)
+    metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", str(data / "test.txt"),
+               "--test-files-prefix", prefix, "-r", str(run), "-rf", "reconstruction",
+               "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
+               "-ratef", prefix, "-s", sphere_points, "--csv", str(layout.rd_csv(method, point)))
+    return [
+        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher),
+        Step(f"{tag}: evaluation", script, (*common, *evaluate),
+             run / "reconstruction" / "rates.txt"),
+        Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics,
+             layout.rd_csv(method, point)),
+    ]
+
+
+def classic_step(preset: Preset, layout: Layout, method: Method, image_dir: str,
+                 image_ext: str, sphere_points: str) -> Step:
+    """The classic codec ``method`` at all its qualities, on the ERP image of the planar size."""
+    codec = method.model
+    return Step(
+        f"{codec} at qualities {preset.qualities[codec]}", "misc/compress_erp_baseline.py",
+        ("-o", image_dir, "-oe", image_ext, "-t", str(layout.data / "test.txt"),
+         "--test-files-prefix", map_prefix(preset), "-r", str(preset.healpix_res),
+         "--erp-width", str(erp_width(preset)), "-O", str(layout.classic), "-c", codec,
+         f"--{codec}-qualities", preset.qualities[codec], "-s", sphere_points),
+        layout.classic / f"{codec}_summary.csv")
+
+
+def classic_points(preset: Preset, codec: str) -> list[str]:
+    """The ``q<quality>`` labels of a classic codec's qualities."""
+    return [quality_label(q) for q in CODECS[codec].parse_qualities(preset.qualities[codec])]
+
+
+def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method], image_dir: str,
+                image_ext: str, sphere_points: str) -> list[Step]:
+    """Every step of the study, in order."""
+    steps = data_steps(preset, layout, image_dir, image_ext)
+    for method in methods:
+        if method.kind == "classic":
+            steps.append(classic_step(preset, layout, method, image_dir, image_ext,
+                                      sphere_points))
+            continue
+        for point in preset.points:
+            steps += learned_steps(preset, layout, method, point, image_dir, image_ext,
+                                   sphere_points)
+    return steps
+
+
+def commands_script(steps: Sequence[Step], report_command: str) -> str:
+    """``commands.sh``: every step, then the report."""
+    lines = ["#!/usr/bin/env bash", "# Written by experiments/rd_study.py; run from the "
+             "repository root. NPROC: GPUs per training run (torchrun).", "set -euo pipefail"]
+    for step in steps:
+        lines += [f"# {step.name}", step.command()]
+    lines += ["# the report (rd_points.csv, bd_rates.csv, rd_curves.png, report.md)",
+              report_command]
+    return "\n".join(lines) + "\n"
+
+
+_SCRIPT_MAINS: dict[str, Callable[[Sequence[str]], object]] = {}
+
+
+def script_main(script: str) -> Callable[[Sequence[str]], object]:
+    """The ``main(argv)`` of a toolkit script (imported once)."""
+    if script not in _SCRIPT_MAINS:
+        path = REPO / script
+        name = "_rd_study_" + path.stem
+        spec = importlib.util.spec_from_file_location(name, path)
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _SCRIPT_MAINS[script] = module.main
+    return _SCRIPT_MAINS[script]
+
+
+def run_steps(steps: Sequence[Step], log_path: Path) -> float:
+    """Run the steps whose output is missing, in this process; append each one's seconds to
+    ``log_path`` (``steps.csv``). Returns the seconds spent."""
+    log = get_logger()
+    if not log_path.exists():
+        write_text(log_path, "step,seconds\n")
+    spent = 0.0
+    for number, step in enumerate(steps, 1):
+        if step.output.exists():
+            log.info("[%d/%d] %s: done before, skipped", number, len(steps), step.name)
+            continue
+        log.info("[%d/%d] %s: %s", number, len(steps), step.name, step.command())
+        start = time.perf_counter()
+        script_main(step.script)(list(step.argv))
+        seconds = time.perf_counter() - start
+        spent += seconds
+        if not step.output.exists():
+            raise OsloError(f"step '{step.name}' ended without writing '{step.output}'")
+        with log_path.open("a") as handle:
+            handle.write(f"\"{step.name}\",{seconds:.1f}\n")
+    return spent
+
+
+@dataclass
+class Curve:
+    """The points of one method, sorted by bpp: ``(point label, RD mean row)``."""
+
+    method: Method
+    points: list[tuple[str, dict[str, float]]]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``{"bpp": [n], metric: [n]}``, as misc/compute_bd_rate.py and plot_rd_curves.py
+        take them."""
+        return {key: np.array([p[key] for _, p in self.points]) for key in ("bpp", *METRIC_NAMES)}
+
+    def monotonic(self, metric: str) -> bool:
+        """Whether bpp and ``metric`` strictly increase together (Bjontegaard needs it)."""
+        values = self.arrays()
+        return bool(np.all(np.diff(values["bpp"]) > 0) and np.all(np.diff(values[metric]) > 0))
+
+
+def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Curve]:
+    """The RD points of every method, read back from their RD CSVs."""
+    curves = []
+    for method in methods:
+        if method.kind == "classic":
+            labels = classic_points(preset, method.model)
+            rows = [(label, read_point(layout.rd_csv(method, label))) for label in labels]
+        else:
+            rows = [(f"lambda={p[0]:g}", read_point(layout.rd_csv(method, p)))
+                    for p in preset.points]
+        rows.sort(key=lambda row: row[1]["bpp"])
+        curves.append(Curve(method, rows))
+    return curves
+
+
+def bd_rows(curves: Sequence[Curve], anchor: Curve) -> list[dict]:
+    """BD-rate and BD-PSNR of every curve against the anchor on :data:`BD_METRICS` with pchip
+    (and cubic where both curves have 4 points or more); ``nan`` with a reason where a curve is
+    not monotonic."""
+    rows = []
+    for curve in curves:
+        if curve is anchor:
+            continue
+        methods = ["pchip"]
+        if min(len(curve.points), len(anchor.points)) >= 4:
+            methods.append("cubic")
+        for interpolation in methods:
+            for metric in BD_METRICS:
+                note = ""
+                rate = quality = math.nan
+                if not anchor.monotonic(metric):
+                    note = f"{anchor.method.key} not monotonic in {metric}"
+                elif not curve.monotonic(metric):
+                    note = f"{curve.method.key} not monotonic in {metric}"
+                else:
+                    rate, quality = bd_values(anchor.arrays(), curve.arrays(), metric,
+                                              interpolation)
+                rows.append({"method": curve.method.key, "anchor": anchor.method.key,
+                             "interpolation": interpolation, "metric": metric,
+                             "bd_rate_percent": rate, "bd_psnr_db": quality, "note": note})
+    return rows
+
+
+def _number(value: float, digits: int) -> str:
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def points_csv(curves: Sequence[Curve]) -> str:
+    """``rd_points.csv``: method, label, point, bpp and every metric, one row per point."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["method", "label", "point", "bpp", *METRIC_NAMES])
+    for curve in curves:
+        for label, point in curve.points:
+            writer.writerow([curve.method.key, curve.method.label, label, f"{point['bpp']:.6f}",
+                             *(f"{point[m]:.4f}" for m in METRIC_NAMES)])
+    return buffer.getvalue()
+
+
+def bd_csv(rows: Sequence[dict]) -> str:
+    """``bd_rates.csv``: one row per (method, interpolation, metric)."""
+    buffer = io.StringIO()
+    columns = ("method", "anchor", "interpolation", "metric", "bd_rate_percent", "bd_psnr_db",
+               "note")
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "bd_rate_percent": _number(row["bd_rate_percent"], 3),
+                         "bd_psnr_db": _number(row["bd_psnr_db"], 4)})
+    return buffer.getvalue()
+
+
+def machine_description() -> str:
+    """CPU, cores, torch threads, Python and package versions."""
+    processor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{processor}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+            f"{device}; Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def report_markdown(preset: Preset, curves: Sequence[Curve], rows: Sequence[dict],
+                    anchor: Curve, command: str, seconds: float, image_dir: str) -> str:
+    """``report.md``: the setting, the RD tables and the BD-rate table."""
+    size = (f"(N, M) = {preset.channels}" if preset.channels
+            else "(N, M) of each point's quality")
+    lines = [
+        f"# RD study, preset `{preset.name}`", "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine_description()}",
+        f"- Compute time of all steps (sum of steps.csv): {seconds / 60:.1f} min",
+        f"- Images: `{image_dir}`; HEALPix resolution {preset.healpix_res} "
+        f"({12 * 4**preset.healpix_res} pixels), training / evaluation patches of resolution "
+        f"{preset.patch_res} ({2**preset.patch_res} x {2**preset.patch_res}); ERP methods on "
+        f"{erp_width(preset)} x {erp_width(preset) // 2} images, crops of "
+        f"{2**preset.patch_res} x {2**preset.patch_res}",
+        f"- Learned models: {size}, {preset.epochs} epochs of {preset.patches_per_map} patches "
+        f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g}",
+        "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
+        "for every method", "",
+        "## Rate and quality (mean over the test images)", "",
+        "| method | point | bpp | S-PSNR Y (dB) | WS-PSNR Y (dB) | S-PSNR RGB (dB) "
+        "| WS-PSNR RGB (dB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for curve in curves:
+        for label, point in curve.points:
+            lines.append(f"| {curve.method.label} | {label} | {point['bpp']:.4f} | "
+                         + " | ".join(f"{point[m]:.2f}" for m in METRIC_NAMES) + " |")
+    lines += ["", f"## BD-rates against {anchor.method.label}", "",
+              "Negative BD-rate: fewer bits than the anchor at equal quality. pchip "
+              "interpolation (cubic where both curves have 4 points or more).", "",
+              "| method | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
+              "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
+              "|---|---|---:|---:|---:|---:|"]
+    by_key = {(r["method"], r["interpolation"], r["metric"]): r for r in rows}
+    for curve in curves:
+        for interpolation in ("pchip", "cubic"):
+            found = [by_key.get((curve.method.key, interpolation, m)) for m in BD_METRICS]
+            if None in found:
+                continue
+            rates = [_number(r["bd_rate_percent"], 2) for r in found]
+            psnrs = [_number(r["bd_psnr_db"], 3) for r in found]
+            lines.append(f"| {curve.method.label} | {interpolation} | "
+                         + " | ".join(rates + psnrs) + " |")
+    notes = sorted({r["note"] for r in rows if r["note"]})
+    if notes:
+        lines += ["", "No BD value (nan) where a curve is not monotonic: " + "; ".join(notes)
+                  + "."]
+    lines += ["", "Plot: `rd_curves.png`; numbers: `rd_points.csv`, `bd_rates.csv`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anchor_key: str,
+                 command: str, image_dir: str) -> list[dict]:
+    """Read the RD CSVs back; write ``rd_points.csv``, ``bd_rates.csv``, ``rd_curves.png`` and
+    ``report.md`` in ``<out>/results``. Returns the BD rows."""
+    missing = [str(p) for p in expected_rd_csvs(preset, layout, methods) if not p.is_file()]
+    if missing:
+        raise OsloError(f"{len(missing)} RD file(s) missing, e.g. '{missing[0]}': run the "
+                        "study (or commands.sh) first")
+    curves = collect_curves(preset, layout, methods)
+    anchor = next(c for c in curves if c.method.key == anchor_key)
+    rows = bd_rows(curves, anchor)
+    results = layout.results
+    results.mkdir(parents=True, exist_ok=True)
+    write_text(results / "rd_points.csv", points_csv(curves))
+    write_text(results / "bd_rates.csv", bd_csv(rows))
+    plot({c.method.label: c.arrays() for c in curves}, BD_METRICS, results / "rd_curves.png",
+         f"RD study ({preset.name}): HEALPix resolution {preset.healpix_res}, "
+         f"{len(read_test_names(layout))} test image(s)")
+    seconds = step_seconds(layout.root / "steps.csv")
+    write_text(results / "report.md",
+               report_markdown(preset, curves, rows, anchor, command, seconds, image_dir))
+    return rows
+
+
+def expected_rd_csvs(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Path]:
+    """The RD CSV of every point of every method."""
+    paths = []
+    for method in methods:
+        if method.kind == "classic":
+            paths += [layout.rd_csv(method, label) for label in classic_points(preset,
+                                                                               method.model)]
+        else:
+            paths += [layout.rd_csv(method, point) for point in preset.points]
+    return paths
+
+
+def read_test_names(layout: Layout) -> list[str]:
+    """Lines of the study's ``test.txt``."""
+    return [line for line in (layout.data / "test.txt").read_text().splitlines() if line]
+
+
+def step_seconds(path: Path) -> float:
+    """Sum of the seconds of ``steps.csv`` (0 when it is missing)."""
+    if not path.is_file():
+        return 0.0
+    with path.open(newline="") as handle:
+        return sum(float(row["seconds"]) for row in csv.DictReader(handle))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    add = parser.add_argument
+    preset = parser.add_mutually_exclusive_group(required=True)
+    for name, text in (("tiny", "resolution 6, 1 epoch of (8, 8) models (tests)"),
+                       ("small", "resolution 8, (32, 48) models, 4 lambdas (2-core CPU, < 1 h)"),
+                       ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "
+                                 "epochs on GPUs: writes commands.sh only")):
+        preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
+                            help=text)
+    add("-O", "--output-dir", required=True,
+        help="folder of the study: data/, structures/, runs/, classic/, results/, "
+             "commands.sh, steps.csv")
+    add("-i", "--image-dir", default="samples", help="folder of the ERP images")
+    add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
+    add("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+        help="the curves of the study")
+    add("--anchor", default="erp_sh", choices=list(METHODS),
+        help="the curve the BD-rates are measured against")
+    add("--epochs", type=int, default=None, help="override the preset's training epochs")
+    add("-s", "--sphere-points", default=None,
+        help="S-PSNR's sphere points (default: the preset's, generated if missing)")
+    add("--report-only", action="store_true",
+        help="only write the report from the RD files already there (after commands.sh)")
+    add("--dry-run", action="store_true", help="only write commands.sh")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    preset = PRESETS[args.preset]
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise OsloError(f"--epochs must be >= 1, got {args.epochs}")
+        preset = replace(preset, epochs=args.epochs)
+    methods = [METHODS[key] for key in dict.fromkeys(args.methods)]
+    if args.anchor not in args.methods:
+        raise OsloError(f"the anchor '{args.anchor}' is not among --methods")
+    if len(methods) < 2:
+        raise OsloError("give at least two --methods (one of them the anchor)")
+    if not Path(args.image_dir).is_dir():
+        raise OsloError(f"image folder '{args.image_dir}' does not exist")
+    layout = Layout(Path(args.output_dir))
+    sphere_points = args.sphere_points or preset.sphere_points
+    steps = study_steps(preset, layout, methods, args.image_dir, args.image_ext, sphere_points)
+    command = shlex.join(["python", "experiments/rd_study.py", f"--{preset.name}",
+                          "-O", str(layout.root), "-i", args.image_dir, "-e", args.image_ext,
+                          "--methods", *args.methods, "--anchor", args.anchor,
+                          *(("--epochs", str(preset.epochs)) if args.epochs else ()),
+                          "-s", sphere_points])
+    layout.root.mkdir(parents=True, exist_ok=True)
+    write_text(layout.root / "commands.sh", commands_script(steps, f"{command} --report-only"))
+    log = get_logger()
+    log.info("%d steps written to %s", len(steps), layout.root / "commands.sh")
+    if args.dry_run or (not preset.run and not args.report_only):
+        log.info("run 'bash %s', then '%s --report-only'", layout.root / "commands.sh", command)
+        return []
+    if not args.report_only:
+        spent = run_steps(steps, layout.root / "steps.csv")
+        log.info("steps ran for %.1f min", spent / 60)
+    rows = write_report(preset, layout, methods, args.anchor, command, args.image_dir)
+    print((layout.results / "report.md").read_text())
+    return rows
+
+
+if __name__ == "__main__":
+    run_main(main)

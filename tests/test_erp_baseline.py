@@ -1,0 +1,255 @@
+"""baselines/train_erp_compressai.py on tiny ERP images (r = 5: W = 128), checked against
+CompressAI itself (an independent compress / decompress of the checkpoint), the metrics
+recomputed from the saved PNG, and utils/sampling's bilinear rule; plus the resampling path of
+utils/metrics."""
+
+import csv
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+from compressai.models import FactorizedPrior, ScaleHyperprior
+from PIL import Image
+
+import baselines.train_erp_compressai as script
+from utils.cli import OsloError, run_main
+from utils.metrics import METRIC_NAMES, erp_row_weights, luma, spherical_psnr, to_grid_of
+from utils.sampling import bilinear_erp, erp_coordinates, erp_pixel_angles, resample_erp
+from utils.sphere_points import load_or_create
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+RES = 5
+NPIX = 12 * 4**RES
+WIDTH = 4 * 2**RES
+CHANNELS = ("--channels", "8", "8")
+
+
+def write_list(path, names):
+    """A step-1 list naming ``healpix_sampling_res_{RES}_<name>.npy`` (the maps need not exist)."""
+    path.write_text("".join(f"healpix_sampling_res_{RES}_{n}.npy\n" for n in names))
+    return path
+
+
+@pytest.fixture
+def lists(tmp_path):
+    return (write_list(tmp_path / "train.txt", ["img0", "img1", "img2"]),
+            write_list(tmp_path / "test.txt", ["img3", "img4"]))
+
+
+def run(image_dir, tmp_path, out, *extra):
+    return script.main(["-o", str(image_dir), "-r", str(RES), "-O", str(out), *CHANNELS,
+                        "--crop-size", "64", "-np", "2", "-bst", "4", "--no-progress",
+                        "-s", str(tmp_path / "sphere_642.txt"), *extra])
+
+
+def train(image_dir, tmp_path, lists, out, *extra):
+    return run(image_dir, tmp_path, out, "-i", str(lists[0]), "-e", "2",
+               "--checkpoint-interval", "1", *extra)
+
+
+def reference_erp(original, width, height):
+    """The original sampled bilinearly at the ERP pixel centres with utils.sampling, rounded."""
+    theta, lon = erp_pixel_angles(width, height)
+    u, v = erp_coordinates(np.repeat(theta, width), np.tile(lon, height), original.shape[1],
+                           original.shape[0])
+    values = np.clip(np.rint(bilinear_erp(original, u, v)), 0, 255).astype(np.uint8)
+    return values.reshape(height, width, 3)
+
+
+def load_model(path, model_class=ScaleHyperprior):
+    """The final checkpoint in a fresh CompressAI model, ready to code."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = model_class(8, 8)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    model.update(force=True)
+    return model
+
+
+def independent_coding(model, image):
+    """Strings' total bytes, theoretical bits and the decoded image of CompressAI on ``image``
+    padded at the right and bottom by edge replication to multiples of 64 (numpy)."""
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((0, -height % 64), (0, -width % 64), (0, 0)), mode="edge")
+    x = torch.from_numpy(padded.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        likelihoods = model(x)["likelihoods"]
+        encoded = model.compress(x)
+        x_hat = model.decompress(encoded["strings"], encoded["shape"])["x_hat"]
+    total = sum(len(s) for strings in encoded["strings"] for s in strings)
+    theoretical = sum(math.ceil(-torch.log2(v.double()).sum().item())
+                      for v in likelihoods.values())
+    decoded = torch.round(x_hat[0, :, :height, :width] * 255).clamp(0, 255)
+    return total, theoretical, decoded.permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def read_rates(path):
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    assert lines[0][0].startswith("#")
+    return {name: (int(theoretical), int(actual)) for name, theoretical, actual in lines[1:]}
+
+
+def read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_train_then_evaluate_matches_compressai_and_metrics(image_dir, tmp_path, lists):
+    out = tmp_path / "out"
+    rows = train(image_dir, tmp_path, lists, out, "-t", str(lists[1]))
+    assert [r.name for r in rows] == ["img3", "img4", "mean"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint_1.pth.tar", "checkpoint_2.pth.tar", "config.txt", "final.pth.tar",
+        "log.csv", "reconstruction"]
+    log = read_csv(out / "log.csv")
+    assert [int(r["epoch"]) for r in log] == [1, 2]
+    assert list(log[0]) == ["epoch", "loss", "bpp", "mse", "seconds"]
+    final = torch.load(out / "final.pth.tar", map_location="cpu", weights_only=True)
+    assert final["epoch"] == 2
+    assert final["config"]["model"] == "ScaleHyperprior" and final["config"]["N"] == 8
+    assert final["config"]["erp_width"] == WIDTH
+
+    folder = out / "reconstruction"
+    rates = read_rates(folder / "rates.txt")
+    csv_rows = read_csv(folder / "rd.csv")
+    assert list(csv_rows[0]) == ["name", "bpp", *METRIC_NAMES]
+    assert [r["name"] for r in csv_rows] == ["img3", "img4", "mean"]
+    model = load_model(out / "final.pth.tar")
+    lat, lon = load_or_create(tmp_path / "sphere_642.txt")
+    for name, row in zip(["img3", "img4"], csv_rows, strict=False):
+        listname = f"healpix_sampling_res_{RES}_{name}"
+        original = np.asarray(Image.open(image_dir / f"{name}.jpg").convert("RGB"))
+        total, theoretical, decoded = independent_coding(
+            model, reference_erp(original, WIDTH, WIDTH // 2))
+        assert rates[listname] == (theoretical, 8 * total)
+        assert float(row["bpp"]) == pytest.approx(8 * total / NPIX, abs=1e-6)
+        png = np.asarray(Image.open(folder / f"{listname}_reconstructed.png"))
+        assert png.shape == (WIDTH // 2, WIDTH, 3) and png.dtype == np.uint8
+        np.testing.assert_array_equal(png, decoded)
+        metrics = spherical_psnr(original, "erp", png, "erp", lat, lon, resample=True)
+        for key in METRIC_NAMES:
+            assert float(row[key]) == pytest.approx(metrics[key], abs=1e-4)
+    assert float(csv_rows[2]["bpp"]) == pytest.approx(
+        np.mean([float(r["bpp"]) for r in csv_rows[:2]]), abs=1e-6)
+
+
+def test_evaluate_checkpoint_pads_and_crops(image_dir, tmp_path, lists):
+    """An ERP width of 96 (48 rows): the codec codes the image padded to 128 x 64."""
+    out = tmp_path / "out"
+    train(image_dir, tmp_path, lists, out, "-e", "1")
+    rows = run(image_dir, tmp_path, out, "-t", str(lists[1]), "--checkpoint-file",
+               str(out / "final.pth.tar"), "--erp-width", "96", "--foldername-valtest", "w96")
+    model = load_model(out / "final.pth.tar")
+    rates = read_rates(out / "w96" / "rates.txt")
+    for row in rows[:2]:
+        listname = f"healpix_sampling_res_{RES}_{row.name}"
+        original = np.asarray(Image.open(image_dir / f"{row.name}.jpg").convert("RGB"))
+        total, _, decoded = independent_coding(model, reference_erp(original, 96, 48))
+        assert rates[listname][1] == 8 * total
+        assert row.bpp == 8 * total / NPIX
+        png = np.asarray(Image.open(out / "w96" / f"{listname}_reconstructed.png"))
+        np.testing.assert_array_equal(png, decoded)
+
+
+def test_factorized_prior(image_dir, tmp_path, lists):
+    out = tmp_path / "out"
+    rows = train(image_dir, tmp_path, lists, out, "-e", "1", "-m", "FactorizedPrior", "-t",
+                 str(lists[1]))
+    model = load_model(out / "final.pth.tar", FactorizedPrior)
+    rates = read_rates(out / "reconstruction" / "rates.txt")
+    for row in rows[:2]:
+        listname = f"healpix_sampling_res_{RES}_{row.name}"
+        original = np.asarray(Image.open(image_dir / f"{row.name}.jpg").convert("RGB"))
+        total, theoretical, decoded = independent_coding(
+            model, reference_erp(original, WIDTH, WIDTH // 2))
+        assert rates[listname] == (theoretical, 8 * total)
+        png = np.asarray(Image.open(out / "reconstruction" / f"{listname}_reconstructed.png"))
+        np.testing.assert_array_equal(png, decoded)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(image_dir, tmp_path, lists):
+    train(image_dir, tmp_path, lists, tmp_path / "a")
+    train(image_dir, tmp_path, lists, tmp_path / "b", "--checkpoint-file",
+          str(tmp_path / "a" / "checkpoint_1.pth.tar"))
+    a, b = (torch.load(tmp_path / run / "final.pth.tar", map_location="cpu", weights_only=True)
+            for run in ("a", "b"))
+    assert a["epoch"] == b["epoch"] == 2
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    log_a, log_b = read_csv(tmp_path / "a" / "log.csv"), read_csv(tmp_path / "b" / "log.csv")
+    assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
+    assert not (tmp_path / "b" / "checkpoint_1.pth.tar").exists()
+
+
+def run_cli(monkeypatch, capsys, argv):
+    """``run_main(main)`` with ``argv``: the exit code and stderr."""
+    monkeypatch.setattr(sys, "argv", ["train_erp_compressai.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(script.main)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_error(image_dir, tmp_path, lists, monkeypatch, capsys):
+    out = tmp_path / "out"
+    train(image_dir, tmp_path, lists, out, "-e", "1")
+    final = str(out / "final.pth.tar")
+    corrupt = tmp_path / "corrupt.pth.tar"
+    corrupt.write_bytes(b"not a checkpoint")
+    missing = write_list(tmp_path / "missing.txt", ["img3", "img9"])
+    common = ["-o", str(image_dir), "-r", str(RES), "-O", str(out), *CHANNELS, "--no-progress",
+              "-s", str(tmp_path / "sphere_642.txt")]
+    cases = {
+        "img9.jpg": ["-t", str(missing), "--checkpoint-file", final],
+        "-m/--model ScaleHyperprior": ["-t", str(lists[1]), "--checkpoint-file", final,
+                                       "-m", "FactorizedPrior"],
+        "N 8": ["-t", str(lists[1]), "--checkpoint-file", final, "--channels", "16", "8"],
+        "cannot read checkpoint file": ["-t", str(lists[1]), "--checkpoint-file", str(corrupt)],
+        "--erp-width must be even": ["-t", str(lists[1]), "--checkpoint-file", final,
+                                     "--erp-width", "127"],
+        "larger than the ERP images": ["-i", str(lists[0]), "-t", str(lists[1]),
+                                       "--crop-size", "128"],
+        "nothing to do": [],
+        "needs --checkpoint-file": ["-t", str(lists[1])],
+        "cannot read list file": ["-t", str(tmp_path / "none.txt"), "--checkpoint-file", final],
+    }
+    for expected, extra in cases.items():
+        code, err = run_cli(monkeypatch, capsys, [*common, *extra])
+        assert code == 2, expected
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert expected in err, err
+        with pytest.raises(OsloError):
+            script.main([*common, *extra])
+    assert not (out / "reconstruction").exists()
+
+
+def test_resample_erp_is_the_bilinear_sampling_at_pixel_centres(image_dir, tmp_path):
+    original = np.asarray(Image.open(image_dir / "img0.jpg").convert("RGB"))  # 32 x 64
+    half = resample_erp(original, 32, 16)
+    np.testing.assert_array_equal(half, reference_erp(original, 32, 16))
+    np.testing.assert_array_equal(to_grid_of(original, "erp", half, "erp", resample=True), half)
+    with pytest.raises(ValueError, match="same projection"):
+        to_grid_of(original, "erp", half, "erp")
+    lat, lon = load_or_create(tmp_path / "sphere_642.txt")
+    own = spherical_psnr(original, "erp", half, "erp", lat, lon, resample=True)
+    assert own["ws_psnr_y"] == math.inf  # the reference is the half-size image itself
+    assert math.isfinite(own["s_psnr_y"]) and own["s_psnr_y"] > 0
+
+    other = resample_erp(np.asarray(Image.open(image_dir / "img1.jpg").convert("RGB")), 32, 16)
+    metrics = spherical_psnr(original, "erp", other, "erp", lat, lon, resample=True)
+    weights = erp_row_weights(16)[:, None]
+    mse_y = (weights * (luma(half) - luma(other)) ** 2).sum() / (32 * weights.sum())
+    assert metrics["ws_psnr_y"] == pytest.approx(10 * math.log10(255**2 / mse_y), abs=1e-9)
+    same = spherical_psnr(original, "erp", original, "erp", lat, lon, resample=True)
+    assert same["ws_psnr_y"] == same["s_psnr_y"] == math.inf
+
+
+def test_pad_matches_numpy_edge_padding():
+    image = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    padded = script.pad(script.to_tensor(image))
+    assert padded.shape == (1, 3, 64, 128)
+    expected = np.pad(image, ((0, 24), (0, 58), (0, 0)), mode="edge").astype(np.float32) / 255
+    np.testing.assert_array_equal(padded[0].permute(1, 2, 0).numpy(), expected)

@@ -1,0 +1,157 @@
+"""The RD study end to end on its tiny preset: every method trained, evaluated and measured on
+the bundled samples, then the CSVs, the BD-rate table, the report and the plot checked against
+each other and against independent recomputations."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments import rd_study
+from misc.compute_bd_rate import bd_values, read_point
+from utils.metrics import METRIC_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rd") / "tiny"
+    points = tmp_path_factory.mktemp("points") / "sphere_2562.txt"
+    argv = ["--tiny", "-O", str(root), "-i", str(REPO / "samples"), "--anchor", "jpeg",
+            "-s", str(points)]
+    rd_study.main(argv)
+    return root, argv
+
+
+def test_every_output_is_written(study):
+    root, _ = study
+    results = root / "results"
+    for name in ("rd_points.csv", "bd_rates.csv", "report.md", "rd_curves.png"):
+        assert (results / name).stat().st_size > 0
+    with Image.open(results / "rd_curves.png") as png:
+        assert png.format == "PNG" and png.width > 500 and png.height > 300
+    commands = (root / "commands.sh").read_text()
+    # 1 sampling + 7 (hr, pr) pairs x 2 + 4 sphere methods x 2 points x 3 + 2 ERP x 2 x 2 + 3
+    assert commands.count("\npython ") == 1 + 14 + 24 + 8 + 3 + 1
+
+
+def test_points_are_the_mean_rows_of_the_rd_files(study):
+    root, _ = study
+    preset = rd_study.PRESETS["tiny"]
+    layout = rd_study.Layout(root)
+    rows = read_rows(root / "results" / "rd_points.csv")
+    assert {r["method"] for r in rows} == set(rd_study.METHODS)
+    for method in rd_study.METHODS.values():
+        if method.kind == "classic":
+            labels = rd_study.classic_points(preset, method.model)
+            files = {label: layout.rd_csv(method, label) for label in labels}
+        else:
+            files = {f"lambda={p[0]:g}": layout.rd_csv(method, p) for p in preset.points}
+        mine = {r["point"]: r for r in rows if r["method"] == method.key}
+        assert set(mine) == set(files)
+        for label, path in files.items():
+            point = read_point(path)
+            for key in ("bpp", *METRIC_NAMES):
+                assert float(mine[label][key]) == pytest.approx(point[key], abs=1e-4)
+
+
+def test_learned_bpp_is_the_actual_rate_per_healpix_pixel(study):
+    root, _ = study
+    preset = rd_study.PRESETS["tiny"]
+    npix = 12 * 4**preset.healpix_res
+    for key in ("oslo_sh", "deepsphere_fp", "erp_sh"):
+        method = rd_study.METHODS[key]
+        run = rd_study.Layout(root).run(method, preset.points[0][0])
+        rates = [line.split("\t") for line in
+                 (run / "reconstruction" / "rates.txt").read_text().splitlines()
+                 if not line.startswith("#")]
+        rd = {r["name"]: r for r in read_rows(run / "reconstruction" / "rd.csv")}
+        assert len(rates) == len(rd) - 1 == 2  # two test maps, then the mean
+        for name, _, actual in rates:
+            short = name.removeprefix(f"healpix_sampling_res_{preset.healpix_res}_")
+            assert float(rd[short]["bpp"]) == pytest.approx(int(actual) / npix, abs=1e-6)
+
+
+def test_bd_table_is_recomputed_from_the_points(study):
+    root, _ = study
+    points = read_rows(root / "results" / "rd_points.csv")
+    curves = {}
+    for row in points:
+        curve = curves.setdefault(row["method"], {k: [] for k in ("bpp", *METRIC_NAMES)})
+        for key in curve:
+            curve[key].append(float(row[key]))
+    curves = {k: {m: np.array(v) for m, v in c.items()} for k, c in curves.items()}
+    rows = read_rows(root / "results" / "bd_rates.csv")
+    assert {r["method"] for r in rows} == set(rd_study.METHODS) - {"jpeg"}
+    finite = 0
+    for row in rows:
+        anchor, curve = curves[row["anchor"]], curves[row["method"]]
+        metric = row["metric"]
+        monotonic = all(np.all(np.diff(c["bpp"]) > 0) and np.all(np.diff(c[metric]) > 0)
+                        for c in (anchor, curve))
+        assert math.isnan(float(row["bd_rate_percent"])) == (not monotonic)
+        if monotonic:
+            finite += 1
+            rate, quality = bd_values(anchor, curve, metric, row["interpolation"])
+            assert float(row["bd_rate_percent"]) == pytest.approx(rate, abs=1e-3)
+            assert float(row["bd_psnr_db"]) == pytest.approx(quality, abs=1e-4)
+    assert finite >= 2  # WebP and JPEG 2000 against JPEG at least
+
+
+def test_report_shows_the_csv_numbers(study):
+    root, _ = study
+    report = (root / "results" / "report.md").read_text()
+    for row in read_rows(root / "results" / "rd_points.csv"):
+        assert f"| {row['label']} | {row['point']} | {float(row['bpp']):.4f} | " \
+               f"{float(row['s_psnr_y']):.2f} |" in report
+    for row in read_rows(root / "results" / "bd_rates.csv"):
+        if row["interpolation"] == "pchip" and row["metric"] == "s_psnr_y":
+            value = float(row["bd_rate_percent"])
+            assert ("nan" if math.isnan(value) else f"{value:.2f}") in report
+
+
+def test_a_second_run_skips_every_step(study):
+    root, argv = study
+    before = (root / "steps.csv").read_text()
+    report = (root / "results" / "report.md").read_text()
+    rd_study.main(argv)
+    assert (root / "steps.csv").read_text() == before
+    assert (root / "results" / "report.md").read_text() == report
+
+
+def test_paper_preset_writes_the_commands_only(tmp_path):
+    rd_study.main(["--paper", "-O", str(tmp_path), "-i", str(REPO / "samples")])
+    commands = (tmp_path / "commands.sh").read_text()
+    assert not (tmp_path / "data").exists()
+    for lmbda, quality in rd_study.PAPER_POINTS:
+        assert f"--lambda {lmbda:g} " in commands and f"-q {quality} " in commands
+    trainings = [line for line in commands.splitlines() if line.startswith("torchrun")]
+    assert len(trainings) == 4 * 10
+    assert all("-hr 10 -prt 8" in line and "-e 1000" in line and " -g" in line
+               for line in trainings)
+    assert commands.rstrip().endswith("--report-only")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "oslo_fp", "jpeg"], "anchor 'erp_sh' is not among --methods"),
+    (["--methods", "erp_sh"], "at least two --methods"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--report-only"], "RD file(s) missing"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        rd_study.run_main(lambda _: rd_study.main(
+            ["--tiny", "-O", str(tmp_path / "out"), "-i", str(REPO / "samples"), *argv]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0]
