@@ -518,7 +518,7 @@ def report_markdown(preset: Preset, curves: Sequence[Curve], rows: Sequence[dict
         f"{preset.patch_res} ({2**preset.patch_res} x {2**preset.patch_res}); ERP methods on "
         f"{erp_width(preset)} x {erp_width(preset) // 2} images, crops of "
         f"{2**preset.patch_res} x {2**preset.patch_res}",
-        f"- Learned models: {size}, {preset.epochs} epochs of {preset.patches_per_map} patches "
+        f"- Learned models: {size}, {preset.epochs} epoch(s) of {preset.patches_per_map} patches "
         f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g}",
         "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
         "for every method", "",
@@ -570,9 +570,12 @@ def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anch
     results.mkdir(parents=True, exist_ok=True)
     write_text(results / "rd_points.csv", points_csv(curves))
     write_text(results / "bd_rates.csv", bd_csv(rows))
+    line = {"sphere": "-", "erp": "--", "classic": ":"}
     plot({c.method.label: c.arrays() for c in curves}, BD_METRICS, results / "rd_curves.png",
          f"RD study ({preset.name}): HEALPix resolution {preset.healpix_res}, "
-         f"{len(read_test_names(layout))} test image(s)")
+         f"{len(read_test_names(layout))} test image(s)",
+         styles={c.method.label: {"linestyle": line[c.method.kind]} for c in curves},
+         xlabel=f"bits per HEALPix pixel at resolution {preset.healpix_res} (bpp)")
     seconds = step_seconds(layout.root / "steps.csv")
     write_text(results / "report.md",
                report_markdown(preset, curves, rows, anchor, command, seconds, image_dir))
