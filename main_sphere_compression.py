@@ -187,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the reconstructions without their Mollweide PNGs")
     test.add_argument("--skip-tested", action="store_true",
                       help="keep the maps already evaluated in the evaluation folder")
+    test.add_argument("--deterministic", action="store_true",
+                      help="deterministic entropy parameters, as oslo_codec.py codes by default: "
+                      "the hyper-synthesis and the CDF tables in float64 on one CPU thread, so "
+                      "that the strings are those of oslo_codec.py on any machine (not with a "
+                      "context model)")
 
     device = parser.add_argument_group("device")
     device.add_argument("-g", "--gpu", action="store_true", help="run on CUDA")

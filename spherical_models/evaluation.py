@@ -110,6 +110,11 @@ def map_batches(
         yield slice(first * size, last * size), values, np.arange(first, last)
 
 
+def to_uint8(x_hat: Tensor) -> np.ndarray:
+    """A decoded batch in [0, 1] as ``uint8`` ``round(x_hat * 255)`` (a numpy array)."""
+    return x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
 def tensor_bits(likelihoods: Tensor) -> float:
     """``sum -log2 likelihoods`` in double precision."""
     return -torch.log2(likelihoods.double()).sum().item()
@@ -164,8 +169,7 @@ def code_map(
         x_hat = model.decompress(encoded["strings"], encoded["shape"], geometry, ids)["x_hat"]
         _synchronize(device)
         decode_seconds += time.perf_counter() - start
-        decoded = x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-        reconstruction[pixels] = decoded.reshape(-1, hp_map.shape[1])
+        reconstruction[pixels] = to_uint8(x_hat).reshape(-1, hp_map.shape[1])
     stats = {
         "theoretical_bits": int(sum(math.ceil(bits) for bits in latent_bits.values())),
         "actual_bits": 8 * actual_bytes,

@@ -149,6 +149,24 @@ def build_model(args: argparse.Namespace) -> SphereCompressionModel:
         raise OsloError(f"cannot build {args.model}: {error}") from None
 
 
+def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
+    """The codec (random initialisation) that a checkpoint's ``config`` (:func:`run_config`)
+    describes; :class:`OsloError` if the configuration is not one this toolkit builds."""
+    try:
+        cls = MODELS[config["model"]]
+        options = LayerOptions(**{
+            key: config[key] for key in LayerOptions.__dataclass_fields__ if key in config
+        })
+        kwargs: dict[str, Any] = {}
+        if issubclass(cls, SphereMeanScaleHyperprior):
+            kwargs = {"context_model": config.get("context_model"),
+                      "ar_hops": config.get("ar_hops", 1)}
+        return cls(int(config["N"]), int(config["M"]), options, **kwargs)
+    except (KeyError, TypeError, ValueError) as error:
+        raise OsloError(f"cannot build the model of the checkpoint's configuration: "
+                        f"{type(error).__name__}: {error}") from None
+
+
 def graph_hops(model: SphereCompressionModel) -> int:
     """Hops the structures must have: 2 for single 2-hop convolutions or a 2-hop context."""
     hops = getattr(model, "graph_hops", None)
@@ -267,6 +285,11 @@ def evaluate(
     """Step 4 on the maps ``files`` of ``-t``, ``geometry`` at ``-prvt``
     (:func:`spherical_models.evaluation.evaluate_maps`)."""
     patch_res = valtest_patch_res(args)
+    if getattr(args, "deterministic", False):
+        if not model.supports_deterministic:
+            raise OsloError(f"--deterministic is not available for {args.model} with a context "
+                            f"model (-cm {args.context_model})")
+        model.set_deterministic(True)
     model.update(force=True)
     model.eval()
     folder = out_dir / args.foldername_valtest

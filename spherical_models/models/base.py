@@ -3,8 +3,14 @@ conversions between sphere tensors and the layout of CompressAI's entropy models
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
@@ -100,9 +106,173 @@ class SphereCompressionModel(CompressionModel):
             if isinstance(module, SDPAConv | SDPAConvTransposed):
                 module.path = path
 
+    # -- deterministic entropy parameters -----------------------------------------------------
+
+    @property
+    def supports_deterministic(self) -> bool:
+        """Whether :meth:`set_deterministic` can be turned on (all models but those with a
+        context model: see :class:`~spherical_models.models.SphereMeanScaleHyperprior`)."""
+        return True
+
+    @property
+    def deterministic(self) -> bool:
+        """Deterministic entropy parameters (:meth:`set_deterministic`); off by default."""
+        return self.__dict__.get("_deterministic", False)
+
+    def set_deterministic(self, enabled: bool = True) -> None:
+        """Make what ``compress`` and ``decompress`` derive from the hyper-latent bit-identical
+        across thread counts and devices, so that a bitstream decodes on another machine.
+
+        The entropy coder needs the encoder's and the decoder's entropy parameters (the scale
+        *indexes* of ``y``, and the CDF tables) to be equal to the bit: a float32 scale that
+        falls on the other side of a scale-table threshold on the other machine selects another
+        CDF and the rest of the string decodes into garbage. In float32, a convolution's result
+        depends on the summation order, which depends on the thread count and on the device.
+        When on:
+
+        * the hyper-synthesis ``h_s`` (scales, and means for the mean-scale model) runs on the
+          CPU in float64 on one thread (a float64 copy of ``h_s`` and of the geometry, cached),
+          from ``z_hat``, itself exact (integers plus the entropy bottleneck's medians); the
+          scale indexes are built from these float64 scales, and the means are rounded to
+          float32 before use, on both sides;
+        * :meth:`update` computes the CDF tables on the CPU on one thread, the entropy
+          bottleneck's in float64, with the scale table computed in float64 and rounded to
+          float32.
+
+        Both ``compress`` and ``decompress`` take this path, so the strings, the decoded
+        latents and the parsing are the same on every machine. What remains in float32 on the
+        model's device is ``g_a`` (encoder only: it chooses the symbols, which are then written)
+        and ``g_s`` (the pixels; a different summation order can move a pixel by one level
+        after rounding on another device, without affecting the parsing). float64 does not make
+        a threshold crossing impossible, only about 1e9 times less likely than float32.
+
+        Raises:
+            ValueError: for a model with a context model (its entropy parameters depend on the
+                decoded ``y``; not covered).
+        """
+        if enabled and not self.supports_deterministic:
+            raise ValueError(
+                f"deterministic entropy parameters are not available for {type(self).__name__} "
+                f"with a context model"
+            )
+        self.__dict__["_deterministic"] = bool(enabled)
+        self.__dict__["_float64_copies"] = {}
+
+    @contextlib.contextmanager
+    def deterministic_entropy(self, enabled: bool = True) -> Iterator[SphereCompressionModel]:
+        """Context manager around :meth:`set_deterministic`; restores the previous mode."""
+        previous = self.deterministic
+        self.set_deterministic(enabled)
+        try:
+            yield self
+        finally:
+            self.set_deterministic(previous)
+
+    def run_float64(
+        self, module: nn.Module, x: Tensor, geometry, patch_ids: Tensor | None
+    ) -> Tensor:
+        """``module(x, geometry, patch_ids)`` on the CPU in float64 on one thread (a cached
+        float64 copy of ``module`` and ``geometry``); returns a float64 CPU tensor.
+
+        The copy is remade when ``module``'s parameters change (their storage or version).
+        """
+        copies = self.__dict__.setdefault("_float64_copies", {})
+        stamp = tuple((p.data_ptr(), p._version) for p in module.parameters())
+        key = (id(module), id(geometry))
+        if key not in copies or copies[key][0] != stamp:
+            copies[key] = (
+                stamp,
+                copy.deepcopy(module).to("cpu", torch.float64),
+                copy.deepcopy(geometry).to("cpu", torch.float64),
+            )
+        _, module64, geometry64 = copies[key]
+        ids = None if patch_ids is None else patch_ids.cpu()
+        with one_cpu_thread(), torch.no_grad():
+            return module64(x.detach().to("cpu", torch.float64), geometry64, ids)
+
+    def update(
+        self, scale_table=None, force: bool = False, update_quantiles: bool = False
+    ) -> bool:
+        """CompressAI's ``update``; in deterministic mode (:meth:`set_deterministic`) the CDF
+        tables are computed on the CPU on one thread in float64 (CompressAI computes them in
+        float32 where the model is, and a last-bit difference of a probability can move an
+        entry of the 16-bit quantised CDF), and the default scale table
+        ``exp(linspace(log 0.11, log 256, 64))`` in float64 then rounded to float32, so that
+        they are the same on every machine."""
+        if not self.deterministic:
+            return super().update(scale_table, force, update_quantiles)
+        if scale_table is None:
+            scale_table = deterministic_scale_table()
+        updated = False
+        with one_cpu_thread(), torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, EntropyBottleneck):
+                    if module._offset.numel() > 0 and not force:
+                        continue
+                    work = copy.deepcopy(module).to("cpu", torch.float64)
+                    work.update(force=True, update_quantiles=update_quantiles)
+                    if update_quantiles:
+                        module.quantiles.data.copy_(work.quantiles.data)
+                elif isinstance(module, GaussianConditional):
+                    if module._offset.numel() > 0 and not force:
+                        continue
+                    work = copy.deepcopy(module).to("cpu")
+                    work.scale_table = work._prepare_scale_table(scale_table)
+                    update_gaussian_float64(work)
+                else:
+                    continue
+                device = module._offset.device
+                for name in ("_offset", "_quantized_cdf", "_cdf_length"):
+                    setattr(module, name, getattr(work, name).to(device))
+                if isinstance(module, GaussianConditional):
+                    module.scale_table = work.scale_table.to(device, module.scale_bound.dtype)
+                updated = True
+        return updated
+
     def pixels_per_level(self, pixels: int) -> list[int]:
         """Pixels of one input at each level, from the input's ``pixels``."""
         return [pixels // 4**level for level in range(self.num_levels)]
+
+
+@contextlib.contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def update_gaussian_float64(gc: GaussianConditional) -> None:
+    """``GaussianConditional.update`` (CompressAI 1.2.8) computed in float64 instead of float32:
+    the CDF tables of the scales of ``gc.scale_table`` (CPU)."""
+    table = gc.scale_table.to(torch.float64)
+    multiplier = -float(gc._standardized_quantile(gc.tail_mass / 2))
+    pmf_center = torch.ceil(table * multiplier).int()
+    pmf_length = 2 * pmf_center + 1
+    max_length = int(torch.max(pmf_length).item())
+    samples = torch.abs(torch.arange(max_length).int() - pmf_center[:, None]).to(torch.float64)
+    scales = table.unsqueeze(1)
+    upper = gc._standardized_cumulative((0.5 - samples) / scales)
+    lower = gc._standardized_cumulative((-0.5 - samples) / scales)
+    pmf = upper - lower
+    tail_mass = 2 * lower[:, :1]
+    gc._quantized_cdf = gc._pmf_to_cdf(pmf, tail_mass, pmf_length, max_length)
+    gc._offset = -pmf_center
+    gc._cdf_length = pmf_length + 2
+
+
+def deterministic_scale_table(
+    low: float = 0.11, high: float = 256.0, levels: int = 64
+) -> list[float]:
+    """CompressAI's default scale table ``exp(linspace(log low, log high, levels))``, computed
+    with Python floats (IEEE float64, correctly rounded ``log``/``exp`` in practice) and rounded
+    to float32 values."""
+    step = (math.log(high) - math.log(low)) / (levels - 1)
+    table = [math.exp(math.log(low) + i * step) for i in range(levels)]
+    return torch.tensor(table, dtype=torch.float64).float().tolist()
 
 
 def run_analysis(

@@ -195,8 +195,7 @@ class SphereScaleHyperprior(SphereCompressionModel):
         z = to_entropy_layout(self.hyper_analysis(torch.abs(y), geometry, patch_ids))
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        scales_hat = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        indexes = self.gaussian_conditional.build_indexes(to_entropy_layout(scales_hat))
+        indexes, _ = self.coding_parameters(z_hat, geometry, patch_ids)
         y_strings = self.gaussian_conditional.compress(to_entropy_layout(y), indexes)
         return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
 
@@ -204,11 +203,46 @@ class SphereScaleHyperprior(SphereCompressionModel):
         self, strings: list, shape, geometry, patch_ids: Tensor | None = None
     ) -> dict:
         z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        scales_hat = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        indexes = self.gaussian_conditional.build_indexes(to_entropy_layout(scales_hat))
+        indexes, _ = self.coding_parameters(z_hat, geometry, patch_ids)
         y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
         x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids).clamp_(0, 1)
         return {"x_hat": x_hat}
+
+    def coding_parameters(
+        self, z_hat: Tensor, geometry, patch_ids: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        """The scale indexes of ``y`` and its means (:obj:`None` without means), both in
+        CompressAI's layout ``[B, M, n, 1]``, from ``z_hat`` (that layout too), as
+        ``compress`` and ``decompress`` use them.
+
+        In deterministic mode (:meth:`set_deterministic`) ``h_s`` runs on the CPU in float64
+        on one thread, the indexes come from those float64 scales and the means are rounded
+        to float32 (then moved to ``z_hat``'s device); otherwise ``h_s`` runs where the model
+        is, in float32, as in CompressAI.
+        """
+        gc = self.gaussian_conditional
+        if not self.deterministic:
+            hyper = to_entropy_layout(
+                self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+            )
+            scales, means = self._split_hyper(hyper)
+            return gc.build_indexes(scales), means
+        hyper = from_entropy_layout(z_hat)
+        hyper = self.run_float64(self.h_s["up"], hyper, geometry, patch_ids)
+        hyper = self.run_float64(self.h_s["conv"], hyper, geometry, patch_ids)
+        scales, means = self._split_hyper(to_entropy_layout(hyper))
+        # CompressAI's build_indexes (lower bound, then the number of table entries below),
+        # in float64: index = #{t in table[:-1] : t < scale}
+        table = gc.scale_table.to(torch.float64)[:-1].cpu()
+        scales = scales.clamp_min(float(gc.scale_bound))
+        indexes = torch.searchsorted(table, scales.contiguous()).to(torch.int32)
+        if means is not None:
+            means = means.float().to(z_hat.device)
+        return indexes.to(z_hat.device), means
+
+    def _split_hyper(self, hyper: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(scales, means)`` of ``h_s``'s output in the entropy layout (no means here)."""
+        return hyper, None
 
 
 CONTEXT_MODELS = (None, "autoregressive", "full")
@@ -369,11 +403,11 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
             z = to_entropy_layout(self.hyper_analysis(y, geometry, patch_ids))
             z_strings = self.entropy_bottleneck.compress(z)
             z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
             shape = z.shape[-2:]
+            if self.context_model is not None:
+                hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
         if self.context_model is None:
-            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
-            indexes = self.gaussian_conditional.build_indexes(scales_hat)
+            indexes, means_hat = self.coding_parameters(z_hat, geometry, patch_ids)
             y_strings = self.gaussian_conditional.compress(
                 to_entropy_layout(y), indexes, means=means_hat
             )
@@ -388,15 +422,15 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         hyper = None
         if self.context_model != "autoregressive":
             z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+            if self.context_model is not None:
+                hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
         elif tuple(shape) != (geometry[Y_LEVEL].num_pixels, 1):
             raise ValueError(
                 f"the strings hold y of shape {tuple(shape)}, the geometry's level {Y_LEVEL} "
                 f"has {geometry[Y_LEVEL].num_pixels} pixels"
             )
         if self.context_model is None:
-            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
-            indexes = self.gaussian_conditional.build_indexes(scales_hat)
+            indexes, means_hat = self.coding_parameters(z_hat, geometry, patch_ids)
             y_hat = self.gaussian_conditional.decompress(
                 strings[0], indexes, z_hat.dtype, means=means_hat
             )
@@ -405,6 +439,18 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
             y_hat = self._decompress_in_order(strings[0], hyper, geometry[Y_LEVEL], patch_ids)
         x_hat = self.g_s(y_hat, geometry, patch_ids).clamp_(0, 1)
         return {"x_hat": x_hat, "y_hat": y_hat}
+
+    @property
+    def supports_deterministic(self) -> bool:
+        """Deterministic entropy parameters cover the mean-scale hyperprior without a context
+        model only: with one, the parameters of each group depend on the decoded ``y`` through
+        the context convolution and the entropy-parameter MLP, which are not covered."""
+        return self.context_model is None
+
+    def _split_hyper(self, hyper: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``h_s``'s output ``[B, 2M, n, 1]`` is ``[scales, means]``."""
+        scales, means = hyper.chunk(2, 1)
+        return scales, means
 
     def _entropy_parameters(self, hyper: Tensor | None, context: Tensor) -> tuple[Tensor, Tensor]:
         """``(scales, means)``, each ``[B, R, M]``, from the context ``[B, R, 2M]`` and the

@@ -1,0 +1,591 @@
+"""The ``.oslo`` file format and the codec behind ``oslo_codec.py``: a 360-degree image (ERP)
+or a HEALPix map in, one file out, and back.
+
+Encoding samples an ERP image on HEALPix (:func:`utils.sampling.erp_to_healpix`, the
+convention of DESIGN.md section 3) or takes a ``uint8`` ``[12 * 4**r, 3]`` map, and compresses
+it patch by patch exactly as the evaluation of ``main_sphere_compression.py`` does
+(:func:`spherical_models.evaluation.map_batches`, the model's ``compress``), so the strings
+are those whose bytes ``rates.txt`` counts (``actual``) for the same checkpoint, patch
+resolution, batch size and mode (``main_sphere_compression.py --deterministic``).
+
+File layout (little-endian), format version 1::
+
+    offset  bytes  field
+    0       4      magic b"OSLO"
+    4       1      format version (1)
+    5       4      CRC-32 (zlib) of every byte after this field (offset 9 to the end)
+    9       1      flags: bit 0 = deterministic entropy parameters; other bits 0
+    10      1      L, length of the model name (1..64)
+    11      L      model name, ASCII (e.g. SphereScaleHyperprior)
+            1      quality -q (uint8)
+            8      lambda (float64)
+            1      HEALPix resolution r (0..13)
+            1      patch resolution (int8; -1: whole sphere)
+            2      batch size: patches per compress call (uint16 >= 1)
+            16     checkpoint hash (:func:`checkpoint_hash`)
+            4, 4   height and width of the ERP image encoded (uint32; 0, 0 for a map)
+            1      S, strings per patch (1: y; 2: y then z, as ``compress`` returns them)
+            4, 4   the ``shape`` argument of ``decompress`` (uint32 each)
+            ...    P x S string lengths, unsigned LEB128 varints (at most 5 bytes), patch
+                   after patch, P = 12 * 4**(r - patch resolution) patches (1: whole sphere)
+            ...    the strings, in the same order
+
+The *header* is everything but the strings, so ``file bytes = actual bits / 8 + header
+bytes``. bpp = 8 x file bytes / (12 * 4**r).
+
+Reading checks, in order: magic, version (a newer one is refused by name), CRC-32 (any
+truncation or altered byte), then every field and length against its bounds and the file's
+size, before any allocation that depends on them. Each failure is one :class:`OsloError`
+line; a file whose hash is not that of the checkpoint is refused before decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from spherical_models.evaluation import map_batches, to_uint8
+from spherical_models.geometry import SphereGeometry
+from spherical_models.models import SphereCompressionModel
+from spherical_models.pipeline import model_from_config
+from spherical_models.training import load_checkpoint
+from utils.cli import OsloError
+from utils.healpix import npix_of, nside_of, res_of_npix
+from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_npy
+from utils.sampling import erp_to_healpix, healpix_to_erp
+
+MAGIC = b"OSLO"
+FORMAT_VERSION = 1
+HASH_BYTES = 16
+MAX_HEALPIX_RES = 13
+MAX_NAME_BYTES = 64
+MAX_STRINGS_PER_PATCH = 4
+FLAG_DETERMINISTIC = 1
+SUFFIX = ".oslo"
+
+_PREFIX = struct.Struct("<4sBI")  # magic, version, CRC-32
+_FIELDS = struct.Struct(f"<BdBbH{HASH_BYTES}sIIBII")
+MAP_EXTENSIONS = ("npy",)
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a ``.oslo`` file says besides its strings (module docstring).
+
+    Attributes:
+        model: the model's class name.
+        quality: ``-q`` of the checkpoint.
+        lmbda: ``--lambda`` of the checkpoint.
+        healpix_res: resolution ``r`` of the coded map.
+        patch_res: patch resolution, -1 for the whole sphere.
+        batch_size: patches per ``compress`` call (decoding uses the same batches).
+        checkpoint_hash: :func:`checkpoint_hash` of the checkpoint that encoded it.
+        image_shape: ``(height, width)`` of the ERP image encoded, ``(0, 0)`` for a map.
+        strings_per_patch: latents coded per patch (1 or 2).
+        shape: the ``shape`` argument of the model's ``decompress``.
+        deterministic: deterministic entropy parameters
+            (:meth:`~spherical_models.models.SphereCompressionModel.set_deterministic`).
+    """
+
+    model: str
+    quality: int
+    lmbda: float
+    healpix_res: int
+    patch_res: int
+    batch_size: int
+    checkpoint_hash: bytes
+    image_shape: tuple[int, int]
+    strings_per_patch: int
+    shape: tuple[int, int]
+    deterministic: bool = True
+
+    @property
+    def num_pixels(self) -> int:
+        return npix_of(self.healpix_res)
+
+    @property
+    def num_patches(self) -> int:
+        return num_patches(self.healpix_res, self.patch_res)
+
+
+@dataclass
+class OsloFile:
+    """A parsed ``.oslo`` file: its header, its strings ``[patch][latent]``, and sizes."""
+
+    header: Header
+    strings: list[list[bytes]]
+    header_bytes: int
+    file_bytes: int
+    version: int = FORMAT_VERSION
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.file_bytes - self.header_bytes
+
+    @property
+    def bpp(self) -> float:
+        return 8 * self.file_bytes / self.header.num_pixels
+
+    @property
+    def payload_bpp(self) -> float:
+        return 8 * self.payload_bytes / self.header.num_pixels
+
+
+def num_patches(healpix_res: int, patch_res: int) -> int:
+    """Patches of a map: ``12 * 4**(r - pr)``, or 1 for the whole sphere (``pr < 0``)."""
+    return 1 if patch_res < 0 else 12 * 4 ** (healpix_res - patch_res)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bytes
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class _Reader:
+    """Bounds-checked reading of a byte string; every failure is an :class:`OsloError`."""
+
+    def __init__(self, data: bytes, position: int) -> None:
+        self.data = data
+        self.position = position
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.position
+
+    def take(self, count: int, what: str) -> bytes:
+        if count > self.left:
+            raise OsloError(f"corrupt file: {what} runs past the end of the file")
+        chunk = self.data[self.position : self.position + count]
+        self.position += count
+        return chunk
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for shift in range(0, 35, 7):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise OsloError(f"corrupt file: {what} is not a valid length")
+
+
+def pack(header: Header, strings: list[list[bytes]]) -> bytes:
+    """The bytes of a ``.oslo`` file (module docstring); ``strings[patch][latent]``."""
+    name = header.model.encode("ascii")
+    if not 1 <= len(name) <= MAX_NAME_BYTES:
+        raise ValueError(f"model name of {len(name)} bytes")
+    if len(strings) != header.num_patches or any(
+        len(s) != header.strings_per_patch for s in strings
+    ):
+        raise ValueError("strings do not match the header's patches and strings per patch")
+    body = bytearray()
+    body.append(FLAG_DETERMINISTIC if header.deterministic else 0)
+    body.append(len(name))
+    body += name
+    body += _FIELDS.pack(
+        header.quality, header.lmbda, header.healpix_res, header.patch_res, header.batch_size,
+        header.checkpoint_hash, *header.image_shape, header.strings_per_patch, *header.shape,
+    )
+    for patch in strings:
+        for string in patch:
+            body += _varint(len(string))
+    for patch in strings:
+        for string in patch:
+            body += string
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + bytes(body)
+
+
+def unpack(data: bytes) -> OsloFile:
+    """Parse and validate the bytes of a ``.oslo`` file (module docstring)."""
+    if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
+        raise OsloError(f"corrupt file: truncated to {len(data)} bytes")
+    if data[: len(MAGIC)] != MAGIC:
+        raise OsloError(f"not an OSLO file: the magic bytes are {bytes(data[:4])!r}, not "
+                        f"{MAGIC!r}")
+    if len(data) < _PREFIX.size:
+        raise OsloError(f"corrupt file: truncated to {len(data)} bytes")
+    _, version, crc = _PREFIX.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise OsloError(f"file format version {version} is newer than this codec's "
+                        f"{FORMAT_VERSION}: decode it with a newer oslo_codec.py")
+    if version < 1:
+        raise OsloError(f"unknown file format version {version}")
+    if zlib.crc32(memoryview(data)[_PREFIX.size :]) != crc:
+        raise OsloError("corrupt file: CRC-32 mismatch (the file is truncated or altered)")
+    reader = _Reader(data, _PREFIX.size)
+    flags, name_length = reader.take(2, "the header")
+    if flags & ~FLAG_DETERMINISTIC:
+        raise OsloError(f"corrupt file: unknown flags {flags:#04x}")
+    if not 1 <= name_length <= MAX_NAME_BYTES:
+        raise OsloError(f"corrupt file: model name of {name_length} bytes")
+    try:
+        model = reader.take(name_length, "the model name").decode("ascii")
+    except UnicodeDecodeError:
+        raise OsloError("corrupt file: the model name is not ASCII") from None
+    (quality, lmbda, healpix_res, patch_res, batch_size, digest, height, width, per_patch,
+     shape0, shape1) = _FIELDS.unpack(reader.take(_FIELDS.size, "the header"))
+    if not 0 <= healpix_res <= MAX_HEALPIX_RES:
+        raise OsloError(f"corrupt file: HEALPix resolution {healpix_res} outside 0..13")
+    if not -1 <= patch_res <= healpix_res:
+        raise OsloError(f"corrupt file: patch resolution {patch_res} outside -1..{healpix_res}")
+    if batch_size < 1 or not 1 <= per_patch <= MAX_STRINGS_PER_PATCH:
+        raise OsloError("corrupt file: batch size or strings per patch out of range")
+    header = Header(
+        model=model, quality=quality, lmbda=lmbda, healpix_res=healpix_res,
+        patch_res=patch_res, batch_size=batch_size, checkpoint_hash=digest,
+        image_shape=(height, width), strings_per_patch=per_patch, shape=(shape0, shape1),
+        deterministic=bool(flags & FLAG_DETERMINISTIC),
+    )
+    count = header.num_patches * per_patch
+    if count > reader.left:  # every length takes at least one byte
+        raise OsloError(f"corrupt file: {count} strings cannot fit in {reader.left} bytes")
+    lengths = [reader.varint("a string length") for _ in range(count)]
+    header_bytes = reader.position
+    if sum(lengths) != reader.left:
+        raise OsloError(f"corrupt file: the strings take {sum(lengths)} bytes, the file has "
+                        f"{reader.left} after the header")
+    flat = [bytes(reader.take(n, "a string")) for n in lengths]
+    strings = [flat[i : i + per_patch] for i in range(0, count, per_patch)]
+    return OsloFile(header, strings, header_bytes, len(data), version)
+
+
+def read_file(path: str | Path) -> OsloFile:
+    """Read and parse a ``.oslo`` file; errors name the file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise OsloError(f"cannot read '{path}': {error.strerror or error}") from None
+    try:
+        return unpack(data)
+    except OsloError as error:
+        raise OsloError(f"'{path}': {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_hash(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> bytes:
+    """First 16 bytes of the SHA-256 of the weights and of what shapes the model.
+
+    The tensors are hashed in the sorted order of their names, each as its name, dtype, shape
+    and raw bytes; then the configuration (model, N, M, layer options, quality, lambda,
+    structure weights...) as JSON with sorted keys.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(json.dumps(dict(config), sort_keys=True, default=str).encode())
+    return digest.digest()[:HASH_BYTES]
+
+
+@dataclass
+class Codec:
+    """A checkpoint ready to code: its model (evaluation mode, on ``device``), configuration,
+    hash and default patch resolution, and the geometries built so far."""
+
+    path: Path
+    model: SphereCompressionModel
+    config: dict[str, Any]
+    digest: bytes
+    default_patch_res: int
+    device: torch.device
+    _geometries: dict[tuple[int, int], SphereGeometry] = field(default_factory=dict)
+    _mode: bool | None = None
+
+    @property
+    def strings_per_patch(self) -> int:
+        """1 (``y``) for the factorized prior and the context-only model, else 2."""
+        return 2 if hasattr(self.model, "h_s") else 1
+
+    def set_mode(self, deterministic: bool) -> None:
+        """Turn the deterministic mode on or off, and update the CDF tables for it."""
+        if self._mode == deterministic:
+            return
+        if deterministic and not self.model.supports_deterministic:
+            raise OsloError(
+                f"the deterministic mode is not available for {self.config['model']} with the "
+                f"context model '{self.config.get('context_model')}': use --no-deterministic "
+                f"(then decode on the same kind of machine)"
+            )
+        self.model.set_deterministic(deterministic)
+        self.model.update(force=True)
+        self._mode = deterministic
+
+    def geometry(self, healpix_res: int, patch_res: int) -> SphereGeometry:
+        """The graphs of every level at ``(healpix_res, patch_res)``, built in memory."""
+        check_resolutions(self.model, healpix_res, patch_res)
+        if self.config.get("use_euclidean"):
+            raise OsloError("a checkpoint with --use-euclidean structures is not supported by "
+                            "the codec")
+        key = (healpix_res, patch_res)
+        if key not in self._geometries:
+            weight = self.config.get("weight_type")
+            geometry = SphereGeometry.build(
+                healpix_res, patch_res, self.model.num_levels, conv=self.config.get(
+                    "conv", "SDPAConv"), num_hops=self.model.graph_hops, weight_type=weight,
+            )
+            self._geometries[key] = geometry.to(self.device)
+        return self._geometries[key]
+
+
+def check_resolutions(model: SphereCompressionModel, healpix_res: int, patch_res: int) -> None:
+    """:class:`OsloError` unless the model can code a map of ``healpix_res`` by patches of
+    ``patch_res`` (enough resolutions for its down-sampling stages)."""
+    stages = model.num_levels - 1
+    if not 0 <= healpix_res <= MAX_HEALPIX_RES:
+        raise OsloError(f"HEALPix resolution {healpix_res} outside 0..{MAX_HEALPIX_RES}")
+    if healpix_res < stages:
+        raise OsloError(f"HEALPix resolution {healpix_res} is too small for the {stages} "
+                        f"down-sampling stages of the model: use at least {stages}")
+    if patch_res > healpix_res:
+        raise OsloError(f"patch resolution {patch_res} is above the HEALPix resolution "
+                        f"{healpix_res}")
+    if 0 <= patch_res < stages or patch_res < -1:
+        raise OsloError(f"patch resolution {patch_res} is too small for the {stages} "
+                        f"down-sampling stages of the model: use at least {stages}, or -1")
+
+
+def load_codec(path: str | Path, device: str | torch.device = "cpu") -> Codec:
+    """Read a checkpoint of ``main_sphere_compression.py`` and build its model.
+
+    The default patch resolution is the checkpoint's evaluation one (``-prvt``), else its
+    training one (``-prt``).
+    """
+    path = Path(path)
+    checkpoint = load_checkpoint(path)
+    config = dict(checkpoint.get("config") or {})
+    model = model_from_config(config)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise OsloError(f"checkpoint '{path}' does not fit its own configuration: "
+                        f"{first}") from None
+    args = checkpoint.get("args") or {}
+    patch_res = args.get("patch_res_valtest")
+    if patch_res is None:
+        patch_res = config.get("patch_res_train", args.get("patch_res_train", -1))
+    device = torch.device(device)
+    return Codec(
+        path=path, model=model.to(device).eval(), config=config,
+        digest=checkpoint_hash(checkpoint["state_dict"], config),
+        default_patch_res=max(int(patch_res), -1), device=device,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding and decoding
+
+
+@torch.no_grad()
+def encode_map(
+    codec: Codec,
+    hp_map: np.ndarray,
+    patch_res: int | None = None,
+    batch_size: int = 10,
+    deterministic: bool = True,
+    image_shape: tuple[int, int] = (0, 0),
+) -> bytes:
+    """Compress a ``uint8`` ``[12 * 4**r, 3]`` map into the bytes of a ``.oslo`` file.
+
+    Args:
+        codec: :func:`load_codec`.
+        hp_map: the map (NESTED).
+        patch_res: patch resolution (default: the checkpoint's); -1: whole sphere.
+        batch_size: patches per ``compress`` call (``-bsvt`` of the evaluation).
+        deterministic: deterministic entropy parameters (recorded in the header).
+        image_shape: ``(height, width)`` of the ERP image the map was sampled from.
+    """
+    healpix_res = check_map(hp_map)
+    patch_res = codec.default_patch_res if patch_res is None else max(patch_res, -1)
+    if not 1 <= batch_size <= 0xFFFF:
+        raise OsloError(f"batch size {batch_size} outside 1..65535")
+    geometry = codec.geometry(healpix_res, patch_res)
+    codec.set_mode(deterministic)
+    strings: list[list[bytes]] = []
+    shape = None
+    for _, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
+        x = torch.from_numpy(np.asarray(values, dtype=np.float32)).div_(255).to(codec.device)
+        ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(codec.device)
+        encoded = codec.model.compress(x, geometry, ids)
+        shape = tuple(int(s) for s in encoded["shape"])
+        strings += [list(patch) for patch in zip(*encoded["strings"], strict=True)]
+    header = Header(
+        model=codec.config["model"], quality=int(codec.config.get("quality", 0)),
+        lmbda=float(codec.config.get("lambda", 0.0)), healpix_res=healpix_res,
+        patch_res=patch_res, batch_size=batch_size, checkpoint_hash=codec.digest,
+        image_shape=tuple(int(s) for s in image_shape), strings_per_patch=len(strings[0]),
+        shape=shape, deterministic=deterministic,
+    )
+    return pack(header, strings)
+
+
+@torch.no_grad()
+def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
+    """Decompress a parsed file into the ``uint8`` ``[12 * 4**r, 3]`` map.
+
+    Refuses a file encoded with another checkpoint (hash) or whose framing does not fit the
+    model; decodes with the file's batches of patches and mode.
+    """
+    header = coded.header
+    if header.checkpoint_hash != codec.digest:
+        raise OsloError(
+            f"checkpoint '{codec.path}' ({codec.config.get('model')}, hash "
+            f"{codec.digest.hex()}) is not the one this file was encoded with ({header.model}, "
+            f"hash {header.checkpoint_hash.hex()})"
+        )
+    check_resolutions(codec.model, header.healpix_res, header.patch_res)
+    pixels = 4**header.patch_res if header.patch_res >= 0 else header.num_pixels
+    expected = (pixels // 4 ** (codec.model.num_levels - 1), 1)
+    if header.shape != expected or header.strings_per_patch != codec.strings_per_patch:
+        raise OsloError(f"corrupt file: latent shape {header.shape} and {header.strings_per_patch}"
+                        f" string(s) per patch, the model codes {expected} and "
+                        f"{codec.strings_per_patch}")
+    geometry = codec.geometry(header.healpix_res, header.patch_res)
+    codec.set_mode(header.deterministic)
+    hp_map = np.empty((header.num_pixels, 3), dtype=np.uint8)
+    size = pixels
+    patches = header.num_patches
+    for first in range(0, patches, header.batch_size):
+        last = min(first + header.batch_size, patches)
+        batch = [list(latent) for latent in zip(*coded.strings[first:last], strict=True)]
+        ids = None
+        if header.patch_res >= 0:
+            ids = torch.arange(first, last, device=codec.device)
+        try:
+            x_hat = codec.model.decompress(batch, header.shape, geometry, ids)["x_hat"]
+        except (RuntimeError, ValueError, IndexError) as error:
+            raise OsloError(f"corrupt file: decoding failed ({type(error).__name__})") from None
+        hp_map[first * size : last * size] = to_uint8(x_hat).reshape(-1, 3)
+    return hp_map
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def check_map(hp_map: np.ndarray, what: str = "the map") -> int:
+    """Resolution of a ``uint8`` ``[12 * 4**r, 3]`` map; :class:`OsloError` otherwise."""
+    if hp_map.dtype != np.uint8 or hp_map.ndim != 2 or hp_map.shape[1] != 3:
+        raise OsloError(f"{what} must be uint8 [12 * 4**r, 3], got {hp_map.dtype} "
+                        f"{list(hp_map.shape)}")
+    try:
+        return res_of_npix(len(hp_map))
+    except ValueError as error:
+        raise OsloError(f"{what}: {error}") from None
+
+
+def read_input(
+    path: str | Path, healpix_res: int | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(map, (height, width))`` of an input: an ERP image sampled on HEALPix at
+    ``healpix_res``, or a ``.npy`` map (``(0, 0)``; ``healpix_res`` must then match)."""
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in MAP_EXTENSIONS:
+        hp_map = load_map(path)
+        res = check_map(hp_map, f"map '{path}'")
+        if healpix_res is not None and res != healpix_res:
+            raise OsloError(f"map '{path}' has resolution {res}, not -r {healpix_res}")
+        return hp_map, (0, 0)
+    if suffix not in IMAGE_EXTENSIONS:
+        raise OsloError(f"'{path}': unknown input type (an ERP image "
+                        f"{'/'.join(IMAGE_EXTENSIONS)} or a .npy HEALPix map)")
+    if healpix_res is None or not 0 <= healpix_res <= MAX_HEALPIX_RES:
+        raise OsloError(f"HEALPix resolution {healpix_res} outside 0..{MAX_HEALPIX_RES}")
+    image = load_image(path)
+    return erp_to_healpix(image, healpix_res), image.shape[:2]
+
+
+def erp_size(header: Header, width: int | None) -> tuple[int, int]:
+    """``(width, height)`` of an ERP output: ``width`` (height ``width // 2``), else the size
+    of the image encoded, else ``4 * nside x 2 * nside``."""
+    if width is not None:
+        if width < 2:
+            raise OsloError(f"--erp-width must be at least 2, got {width}")
+        return width, width // 2
+    height, image_width = header.image_shape
+    if height and image_width:
+        return image_width, height
+    nside = nside_of(header.healpix_res)
+    return 4 * nside, 2 * nside
+
+
+def write_output(
+    path: str | Path, hp_map: np.ndarray, header: Header, erp_width: int | None = None
+) -> None:
+    """Write a decoded map atomically: ``.npy`` as it is, an image suffix as an ERP image
+    resampled from it (:func:`utils.sampling.healpix_to_erp`)."""
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in MAP_EXTENSIONS:
+        save_npy(path, hp_map)
+        return
+    if suffix not in IMAGE_EXTENSIONS:
+        raise OsloError(f"'{path}': unknown output type (.npy for the HEALPix map, or an image "
+                        f"{'/'.join(IMAGE_EXTENSIONS)} for an ERP image)")
+    width, height = erp_size(header, erp_width)
+    image = Image.fromarray(healpix_to_erp(hp_map, width, height))
+    with atomic_path(path, path.suffix) as tmp:
+        image.save(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def info_text(coded: OsloFile) -> str:
+    """The header of a file and its sizes and bpp, one ``name: value`` per line."""
+    h = coded.header
+    rows = [
+        ("format version", coded.version),
+        ("model", h.model),
+        ("quality", h.quality),
+        ("lambda", f"{h.lmbda:g}"),
+        ("healpix resolution", f"{h.healpix_res} ({h.num_pixels} pixels)"),
+        ("patch resolution", f"{h.patch_res} ({h.num_patches} patches)" if h.patch_res >= 0
+         else "-1 (whole sphere)"),
+        ("batch size", h.batch_size),
+        ("deterministic", "yes" if h.deterministic else "no"),
+        ("checkpoint hash", h.checkpoint_hash.hex()),
+        ("image shape", "none (HEALPix map)" if h.image_shape == (0, 0)
+         else f"{h.image_shape[0]} x {h.image_shape[1]} (height x width)"),
+        ("strings per patch", h.strings_per_patch),
+        ("latent shape", f"{h.shape[0]} x {h.shape[1]}"),
+        ("file bytes", coded.file_bytes),
+        ("header bytes", coded.header_bytes),
+        ("payload bytes", coded.payload_bytes),
+        ("bpp", f"{coded.bpp:.6f}"),
+        ("payload bpp", f"{coded.payload_bpp:.6f}"),
+    ]
+    buffer = io.StringIO()
+    for name, value in rows:
+        buffer.write(f"{name}: {value}\n")
+    return buffer.getvalue()
