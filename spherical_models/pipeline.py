@@ -138,22 +138,18 @@ def build_model(args: argparse.Namespace) -> SphereCompressionModel:
         single_conv=args.single_conv, pool=args.pool_func, unpool=args.unpool_func,
         nonlinearity=args.non_linearity, attention=args.attention,
     )
-    cls = MODELS[args.model]
-    kwargs: dict[str, Any] = {}
-    if issubclass(cls, SphereMeanScaleHyperprior):
-        context = None if args.context_model == "none" else args.context_model
-        kwargs = {"context_model": context, "ar_hops": args.ar_hops}
-    try:
-        return cls(n, m, options, **kwargs)
-    except ValueError as error:
-        raise OsloError(f"cannot build {args.model}: {error}") from None
+    context = None if args.context_model == "none" else args.context_model
+    return model_from_config({"model": args.model, "N": n, "M": m, **options.to_dict(),
+                              "context_model": context, "ar_hops": args.ar_hops})
 
 
 def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
-    """The codec (random initialisation) that a checkpoint's ``config`` (:func:`run_config`)
-    describes; :class:`OsloError` if the configuration is not one this toolkit builds."""
+    """The codec (random initialisation) that a configuration describes: the flags
+    (:func:`build_model`) or a checkpoint's ``config`` (:func:`run_config`, whose model part is
+    ``model.config``); :class:`OsloError` if it is not one this toolkit builds."""
+    name = config.get("model")
     try:
-        cls = MODELS[config["model"]]
+        cls = MODELS[name]
         options = LayerOptions(**{
             key: config[key] for key in LayerOptions.__dataclass_fields__ if key in config
         })
@@ -163,8 +159,7 @@ def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
                       "ar_hops": config.get("ar_hops", 1)}
         return cls(int(config["N"]), int(config["M"]), options, **kwargs)
     except (KeyError, TypeError, ValueError) as error:
-        raise OsloError(f"cannot build the model of the checkpoint's configuration: "
-                        f"{type(error).__name__}: {error}") from None
+        raise OsloError(f"cannot build {name}: {type(error).__name__}: {error}") from None
 
 
 def graph_hops(model: SphereCompressionModel) -> int:

@@ -1,5 +1,7 @@
-"""Shared fixtures: small ERP images in a temporary folder; torch on one thread."""
+"""Shared fixtures: small ERP images in a temporary folder, smooth noisy HEALPix maps; torch on
+one thread."""
 
+import healpy
 import numpy as np
 import pytest
 import torch
@@ -27,3 +29,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _write_smooth_maps(folder, res, count):
+    """``count`` smooth noisy ``uint8`` maps ``[12 * 4**res, 3]`` (sinusoids of the pixel
+    centres plus Gaussian noise of 8 levels), saved as
+    ``<folder>/healpix_sampling_res_{res}_map{i}.npy``; returns their paths."""
+    theta, phi = healpy.pix2ang(2**res, np.arange(12 * 4**res), nest=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(count):
+        base = np.stack([np.sin((i + 1) * theta) * np.cos(phi), np.cos(2 * theta + i),
+                         np.sin((i + 2) * phi)], axis=1)
+        values = (0.4 * base + 0.5) * 255 + rng.normal(0, 8, base.shape)
+        path = folder / f"healpix_sampling_res_{res}_map{i}.npy"
+        np.save(path, np.clip(values, 0, 255).astype(np.uint8))
+        files.append(path)
+    return files
+
+
+@pytest.fixture(scope="session")
+def smooth_maps():
+    """``smooth_maps(folder, res, count) -> [paths]``: smooth noisy HEALPix maps on disk."""
+    return _write_smooth_maps

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import healpy
 import numpy as np
 import pytest
 import torch
@@ -42,20 +41,11 @@ def train(data, out, model, seed=1, extra=()):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, smooth_maps):
     """Two smooth noisy maps at resolution 6 (train, test), the structures (6, 6) .. (0, 0),
     and one trained checkpoint per model (evaluated deterministically on the test map)."""
     root = tmp_path_factory.mktemp("oslo_codec")
-    theta, phi = healpy.pix2ang(2**HR, np.arange(12 * 4**HR), nest=True)
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(2):
-        base = np.stack([np.sin((i + 1) * theta) * np.cos(phi), np.cos(2 * theta + i),
-                         np.sin((i + 2) * phi)], axis=1)
-        values = (0.4 * base + 0.5) * 255 + rng.normal(0, 8, base.shape)
-        path = root / f"healpix_sampling_res_{HR}_map{i}.npy"
-        np.save(path, np.clip(values, 0, 255).astype(np.uint8))
-        files.append(path)
+    files = smooth_maps(root, HR, 2)
     write_list(root / "train.txt", files[:1])
     write_list(root / "test.txt", files[1:])
     for level in range(7):

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import healpy
 import numpy as np
 import pytest
 import torch
@@ -42,22 +41,13 @@ def structures(folder, hr, pr):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, smooth_maps):
     """Four smooth, noisy RGB maps at resolution 7 (2 train, 1 validation, 1 test), and the
     structures for (7, 6) down to (1, 0)."""
     root = tmp_path_factory.mktemp("oslo_main")
     maps = root / "healpix_res_7"
     maps.mkdir()
-    theta, phi = healpy.pix2ang(2**HR, np.arange(12 * 4**HR), nest=True)
-    rng = np.random.default_rng(0)
-    files = []
-    for i in range(4):
-        base = np.stack([np.sin((i + 1) * theta) * np.cos(phi), np.cos(2 * theta + i),
-                         np.sin((i + 2) * phi)], axis=1)
-        values = (0.4 * base + 0.5) * 255 + rng.normal(0, 8, base.shape)
-        path = maps / f"healpix_sampling_res_{HR}_map{i}.npy"
-        np.save(path, np.clip(values, 0, 255).astype(np.uint8))
-        files.append(path)
+    files = smooth_maps(maps, HR, 4)
     write_list(maps / "train.txt", files[:2])
     write_list(maps / "validation.txt", files[2:3])
     write_list(maps / "test.txt", files[3:])
