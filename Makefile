@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 80
 DEMO_CHANNELS ?= 64 96
 DEMO_CI_DIR ?= demo_ci_output
 
-.PHONY: install demo demo-ci test lint bench clean
+.PHONY: install demo demo-ci rd-study test lint bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo-ci: install
 	DEMO_DIR=$(DEMO_CI_DIR) DEMO_RES=6 DEMO_PATCH_RES=6 DEMO_EPOCHS=1 DEMO_CHANNELS="16 24" \
 		DEMO_PATCHES=3 DEMO_BATCH=6 PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
+# The RD study of docs/RESULTS.md: OSLO, DeepSphere, CompressAI on ERP, JPEG / WebP / JPEG 2000
+# on the bundled samples (about 40 minutes on 2 CPU cores; resumable).
+rd-study: install
+	$(BIN)/python experiments/rd_study.py --small -O runs/rd_small
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
@@ -42,6 +47,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_sdpaconv
 	$(BIN)/python -m benchmarks.bench_model
 	$(BIN)/python -m benchmarks.bench_sphere_memory
+	$(BIN)/python -m benchmarks.bench_codec
 
 clean:
 	rm -rf $(DEMO_DIR) $(DEMO_CI_DIR) .pytest_cache .ruff_cache
