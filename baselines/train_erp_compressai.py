@@ -16,9 +16,11 @@ Training (-i): ``-np`` random ``--crop-size`` crops per image and epoch (they wr
 longitude), drawn from the seed and the epoch, in batches of -bst; loss
 ``bpp + lambda * 255**2 * MSE`` (``compressai.losses.RateDistortionLoss``, bpp per pixel of the
 crop); Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``, gradient clipping, the
-entropy bottleneck's auxiliary loss. Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,seconds),
-``config.txt``, ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and
-``final.pth.tar``. --checkpoint-file resumes at the epoch after the checkpoint's.
+entropy bottleneck's auxiliary loss; ``ReduceLROnPlateau`` on the training loss (factor
+``sqrt(0.1)``, --scheduler-patience epochs; --no-scheduler), as step 3 without validation.
+Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
+``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
+--checkpoint-file resumes at the epoch after the checkpoint's.
 
 Evaluation (-t, after training, or of --checkpoint-file), in ``<-O>/<--foldername-valtest>/``:
 
@@ -85,6 +87,7 @@ from spherical_models.training import (
     check_checkpoint,
     configure_optimizers,
     epoch_seed,
+    make_scheduler,
     read_torch_file,
     save_checkpoint,
     seed_everything,
@@ -110,7 +113,7 @@ PAD_MULTIPLE = 64
 
 CHECKPOINT_FORMAT = "oslo-erp-compressai-checkpoint"
 CHECKPOINT_VERSION = 1
-LOG_COLUMNS = ("epoch", "loss", "bpp", "mse", "seconds")
+LOG_COLUMNS = ("epoch", "loss", "bpp", "mse", "lr", "seconds")
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-i", "--train-data", default=None, metavar="TRAIN_LIST",
         help="list file of the training maps (step 1's train.txt; only the names are used); "
              "trains")
+    add("--train-original-dir", default=None,
+        help="folder of the originals of the training list, if not -o")
     add("-t", "--test-data", default=None, metavar="TEST_LIST",
         help="list file of the test maps (step 1's test.txt; only the names are used); "
              "evaluates")
@@ -166,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("-lraux", "--aux-learning-rate", type=float, default=1e-3,
         help="Adam learning rate of the entropy bottleneck's quantiles")
     add("--clip-max-norm", type=float, default=1.0, help="gradient clipping norm (0: none)")
+    add("--no-scheduler", action="store_true",
+        help="keep the learning rate fixed (no ReduceLROnPlateau)")
+    add("--scheduler-patience", type=int, default=20,
+        help="epochs without improvement of the training loss before ReduceLROnPlateau "
+             "divides the learning rate by sqrt(10)")
     add("--seed", type=int, default=0,
         help="seed of the weights' initialisation and of each epoch's crops and noise")
     add("--checkpoint-file", default=None, metavar="CKPT",
@@ -211,6 +221,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise OsloError(f"{flag} must be >= 1, got {value}")
     if args.seed < 0:
         raise OsloError(f"--seed must be >= 0, got {args.seed}")
+    if args.scheduler_patience < 0:
+        raise OsloError(f"--scheduler-patience must be >= 0, got {args.scheduler_patience}")
     if args.checkpoint_interval < 0:
         raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
     if args.train_data is not None:
@@ -233,11 +245,11 @@ def model_channels(args: argparse.Namespace) -> tuple[int, int]:
     return ZOO_CHANNELS[ZOO_NAMES[args.model]][args.quality]
 
 
-def list_entries(list_file: str, args: argparse.Namespace) -> list[Entry]:
+def list_entries(list_file: str, folder: str, args: argparse.Namespace) -> list[Entry]:
     """The entries of a list file, their original names (``misc.compute_spherical_psnr.
-    original_names``) and paths; :class:`OsloError` if an original is missing."""
+    original_names``) and paths in ``folder``; :class:`OsloError` if an original is missing."""
     names = original_names(list_file, args.files_prefix, "")
-    entries = [Entry(path.stem, name, Path(args.original_dir) / f"{name}.{args.original_ext}")
+    entries = [Entry(path.stem, name, Path(folder) / f"{name}.{args.original_ext}")
                for path, name in zip(read_list(list_file), names, strict=True)]
     for entry in entries:
         if not entry.original.is_file():
@@ -384,10 +396,14 @@ def train(
     model.to(device)
     optimizer, aux_optimizer = configure_optimizers(model, args.learning_rate,
                                                     args.aux_learning_rate)
+    scheduler = None if args.no_scheduler else make_scheduler(optimizer,
+                                                              args.scheduler_patience)
     if checkpoint is not None:  # torch moves the optimiser states to the parameters' device
         optimizer.load_state_dict(checkpoint["optimizer"])
         if aux_optimizer is not None:
             aux_optimizer.load_state_dict(checkpoint["aux_optimizer"])
+        if scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["lr_scheduler"])
     images = torch.stack([
         torch.from_numpy(codec_image(load_rgb(e.original, "erp", "original"), args.erp_width))
         for e in entries]).permute(0, 3, 1, 2)  # uint8 [n, 3, H, W]
@@ -403,6 +419,7 @@ def train(
                 "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "aux_optimizer": (aux_optimizer.state_dict() if aux_optimizer is not None
                                   else None),
+                "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "history": history, "config": config, "args": vars(args)}
 
     model.train()
@@ -420,10 +437,14 @@ def train(
             meters.add(losses, len(x), aux)
         _synchronize(device)
         summary = meters.summary()
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step(summary["loss"])
         history.append({"epoch": epoch, "loss": summary["loss"], "bpp": summary["bpp"],
-                        "mse": summary["mse"], "seconds": time.perf_counter() - began})
-        log.info("epoch %d: loss %.4f, bpp %.4f, mse %.6f, aux %.2f, %.1f s", epoch,
-                 summary["loss"], summary["bpp"], summary["mse"], summary["aux_loss"],
+                        "mse": summary["mse"], "lr": lr,
+                        "seconds": time.perf_counter() - began})
+        log.info("epoch %d: loss %.4f, bpp %.4f, mse %.6f, aux %.2f | lr %g, %.1f s", epoch,
+                 summary["loss"], summary["bpp"], summary["mse"], summary["aux_loss"], lr,
                  history[-1]["seconds"])
         write_log(out, history)
         if args.checkpoint_interval and epoch % args.checkpoint_interval == 0:
@@ -524,8 +545,10 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     if args.gpu and not torch.cuda.is_available():
         raise OsloError("-g/--gpu: CUDA is not available")
     device = torch.device("cuda" if args.gpu else "cpu")
-    train_entries = list_entries(args.train_data, args) if args.train_data else []
-    test_entries = list_entries(args.test_data, args) if args.test_data else []
+    train_folder = args.train_original_dir or args.original_dir
+    train_entries = list_entries(args.train_data, train_folder, args) if args.train_data else []
+    test_entries = list_entries(args.test_data, args.original_dir, args) \
+        if args.test_data else []
     if train_entries:
         model = train(args, train_entries, device)
     else:

@@ -119,7 +119,11 @@ class Preset:
         batch_size: training batch size; evaluation uses ``eval_batch_size``.
         ratio_train, ratio_validation: the split of step 1 (the rest is the test set).
         learning_rate: Adam learning rate of every learned model.
+        scheduler_patience: epochs without improvement of the training loss before the
+            learning rate is divided by sqrt(10) (``ReduceLROnPlateau``, every learned model).
         qualities: qualities of the classic codecs, by codec.
+        train_image_dir: a folder of training images (then every image of ``-i`` is a test
+            image and ``ratio_train`` is unused), or :obj:`None` for step 1's split of ``-i``.
         sphere_points: S-PSNR's points (``sphere_<10*4**k+2>.txt``, generated if missing).
         loader_workers: data loading processes of the sphere training.
         gpu: every learned run on CUDA (``-g``); training of the sphere models under
@@ -139,7 +143,9 @@ class Preset:
     ratio_train: float
     ratio_validation: float
     learning_rate: float
+    scheduler_patience: int
     qualities: dict[str, str] = field(default_factory=dict)
+    train_image_dir: str | None = None
     sphere_points: str = "misc/sphere_655362.txt"
     loader_workers: int = 2
     gpu: bool = False
@@ -149,21 +155,23 @@ class Preset:
 PRESETS = {
     "tiny": Preset(
         "tiny", healpix_res=6, patch_res=6, points=((0.002, 1), (0.02, 1)), channels=(8, 8),
-        epochs=1, patches_per_map=2, batch_size=4, eval_batch_size=12, ratio_train=0.5,
-        ratio_validation=0.0, learning_rate=1e-4,
+        epochs=1, patches_per_map=1, batch_size=4, eval_batch_size=12, ratio_train=0.0,
+        ratio_validation=0.0, learning_rate=1e-4, scheduler_patience=20,
         qualities={"jpeg": "10,50", "webp": "10,50", "jpeg2000": "100,20"},
-        sphere_points="misc/sphere_10242.txt", loader_workers=0),
+        train_image_dir="samples/planets", sphere_points="misc/sphere_10242.txt",
+        loader_workers=0),
     "small": Preset(
-        "small", healpix_res=8, patch_res=6,
-        points=((0.0035, 2), (0.0067, 3), (0.0130, 4), (0.0250, 5)), channels=(32, 48),
-        epochs=100, patches_per_map=32, batch_size=8, eval_batch_size=12, ratio_train=0.5,
-        ratio_validation=0.0, learning_rate=1e-4,
+        "small", healpix_res=7, patch_res=6,
+        points=((0.002, 1), (0.005, 1), (0.012, 1), (0.03, 1)), channels=(32, 48),
+        epochs=100, patches_per_map=6, batch_size=8, eval_batch_size=12, ratio_train=0.0,
+        ratio_validation=0.0, learning_rate=1e-3, scheduler_patience=15,
         qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
-                   "jpeg2000": "200,100,50,25,12"}),
+                   "jpeg2000": "200,100,50,25,12"},
+        train_image_dir="samples/planets"),
     "paper": Preset(
         "paper", healpix_res=10, patch_res=8, points=PAPER_POINTS, channels=None, epochs=1000,
         patches_per_map=12, batch_size=10, eval_batch_size=10, ratio_train=0.8,
-        ratio_validation=0.1, learning_rate=1e-4,
+        ratio_validation=0.1, learning_rate=1e-4, scheduler_patience=20,
         qualities={"jpeg": "5,10,20,40,60,80,95", "webp": "5,10,20,40,60,80,95",
                    "jpeg2000": "200,100,50,25,12"},
         loader_workers=4, gpu=True, run=False),
@@ -195,14 +203,41 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """The images of a study.
+
+    Attributes:
+        image_dir: the ERP images; the test images when ``train_image_dir`` is given, else
+            split by step 1 with the preset's ratios.
+        image_ext: their extension (and that of ``train_image_dir``'s).
+        train_image_dir: a separate folder of training images, or :obj:`None`.
+        sphere_points: S-PSNR's points.
+    """
+
+    image_dir: str
+    image_ext: str
+    train_image_dir: str | None
+    sphere_points: str
+
+
+@dataclass(frozen=True)
 class Layout:
-    """The folders and files of a study in ``root``."""
+    """The folders and files of a study in ``root``; ``separate_training``: the training
+    images come from their own folder (two runs of step 1, in ``data/train`` and
+    ``data/test``), else from step 1's split in ``data``."""
 
     root: Path
+    separate_training: bool = False
 
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    def data_list(self, name: str) -> Path:
+        """Step 1's list ``train``, ``validation`` or ``test``."""
+        folder = self.data / ("test" if name == "test" else "train") \
+            if self.separate_training else self.data
+        return folder / f"{name}.txt"
 
     @property
     def structures(self) -> Path:
@@ -237,14 +272,31 @@ def erp_width(preset: Preset) -> int:
     return 4 * 2**preset.healpix_res
 
 
-def data_steps(preset: Preset, layout: Layout, image_dir: str, image_ext: str) -> list[Step]:
-    """Step 1, then step 2 for the pairs ``(hr - k, pr - k)``, ``k = 0..min(pr, 6)``."""
-    steps = [Step(
-        "sampling and split", "generate_healpix_samples_and_split_to_train_and_test.py",
-        ("-i", image_dir, "-e", image_ext, "-r", str(preset.healpix_res), "-s",
-         "-o", str(layout.data), "-t", f"{preset.ratio_train:g}",
-         "-v", f"{preset.ratio_validation:g}", "--seed", "0", "--workers", "2"),
-        layout.data / "test.txt")]
+def sampling_step(preset: Preset, name: str, image_dir: str, image_ext: str, out: Path,
+                  ratios: tuple[float, float], output: Path) -> Step:
+    """Step 1 on ``image_dir`` into ``out`` with the ``(train, validation)`` ratios."""
+    return Step(
+        name, "generate_healpix_samples_and_split_to_train_and_test.py",
+        ("-i", image_dir, "-e", image_ext, "-r", str(preset.healpix_res), "-s", "-o", str(out),
+         "-t", f"{ratios[0]:g}", "-v", f"{ratios[1]:g}", "--seed", "0", "--workers", "2"),
+        output)
+
+
+def data_steps(preset: Preset, layout: Layout, inputs: Inputs) -> list[Step]:
+    """Step 1 (the split, or the training and the test folders), then step 2 for the pairs
+    ``(hr - k, pr - k)``, ``k = 0..min(pr, 6)``."""
+    test = layout.data_list("test")
+    if inputs.train_image_dir is None:
+        steps = [sampling_step(preset, "sampling and split", inputs.image_dir, inputs.image_ext,
+                               layout.data, (preset.ratio_train, preset.ratio_validation),
+                               test)]
+    else:
+        train = layout.data_list("train")
+        steps = [sampling_step(preset, "sampling of the training images",
+                               inputs.train_image_dir, inputs.image_ext, train.parent,
+                               (1 - preset.ratio_validation, preset.ratio_validation), train),
+                 sampling_step(preset, "sampling of the test images", inputs.image_dir,
+                               inputs.image_ext, test.parent, (0, 0), test)]
     out = layout.structures
     for level in range(min(preset.patch_res, 6) + 1):
         hr, pr = preset.healpix_res - level, preset.patch_res - level
@@ -266,11 +318,12 @@ def model_size(preset: Preset, quality: int) -> tuple[str, ...]:
 
 
 def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[float, int],
-                  image_dir: str, image_ext: str, sphere_points: str) -> list[Step]:
+                  inputs: Inputs) -> list[Step]:
     """Training, evaluation and metrics of a learned method at one (lambda, quality)."""
     lmbda, quality = point
     run = layout.run(method, lmbda)
-    data = layout.data
+    train_list, test_list = str(layout.data_list("train")), str(layout.data_list("test"))
+    image_dir, image_ext, sphere_points = inputs.image_dir, inputs.image_ext, inputs.sphere_points
     gpu = ("-g",) if preset.gpu else ()
     tag = f"{method.key} lambda={lmbda:g}"
     common = ("-O" if method.kind == "erp" else "-o", str(run), *model_size(preset, quality),
@@ -280,12 +333,14 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
         common = ("-m", method.model, "-o", image_dir, "-oe", image_ext,
                   "-r", str(preset.healpix_res), "--erp-width", str(erp_width(preset)),
                   "-s", sphere_points, *common)
-        train = ("-i", str(data / "train.txt"), "-e", str(preset.epochs),
+        originals = ("--train-original-dir", inputs.train_image_dir) \
+            if inputs.train_image_dir else ()
+        train = ("-i", train_list, *originals, "-e", str(preset.epochs),
                  "-np", str(preset.patches_per_map), "--crop-size", str(2**preset.patch_res),
                  "-bst", str(preset.batch_size), "-lr", f"{preset.learning_rate:g}",
+                 "--scheduler-patience", str(preset.scheduler_patience),
                  "--checkpoint-interval", str(preset.epochs))
-        evaluate = ("-t", str(data / "test.txt"), "--checkpoint-file",
-                    str(run / "final.pth.tar"))
+        evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
         return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar"),
                 Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate),
                      layout.rd_csv(method, point))]
@@ -293,16 +348,19 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
               "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), *common,
               "-bsvt", str(preset.eval_batch_size))
-    validation = ("-v", str(data / "validation.txt")) if preset.ratio_validation > 0 else ()
-    train = ("-i", str(data / "train.txt"), *validation, "-e", str(preset.epochs),
+    validation = ("-v", str(layout.data_list("validation"))) \
+        if preset.ratio_validation > 0 else ()
+    train = ("-i", train_list, *validation, "-e", str(preset.epochs),
              "-np", str(preset.patches_per_map), "-bst", str(preset.batch_size),
-             "-lr", f"{preset.learning_rate:g}", "--checkpoint-interval", str(preset.epochs),
+             "-lr", f"{preset.learning_rate:g}",
+             "--scheduler-patience", str(preset.scheduler_patience),
+             "--checkpoint-interval", str(preset.epochs),
              "--print-freq", "0", "--dataloader-num-workers", str(preset.loader_workers))
-    evaluate = ("-t", str(data / "test.txt"), "--checkpoint-file", str(run / "final.pth.tar"),
+    evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"),
                 "--foldername-valtest", "reconstruction")
     launcher = ("torchrun", "--standalone", "--nproc_per_node=${NPROC:-1}") if preset.gpu else ()
     prefix = map_prefix(preset)
-    metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", str(data / "test.txt"),
+    metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", test_list,
                "--test-files-prefix", prefix, "-r", str(run), "-rf", "reconstruction",
                "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
                "-ratef", prefix, "-s", sphere_points, "--csv", str(layout.rd_csv(method, point)))
@@ -315,16 +373,15 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     ]
 
 
-def classic_step(preset: Preset, layout: Layout, method: Method, image_dir: str,
-                 image_ext: str, sphere_points: str) -> Step:
+def classic_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs) -> Step:
     """The classic codec ``method`` at all its qualities, on the ERP image of the planar size."""
     codec = method.model
     return Step(
         f"{codec} at qualities {preset.qualities[codec]}", "misc/compress_erp_baseline.py",
-        ("-o", image_dir, "-oe", image_ext, "-t", str(layout.data / "test.txt"),
+        ("-o", inputs.image_dir, "-oe", inputs.image_ext, "-t", str(layout.data_list("test")),
          "--test-files-prefix", map_prefix(preset), "-r", str(preset.healpix_res),
          "--erp-width", str(erp_width(preset)), "-O", str(layout.classic), "-c", codec,
-         f"--{codec}-qualities", preset.qualities[codec], "-s", sphere_points),
+         f"--{codec}-qualities", preset.qualities[codec], "-s", inputs.sphere_points),
         layout.classic / f"{codec}_summary.csv")
 
 
@@ -333,18 +390,16 @@ def classic_points(preset: Preset, codec: str) -> list[str]:
     return [quality_label(q) for q in CODECS[codec].parse_qualities(preset.qualities[codec])]
 
 
-def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method], image_dir: str,
-                image_ext: str, sphere_points: str) -> list[Step]:
+def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
+                inputs: Inputs) -> list[Step]:
     """Every step of the study, in order."""
-    steps = data_steps(preset, layout, image_dir, image_ext)
+    steps = data_steps(preset, layout, inputs)
     for method in methods:
         if method.kind == "classic":
-            steps.append(classic_step(preset, layout, method, image_dir, image_ext,
-                                      sphere_points))
+            steps.append(classic_step(preset, layout, method, inputs))
             continue
         for point in preset.points:
-            steps += learned_steps(preset, layout, method, point, image_dir, image_ext,
-                                   sphere_points)
+            steps += learned_steps(preset, layout, method, point, inputs)
     return steps
 
 
@@ -503,8 +558,9 @@ def machine_description() -> str:
             f"{device}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def report_markdown(preset: Preset, curves: Sequence[Curve], rows: Sequence[dict],
-                    anchor: Curve, command: str, seconds: float, image_dir: str) -> str:
+def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
+                    rows: Sequence[dict], anchor: Curve, command: str, seconds: float,
+                    inputs: Inputs) -> str:
     """``report.md``: the setting, the RD tables and the BD-rate table."""
     size = (f"(N, M) = {preset.channels}" if preset.channels
             else "(N, M) of each point's quality")
@@ -513,13 +569,16 @@ def report_markdown(preset: Preset, curves: Sequence[Curve], rows: Sequence[dict
         f"- Command: `{command}`",
         f"- Machine: {machine_description()}",
         f"- Compute time of all steps (sum of steps.csv): {seconds / 60:.1f} min",
-        f"- Images: `{image_dir}`; HEALPix resolution {preset.healpix_res} "
+        f"- Images: {image_description(layout, inputs)}",
+        f"- HEALPix resolution {preset.healpix_res} "
         f"({12 * 4**preset.healpix_res} pixels), training / evaluation patches of resolution "
         f"{preset.patch_res} ({2**preset.patch_res} x {2**preset.patch_res}); ERP methods on "
         f"{erp_width(preset)} x {erp_width(preset) // 2} images, crops of "
         f"{2**preset.patch_res} x {2**preset.patch_res}",
         f"- Learned models: {size}, {preset.epochs} epoch(s) of {preset.patches_per_map} patches "
-        f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g}",
+        f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g} "
+        f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement of "
+        "the training loss",
         "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
         "for every method", "",
         "## Rate and quality (mean over the test images)", "",
@@ -556,7 +615,7 @@ def report_markdown(preset: Preset, curves: Sequence[Curve], rows: Sequence[dict
 
 
 def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anchor_key: str,
-                 command: str, image_dir: str) -> list[dict]:
+                 command: str, inputs: Inputs) -> list[dict]:
     """Read the RD CSVs back; write ``rd_points.csv``, ``bd_rates.csv``, ``rd_curves.png`` and
     ``report.md`` in ``<out>/results``. Returns the BD rows."""
     missing = [str(p) for p in expected_rd_csvs(preset, layout, methods) if not p.is_file()]
@@ -573,12 +632,12 @@ def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anch
     line = {"sphere": "-", "erp": "--", "classic": ":"}
     plot({c.method.label: c.arrays() for c in curves}, BD_METRICS, results / "rd_curves.png",
          f"RD study ({preset.name}): HEALPix resolution {preset.healpix_res}, "
-         f"{len(read_test_names(layout))} test image(s)",
+         f"{len(read_list_lines(layout.data_list('test')))} test image(s)",
          styles={c.method.label: {"linestyle": line[c.method.kind]} for c in curves},
          xlabel=f"bits per HEALPix pixel at resolution {preset.healpix_res} (bpp)")
     seconds = step_seconds(layout.root / "steps.csv")
     write_text(results / "report.md",
-               report_markdown(preset, curves, rows, anchor, command, seconds, image_dir))
+               report_markdown(preset, layout, curves, rows, anchor, command, seconds, inputs))
     return rows
 
 
@@ -594,9 +653,21 @@ def expected_rd_csvs(preset: Preset, layout: Layout, methods: Sequence[Method]) 
     return paths
 
 
-def read_test_names(layout: Layout) -> list[str]:
-    """Lines of the study's ``test.txt``."""
-    return [line for line in (layout.data / "test.txt").read_text().splitlines() if line]
+def image_description(layout: Layout, inputs: Inputs) -> str:
+    """Where the training and test images come from, and how many there are."""
+    train = read_list_lines(layout.data_list("train"))
+    test = read_list_lines(layout.data_list("test"))
+    names = ", ".join(Path(entry).stem.split("_", 4)[-1] for entry in test)
+    if inputs.train_image_dir is None:
+        return (f"`{inputs.image_dir}`, split by step 1: {len(train)} training, {len(test)} test "
+                f"({names})")
+    return (f"{len(train)} training images from `{inputs.train_image_dir}`, {len(test)} test "
+            f"images from `{inputs.image_dir}` ({names})")
+
+
+def read_list_lines(path: Path) -> list[str]:
+    """The entries of a list of step 1."""
+    return [line for line in path.read_text().splitlines() if line]
 
 
 def step_seconds(path: Path) -> float:
@@ -613,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     preset = parser.add_mutually_exclusive_group(required=True)
     for name, text in (("tiny", "resolution 6, 1 epoch of (8, 8) models (tests)"),
-                       ("small", "resolution 8, (32, 48) models, 4 lambdas (2-core CPU, < 1 h)"),
+                       ("small", "resolution 7, (32, 48) models, 4 lambdas, trained on "
+                                 "samples/planets (2-core CPU, < 1 h)"),
                        ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "
                                  "epochs on GPUs: writes commands.sh only")):
         preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
@@ -621,7 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("-O", "--output-dir", required=True,
         help="folder of the study: data/, structures/, runs/, classic/, results/, "
              "commands.sh, steps.csv")
-    add("-i", "--image-dir", default="samples", help="folder of the ERP images")
+    add("-i", "--image-dir", default="samples",
+        help="folder of the ERP images: the test images if there is a training folder, else "
+             "split by step 1")
+    add("--train-image-dir", default=None,
+        help="folder of the training images (default: the preset's: samples/planets for "
+             "--tiny and --small, none for --paper); 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
     add("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
         help="the curves of the study")
@@ -649,16 +726,21 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         raise OsloError(f"the anchor '{args.anchor}' is not among --methods")
     if len(methods) < 2:
         raise OsloError("give at least two --methods (one of them the anchor)")
-    if not Path(args.image_dir).is_dir():
-        raise OsloError(f"image folder '{args.image_dir}' does not exist")
-    layout = Layout(Path(args.output_dir))
-    sphere_points = args.sphere_points or preset.sphere_points
-    steps = study_steps(preset, layout, methods, args.image_dir, args.image_ext, sphere_points)
+    train_dir = preset.train_image_dir if args.train_image_dir is None else \
+        None if args.train_image_dir == "none" else args.train_image_dir
+    for folder in (args.image_dir, train_dir):
+        if folder is not None and not Path(folder).is_dir():
+            raise OsloError(f"image folder '{folder}' does not exist")
+    inputs = Inputs(args.image_dir, args.image_ext, train_dir,
+                    args.sphere_points or preset.sphere_points)
+    layout = Layout(Path(args.output_dir), separate_training=train_dir is not None)
+    steps = study_steps(preset, layout, methods, inputs)
     command = shlex.join(["python", "experiments/rd_study.py", f"--{preset.name}",
-                          "-O", str(layout.root), "-i", args.image_dir, "-e", args.image_ext,
+                          "-O", str(layout.root), "-i", args.image_dir,
+                          "--train-image-dir", train_dir or "none", "-e", args.image_ext,
                           "--methods", *args.methods, "--anchor", args.anchor,
                           *(("--epochs", str(preset.epochs)) if args.epochs else ()),
-                          "-s", sphere_points])
+                          "-s", inputs.sphere_points])
     layout.root.mkdir(parents=True, exist_ok=True)
     write_text(layout.root / "commands.sh", commands_script(steps, f"{command} --report-only"))
     log = get_logger()
@@ -669,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if not args.report_only:
         spent = run_steps(steps, layout.root / "steps.csv")
         log.info("steps ran for %.1f min", spent / 60)
-    rows = write_report(preset, layout, methods, args.anchor, command, args.image_dir)
+    rows = write_report(preset, layout, methods, args.anchor, command, inputs)
     print((layout.results / "report.md").read_text())
     return rows
 

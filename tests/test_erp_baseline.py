@@ -106,7 +106,8 @@ def test_train_then_evaluate_matches_compressai_and_metrics(image_dir, tmp_path,
         "log.csv", "reconstruction"]
     log = read_csv(out / "log.csv")
     assert [int(r["epoch"]) for r in log] == [1, 2]
-    assert list(log[0]) == ["epoch", "loss", "bpp", "mse", "seconds"]
+    assert list(log[0]) == ["epoch", "loss", "bpp", "mse", "lr", "seconds"]
+    assert float(log[0]["lr"]) == pytest.approx(1e-4)
     final = torch.load(out / "final.pth.tar", map_location="cpu", weights_only=True)
     assert final["epoch"] == 2
     assert final["config"]["model"] == "ScaleHyperprior" and final["config"]["N"] == 8

@@ -27,7 +27,8 @@ def read_rows(path):
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("rd") / "tiny"
     points = tmp_path_factory.mktemp("points") / "sphere_2562.txt"
-    argv = ["--tiny", "-O", str(root), "-i", str(REPO / "samples"), "--anchor", "jpeg",
+    argv = ["--tiny", "-O", str(root), "-i", str(REPO / "samples"),
+            "--train-image-dir", str(REPO / "samples" / "planets"), "--anchor", "jpeg",
             "-s", str(points)]
     rd_study.main(argv)
     return root, argv
@@ -41,8 +42,12 @@ def test_every_output_is_written(study):
     with Image.open(results / "rd_curves.png") as png:
         assert png.format == "PNG" and png.width > 500 and png.height > 300
     commands = (root / "commands.sh").read_text()
-    # 1 sampling + 7 (hr, pr) pairs x 2 + 4 sphere methods x 2 points x 3 + 2 ERP x 2 x 2 + 3
-    assert commands.count("\npython ") == 1 + 14 + 24 + 8 + 3 + 1
+    # 2 samplings + 7 (hr, pr) pairs x 2 + 4 sphere methods x 2 points x 3 + 2 ERP x 2 x 2 + 3
+    assert commands.count("\npython ") == 2 + 14 + 24 + 8 + 3 + 1
+    train = (root / "data" / "train" / "train.txt").read_text().split()
+    test = (root / "data" / "test" / "test.txt").read_text().split()
+    assert len(train) == len(list((REPO / "samples" / "planets").glob("*.jpg"))) == 12
+    assert len(test) == len(list((REPO / "samples").glob("*.jpg"))) == 4
 
 
 def test_points_are_the_mean_rows_of_the_rd_files(study):
@@ -76,7 +81,7 @@ def test_learned_bpp_is_the_actual_rate_per_healpix_pixel(study):
                  (run / "reconstruction" / "rates.txt").read_text().splitlines()
                  if not line.startswith("#")]
         rd = {r["name"]: r for r in read_rows(run / "reconstruction" / "rd.csv")}
-        assert len(rates) == len(rd) - 1 == 2  # two test maps, then the mean
+        assert len(rates) == len(rd) - 1 == 4  # the four test maps, then the mean
         for name, _, actual in rates:
             short = name.removeprefix(f"healpix_sampling_res_{preset.healpix_res}_")
             assert float(rd[short]["bpp"]) == pytest.approx(int(actual) / npix, abs=1e-6)
@@ -132,6 +137,9 @@ def test_a_second_run_skips_every_step(study):
 def test_paper_preset_writes_the_commands_only(tmp_path):
     rd_study.main(["--paper", "-O", str(tmp_path), "-i", str(REPO / "samples")])
     commands = (tmp_path / "commands.sh").read_text()
+    # one step 1 that splits -i 0.8 / 0.1 / 0.1, and the lists of data/
+    assert commands.count("generate_healpix_samples_and_split_to_train_and_test.py") == 1
+    assert "-t 0.8 -v 0.1" in commands and f"-v {tmp_path}/data/validation.txt" in commands
     assert not (tmp_path / "data").exists()
     for lmbda, quality in rd_study.PAPER_POINTS:
         assert f"--lambda {lmbda:g} " in commands and f"-q {quality} " in commands
