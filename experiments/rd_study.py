@@ -465,10 +465,18 @@ class Curve:
         take them."""
         return {key: np.array([p[key] for _, p in self.points]) for key in ("bpp", *METRIC_NAMES)}
 
-    def monotonic(self, metric: str) -> bool:
-        """Whether bpp and ``metric`` strictly increase together (Bjontegaard needs it)."""
+    def front(self, metric: str) -> dict[str, np.ndarray]:
+        """The Pareto front of the points in (bpp, ``metric``): those whose ``metric`` is above
+        that of every point of lower or equal bpp, sorted by bpp, so that bpp and ``metric``
+        strictly increase together, as Bjontegaard's interpolation needs."""
         values = self.arrays()
-        return bool(np.all(np.diff(values["bpp"]) > 0) and np.all(np.diff(values[metric]) > 0))
+        bpp, quality = values["bpp"], values[metric]
+        keep, best = [], -math.inf
+        for i in np.lexsort((-quality, bpp)):  # by bpp, the best of equal rates first
+            if quality[i] > best and (not keep or bpp[i] > bpp[keep[-1]]):
+                keep.append(i)
+                best = quality[i]
+        return {key: array[keep] for key, array in values.items()}
 
 
 def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Curve]:
@@ -487,30 +495,37 @@ def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) ->
 
 
 def bd_rows(curves: Sequence[Curve], anchor: Curve) -> list[dict]:
-    """BD-rate and BD-PSNR of every curve against the anchor on :data:`BD_METRICS` with pchip
-    (and cubic where both curves have 4 points or more); ``nan`` with a reason where a curve is
-    not monotonic."""
+    """BD-rate and BD-PSNR of every curve against the anchor on :data:`BD_METRICS`, with pchip
+    (and cubic where both fronts have 4 points or more).
+
+    An under-trained model can land below the curve of its neighbours (a higher lambda giving
+    a lower PSNR). The deltas are computed on each curve's Pareto front (:meth:`Curve.front`),
+    and a note says which curves lost points to it; ``nan`` where a front has fewer than 2
+    points."""
     rows = []
     for curve in curves:
         if curve is anchor:
             continue
-        methods = ["pchip"]
-        if min(len(curve.points), len(anchor.points)) >= 4:
-            methods.append("cubic")
-        for interpolation in methods:
-            for metric in BD_METRICS:
-                note = ""
+        for metric in BD_METRICS:
+            fronts = {c.method.key: (c.front(metric), len(c.points)) for c in (anchor, curve)}
+            notes = [f"{key}: {len(front['bpp'])} of {total} points on the front in {metric}"
+                     for key, (front, total) in fronts.items() if len(front["bpp"]) < total]
+            sizes = [len(front["bpp"]) for front, _ in fronts.values()]
+            methods = ["pchip", "cubic"] if min(sizes) >= 4 else ["pchip"]
+            for interpolation in methods:
                 rate = quality = math.nan
-                if not anchor.monotonic(metric):
-                    note = f"{anchor.method.key} not monotonic in {metric}"
-                elif not curve.monotonic(metric):
-                    note = f"{curve.method.key} not monotonic in {metric}"
-                else:
-                    rate, quality = bd_values(anchor.arrays(), curve.arrays(), metric,
+                note = list(notes)
+                if min(sizes) >= 2:
+                    rate, quality = bd_values(fronts[anchor.method.key][0],
+                                              fronts[curve.method.key][0], metric,
                                               interpolation)
+                    if math.isnan(rate):
+                        note.append(f"{curve.method.key}: no overlap with the anchor in "
+                                    f"{metric}")
                 rows.append({"method": curve.method.key, "anchor": anchor.method.key,
                              "interpolation": interpolation, "metric": metric,
-                             "bd_rate_percent": rate, "bd_psnr_db": quality, "note": note})
+                             "bd_rate_percent": rate, "bd_psnr_db": quality,
+                             "note": "; ".join(note)})
     return rows
 
 
@@ -592,7 +607,8 @@ def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
                          + " | ".join(f"{point[m]:.2f}" for m in METRIC_NAMES) + " |")
     lines += ["", f"## BD-rates against {anchor.method.label}", "",
               "Negative BD-rate: fewer bits than the anchor at equal quality. pchip "
-              "interpolation (cubic where both curves have 4 points or more).", "",
+              "interpolation (cubic where both curves have 4 points or more on their "
+              "Pareto fronts).", "",
               "| method | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
               "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
               "|---|---|---:|---:|---:|---:|"]
@@ -606,10 +622,11 @@ def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
             psnrs = [_number(r["bd_psnr_db"], 3) for r in found]
             lines.append(f"| {curve.method.label} | {interpolation} | "
                          + " | ".join(rates + psnrs) + " |")
-    notes = sorted({r["note"] for r in rows if r["note"]})
+    notes = sorted({n for r in rows for n in r["note"].split("; ") if n})
     if notes:
-        lines += ["", "No BD value (nan) where a curve is not monotonic: " + "; ".join(notes)
-                  + "."]
+        lines += ["", "Points below their curve's Pareto front (a higher lambda with a lower "
+                  "PSNR) are left out of the BD values: " + "; ".join(notes) + ". A front "
+                  "of fewer than 2 points, or curves that do not overlap, give nan."]
     lines += ["", "Plot: `rd_curves.png`; numbers: `rd_points.csv`, `bd_rates.csv`."]
     return "\n".join(lines) + "\n"
 
