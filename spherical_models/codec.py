@@ -61,14 +61,13 @@ from spherical_models.models import SphereCompressionModel
 from spherical_models.pipeline import model_from_config
 from spherical_models.training import load_checkpoint
 from utils.cli import OsloError
-from utils.healpix import npix_of, nside_of, res_of_npix
+from utils.healpix import MAX_RESOLUTION, npix_of, nside_of, res_of_npix
 from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_npy
 from utils.sampling import erp_to_healpix, healpix_to_erp
 
 MAGIC = b"OSLO"
 FORMAT_VERSION = 1
 HASH_BYTES = 16
-MAX_HEALPIX_RES = 13
 MAX_NAME_BYTES = 64
 MAX_STRINGS_PER_PATCH = 4
 FLAG_DETERMINISTIC = 1
@@ -246,8 +245,9 @@ def unpack(data: bytes) -> OsloFile:
         raise OsloError("corrupt file: the model name is not ASCII") from None
     (quality, lmbda, healpix_res, patch_res, batch_size, digest, height, width, per_patch,
      shape0, shape1) = _FIELDS.unpack(reader.take(_FIELDS.size, "the header"))
-    if not 0 <= healpix_res <= MAX_HEALPIX_RES:
-        raise OsloError(f"corrupt file: HEALPix resolution {healpix_res} outside 0..13")
+    if not 0 <= healpix_res <= MAX_RESOLUTION:
+        raise OsloError(f"corrupt file: HEALPix resolution {healpix_res} outside "
+                        f"0..{MAX_RESOLUTION}")
     if not -1 <= patch_res <= healpix_res:
         raise OsloError(f"corrupt file: patch resolution {patch_res} outside -1..{healpix_res}")
     if batch_size < 1 or not 1 <= per_patch <= MAX_STRINGS_PER_PATCH:
@@ -337,37 +337,19 @@ class Codec:
         self._mode = deterministic
 
     def geometry(self, healpix_res: int, patch_res: int) -> SphereGeometry:
-        """The graphs of every level at ``(healpix_res, patch_res)``, built in memory."""
-        check_resolutions(self.model, healpix_res, patch_res)
-        if self.config.get("use_euclidean"):
-            raise OsloError("a checkpoint with --use-euclidean structures is not supported by "
-                            "the codec")
+        """The graphs of every level at ``(healpix_res, patch_res)``, built in memory (those
+        of the checkpoint's structures: convolution, hops, weights, chord distances);
+        :class:`OsloError` if the model cannot code at these resolutions."""
         key = (healpix_res, patch_res)
         if key not in self._geometries:
-            weight = self.config.get("weight_type")
             geometry = SphereGeometry.build(
-                healpix_res, patch_res, self.model.num_levels, conv=self.config.get(
-                    "conv", "SDPAConv"), num_hops=self.model.graph_hops, weight_type=weight,
+                healpix_res, patch_res, self.model.num_levels,
+                conv=self.config.get("conv", "SDPAConv"), num_hops=self.model.graph_hops,
+                weight_type=self.config.get("weight_type"),
+                use_euclidean=bool(self.config.get("use_euclidean")),
             )
             self._geometries[key] = geometry.to(self.device)
         return self._geometries[key]
-
-
-def check_resolutions(model: SphereCompressionModel, healpix_res: int, patch_res: int) -> None:
-    """:class:`OsloError` unless the model can code a map of ``healpix_res`` by patches of
-    ``patch_res`` (enough resolutions for its down-sampling stages)."""
-    stages = model.num_levels - 1
-    if not 0 <= healpix_res <= MAX_HEALPIX_RES:
-        raise OsloError(f"HEALPix resolution {healpix_res} outside 0..{MAX_HEALPIX_RES}")
-    if healpix_res < stages:
-        raise OsloError(f"HEALPix resolution {healpix_res} is too small for the {stages} "
-                        f"down-sampling stages of the model: use at least {stages}")
-    if patch_res > healpix_res:
-        raise OsloError(f"patch resolution {patch_res} is above the HEALPix resolution "
-                        f"{healpix_res}")
-    if 0 <= patch_res < stages or patch_res < -1:
-        raise OsloError(f"patch resolution {patch_res} is too small for the {stages} "
-                        f"down-sampling stages of the model: use at least {stages}, or -1")
 
 
 def load_codec(path: str | Path, device: str | torch.device = "cpu") -> Codec:
@@ -459,14 +441,13 @@ def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
             f"{codec.digest.hex()}) is not the one this file was encoded with ({header.model}, "
             f"hash {header.checkpoint_hash.hex()})"
         )
-    check_resolutions(codec.model, header.healpix_res, header.patch_res)
+    geometry = codec.geometry(header.healpix_res, header.patch_res)
     pixels = 4**header.patch_res if header.patch_res >= 0 else header.num_pixels
     expected = (pixels // 4 ** (codec.model.num_levels - 1), 1)
     if header.shape != expected or header.strings_per_patch != codec.strings_per_patch:
         raise OsloError(f"corrupt file: latent shape {header.shape} and {header.strings_per_patch}"
                         f" string(s) per patch, the model codes {expected} and "
                         f"{codec.strings_per_patch}")
-    geometry = codec.geometry(header.healpix_res, header.patch_res)
     codec.set_mode(header.deterministic)
     hp_map = np.empty((header.num_pixels, 3), dtype=np.uint8)
     size = pixels
@@ -516,8 +497,8 @@ def read_input(
     if suffix not in IMAGE_EXTENSIONS:
         raise OsloError(f"'{path}': unknown input type (an ERP image "
                         f"{'/'.join(IMAGE_EXTENSIONS)} or a .npy HEALPix map)")
-    if healpix_res is None or not 0 <= healpix_res <= MAX_HEALPIX_RES:
-        raise OsloError(f"HEALPix resolution {healpix_res} outside 0..{MAX_HEALPIX_RES}")
+    if healpix_res is None or not 0 <= healpix_res <= MAX_RESOLUTION:
+        raise OsloError(f"HEALPix resolution {healpix_res} outside 0..{MAX_RESOLUTION}")
     image = load_image(path)
     return erp_to_healpix(image, healpix_res), image.shape[:2]
 

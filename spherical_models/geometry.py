@@ -16,7 +16,27 @@ from torch import nn
 from spherical_models.graph import OsloGraph
 from spherical_models.layers.cheb_conv import ChebGraph
 from utils.cli import OsloError
-from utils.structures import build_deepsphere_graph, build_oslo_structure
+from utils.structures import build_deepsphere_graph, build_oslo_structure, check_resolutions
+
+
+def check_levels(healpix_res: int, patch_res: int, num_levels: int) -> None:
+    """Raise :class:`OsloError` unless ``(healpix_res, patch_res)`` is a valid pair
+    (:func:`utils.structures.check_resolutions`; ``patch_res = -1``: whole sphere) with room
+    for the ``num_levels - 1`` down-sampling stages of a codec."""
+    check_resolutions(healpix_res, patch_res)
+    stages = num_levels - 1
+    if patch_res < -1:
+        raise OsloError(f"patch resolution {patch_res} is below -1 (the whole sphere)")
+    if patch_res >= 0 and patch_res - stages < 0:
+        raise OsloError(
+            f"patch resolution {patch_res} is too small for {stages} down-sampling stages: "
+            f"use at least {stages}"
+        )
+    if healpix_res - stages < 0:
+        raise OsloError(
+            f"HEALPix resolution {healpix_res} is too small for {stages} down-sampling stages: "
+            f"use at least {stages}"
+        )
 
 
 def level_resolutions(
@@ -76,18 +96,10 @@ class SphereGeometry(nn.Module):
     ) -> SphereGeometry:
         """Load the structures (``SDPAConv``) or graphs (``ChebConv``) of every level.
 
-        Raises :class:`OsloError` naming the command to run for a missing level.
+        Raises :class:`OsloError` for resolutions without room for the levels
+        (:func:`check_levels`), or naming the command to run for a missing level.
         """
-        if patch_res >= 0 and patch_res - (num_levels - 1) < 0:
-            raise OsloError(
-                f"patch resolution {patch_res} is too small for {num_levels - 1} down-sampling "
-                f"stages: use at least {num_levels - 1}"
-            )
-        if healpix_res - (num_levels - 1) < 0:
-            raise OsloError(
-                f"HEALPix resolution {healpix_res} is too small for {num_levels - 1} "
-                f"down-sampling stages: use at least {num_levels - 1}"
-            )
+        check_levels(healpix_res, patch_res, num_levels)
         if conv == "ChebConv":
             return cls([
                 ChebGraph.from_folder(folder, hr, pr, 1, weight_type, use_euclidean)
@@ -107,12 +119,15 @@ class SphereGeometry(nn.Module):
         conv: str = "SDPAConv",
         num_hops: int = 1,
         weight_type: str | None = None,
+        use_euclidean: bool = False,
     ) -> SphereGeometry:
-        """Build the graphs in memory (tests, small resolutions) instead of loading them."""
+        """Build the graphs in memory instead of loading them (the same checks and graphs as
+        :meth:`from_folder`)."""
+        check_levels(healpix_res, patch_res, num_levels)
         if conv == "ChebConv":
             return cls([
                 ChebGraph.from_structure(
-                    build_deepsphere_graph(hr, pr, 1, weight_type or "gaussian")
+                    build_deepsphere_graph(hr, pr, 1, weight_type or "gaussian", use_euclidean)
                 )
                 for hr, pr in level_resolutions(healpix_res, patch_res, num_levels)
             ])

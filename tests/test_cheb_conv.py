@@ -110,3 +110,21 @@ def test_reset_parameters_and_repr():
     conv.reset_parameters()
     assert torch.count_nonzero(conv.cheb.bias) == 0
     assert repr(conv) == "SphereChebConv(3, 4, K=2)"
+
+
+@pytest.mark.parametrize("use_euclidean", [False, True])
+def test_geometry_built_in_memory_equals_the_saved_graphs(tmp_path, use_euclidean):
+    """SphereGeometry.build (the codec's graphs) gives the graphs that from_folder loads."""
+    from spherical_models.geometry import SphereGeometry
+
+    for hr, pr in ((4, 2), (3, 1), (2, 0)):
+        save_deepsphere_graph(tmp_path, build_deepsphere_graph(hr, pr, 1, "gaussian",
+                                                               use_euclidean))
+    loaded = SphereGeometry.from_folder(tmp_path, 4, 2, 3, conv="ChebConv",
+                                        weight_type="gaussian", use_euclidean=use_euclidean)
+    built = SphereGeometry.build(4, 2, 3, conv="ChebConv", use_euclidean=use_euclidean)
+    for a, b in zip(loaded, built, strict=True):
+        assert torch.equal(a.edge_index, b.edge_index)
+        assert torch.equal(a.edge_weight, b.edge_weight)
+    with pytest.raises(OsloError, match="too small for 2 down-sampling stages"):
+        SphereGeometry.build(4, 1, 3, conv="ChebConv")
