@@ -156,7 +156,12 @@ class _SDPAConvBase(torch.nn.Module):
     """Parameters, initialisation and path choice shared by the SDPA convolutions."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, num_hops: int, bias: bool, path: str
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_hops: int = 1,
+        bias: bool = True,
+        path: str = "auto",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
@@ -409,16 +414,6 @@ class SDPAConvTransposed(_SDPAConvBase):
           pixels (patch resolution at least 1), ``patch_ids`` :math:`(B)` *(optional)*
         - **output:** :math:`(B, n, C_{out})`
     """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_hops: int = 1,
-        bias: bool = True,
-        path: str = "auto",
-    ) -> None:
-        super().__init__(in_channels, out_channels, num_hops, bias, path)
 
     def forward(
         self, x: Tensor, fine_graph: OsloGraph, patch_ids: Tensor | None = None
