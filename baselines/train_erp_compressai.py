@@ -68,8 +68,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from misc.compute_spherical_psnr import (
-    DEFAULT_SPHERE_POINTS,
     Row,
+    add_sphere_points_argument,
     load_rgb,
     mean_row,
     original_names,
@@ -184,9 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="save checkpoint_<epoch>.pth.tar every this many epochs (0: only final.pth.tar)")
     add("--erp-width", type=int, default=None, metavar="W",
         help="width W (even) of the codec's ERP images, height W/2 (default: 4 * 2**r)")
-    add("-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
-        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
-             "sphere_<10*4**k+2>.txt is generated")
+    add_sphere_points_argument(parser)
     add("--foldername-valtest", default="reconstruction",
         help="folder, inside -O, of the decoded images, rates.txt and rd.csv")
     add("-g", "--gpu", action="store_true", help="run on CUDA")

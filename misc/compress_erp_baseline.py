@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image, features
 
 from misc.compute_spherical_psnr import (
-    DEFAULT_SPHERE_POINTS,
     Row,
+    add_sphere_points_argument,
     load_rgb,
     mean_row,
     original_names,
@@ -173,9 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
              "planar baseline's size); default: the original's size")
     add("--keep-files", action="store_true",
         help="keep the compressed files in <-O>/<codec>/q<quality>/")
-    add("-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
-        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
-             "sphere_<10*4**k+2>.txt is generated")
+    add_sphere_points_argument(parser)
     return parser
 
 

@@ -56,6 +56,14 @@ class Row:
         return [self.bpp, *self.metrics.values()]
 
 
+def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
+    """``-s/--sphere-points``, the S-PSNR points file of every script that measures S-PSNR."""
+    parser.add_argument(
+        "-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
+        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
+             "sphere_<10*4**k+2>.txt is generated")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
@@ -84,9 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="projection of the reconstructions")
     add("-ratef", "--rate-prefix", default="", help="prefix of the names in rates.txt")
     add("-rates", "--rate-suffix", default="", help="suffix of the names in rates.txt")
-    add("-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
-        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
-             "sphere_<10*4**k+2>.txt is generated")
+    add_sphere_points_argument(parser)
     add("--csv", default=None,
         help="write the results as CSV (name,bpp,s_psnr_y,ws_psnr_y,s_psnr_rgb,ws_psnr_rgb; "
              "one row per image, then 'mean')")
