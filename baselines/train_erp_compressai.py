@@ -48,8 +48,6 @@ import spherical_models  # noqa: F401
 
 # isort: split
 import argparse
-import csv
-import io
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -91,6 +89,8 @@ from spherical_models.training import (
     read_torch_file,
     save_checkpoint,
     seed_everything,
+    write_config,
+    write_log_csv,
 )
 from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
 from utils.healpix import npix_of, nside_of
@@ -327,24 +327,6 @@ def model_of(checkpoint: Mapping[str, Any], path: str) -> CompressionModel:
     return model
 
 
-def write_log(out_dir: Path, history: Sequence[Mapping[str, float]]) -> None:
-    """(Re)write ``log.csv`` (:data:`LOG_COLUMNS`) from the per-epoch ``history``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
-    for row in history:
-        writer.writerow([row["epoch"], *(f"{row[c]:.10g}" for c in LOG_COLUMNS[1:])])
-    write_text(out_dir / "log.csv", buffer.getvalue())
-
-
-def write_config(out_dir: Path, args: argparse.Namespace, config: Mapping[str, Any]) -> None:
-    """``config.txt``: every argument as ``name = value``, then the model configuration."""
-    lines = ["# baselines/train_erp_compressai.py: arguments of this run"]
-    lines += [f"{key} = {value}" for key, value in sorted(vars(args).items())]
-    lines += ["", "# model"] + [f"{key} = {value}" for key, value in config.items()]
-    write_text(out_dir / "config.txt", "\n".join(lines) + "\n")
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -406,7 +388,8 @@ def train(
         torch.from_numpy(codec_image(load_rgb(e.original, "erp", "original"), args.erp_width))
         for e in entries]).permute(0, 3, 1, 2)  # uint8 [n, 3, H, W]
     out.mkdir(parents=True, exist_ok=True)
-    write_config(out, args, config)
+    write_config(out, vars(args), config, script="baselines/train_erp_compressai.py",
+                 section="model")
     criterion = RateDistortionLoss(lmbda=args.lmbda)
     log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
              args.model, config["N"], config["M"], len(entries), args.erp_width,
@@ -444,7 +427,7 @@ def train(
         log.info("epoch %d: loss %.4f, bpp %.4f, mse %.6f, aux %.2f | lr %g, %.1f s", epoch,
                  summary["loss"], summary["bpp"], summary["mse"], summary["aux_loss"], lr,
                  history[-1]["seconds"])
-        write_log(out, history)
+        write_log_csv(out / "log.csv", history, LOG_COLUMNS)
         if args.checkpoint_interval and epoch % args.checkpoint_interval == 0:
             save_checkpoint(out / f"checkpoint_{epoch}.pth.tar", state(epoch))
     save_checkpoint(out / "final.pth.tar", state(max(args.epochs, start - 1)))

@@ -25,7 +25,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -573,16 +573,25 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def write_log_csv(
+    path: str | os.PathLike, history: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] = LOG_COLUMNS,
+) -> None:
+    """(Re)write a per-epoch log CSV: ``columns``, one row per epoch of ``history`` (empty
+    cells for missing values)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow([_format(row.get(column)) for column in columns])
+    write_text(path, buffer.getvalue())
+
+
 def write_logs(out_dir: str | os.PathLike, history: list[Mapping[str, Any]]) -> None:
     """(Re)write ``log.csv`` (:data:`LOG_COLUMNS`) and ``loss.txt`` (epoch, training loss,
     validation loss) from the per-epoch ``history``."""
     out_dir = Path(out_dir)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOG_COLUMNS)
-    for row in history:
-        writer.writerow([_format(row.get(column)) for column in LOG_COLUMNS])
-    write_text(out_dir / "log.csv", buffer.getvalue())
+    write_log_csv(out_dir / "log.csv", history)
     lines = ["# epoch\ttraining_loss\tvalidation_loss"]
     lines += [
         f"{row['epoch']}\t{_format(row['loss'])}\t{_format(row.get('val_loss'))}"
@@ -592,10 +601,12 @@ def write_logs(out_dir: str | os.PathLike, history: list[Mapping[str, Any]]) -> 
 
 
 def write_config(
-    out_dir: str | os.PathLike, args: Mapping[str, Any], extra: Mapping[str, Any]
+    out_dir: str | os.PathLike, args: Mapping[str, Any], extra: Mapping[str, Any],
+    script: str = "main_sphere_compression.py", section: str = "run",
 ) -> None:
-    """Write ``config.txt``: every argument as ``name = value``, then ``extra`` (the seed...)."""
-    lines = ["# main_sphere_compression.py: arguments of this run"]
+    """Write ``config.txt``: every argument of ``script`` as ``name = value``, then ``extra``
+    (the seed, the model configuration...) under ``# section``."""
+    lines = [f"# {script}: arguments of this run"]
     lines += [f"{key} = {value}" for key, value in sorted(args.items())]
-    lines += ["", "# run"] + [f"{key} = {value}" for key, value in extra.items()]
+    lines += ["", f"# {section}"] + [f"{key} = {value}" for key, value in extra.items()]
     write_text(Path(out_dir) / "config.txt", "\n".join(lines) + "\n")
