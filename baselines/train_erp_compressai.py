@@ -73,6 +73,7 @@ from misc.compute_spherical_psnr import (
     original_names,
     results_csv,
 )
+from spherical_models.distributed import synchronize
 from spherical_models.evaluation import (
     RECONSTRUCTION_SUFFIX,
     ImageResult,
@@ -285,11 +286,6 @@ def random_crops(images: Tensor, size: int, per_image: int) -> Tensor:
     return crops.permute(0, 3, 1, 2)[torch.randperm(count)]
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ---------------------------------------------------------------------------------------------
 # Checkpoints
 
@@ -416,7 +412,7 @@ def train(
             losses, aux = train_step(model, x, criterion, optimizer, aux_optimizer,
                                      args.clip_max_norm)
             meters.add(losses, len(x), aux)
-        _synchronize(device)
+        synchronize(device)
         summary = meters.summary()
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
@@ -455,14 +451,14 @@ def code_image(
     x = pad(to_tensor(image)).to(device)
     likelihoods = model(x)["likelihoods"]
     theoretical = sum(math.ceil(tensor_bits(v)) for v in likelihoods.values())
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     encoded = model.compress(x)
-    _synchronize(device)
+    synchronize(device)
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     x_hat = model.decompress(encoded["strings"], encoded["shape"])["x_hat"]
-    _synchronize(device)
+    synchronize(device)
     decode_seconds = time.perf_counter() - start
     decoded = x_hat[0, :, :height, :width].mul(255).round_().clamp_(0, 255).to(torch.uint8)
     stats = {"theoretical_bits": theoretical, "actual_bits": 8 * string_bytes(encoded["strings"]),

@@ -71,6 +71,12 @@ def select_device(gpu: bool, gpu_id: int, info: Distributed) -> torch.device:
     return torch.device("cuda", index)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA ``device`` (for wall-clock timings); nothing on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def all_reduce_sum(values: torch.Tensor, info: Distributed) -> torch.Tensor:
     """Sum of ``values`` over the processes (in place; returned)."""
     if info.enabled:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from spherical_models.distributed import Distributed, gather_objects
+from spherical_models.distributed import Distributed, gather_objects, synchronize
 from utils.cli import get_logger
 from utils.datasets import shard
 from utils.healpix import npix_of, nside_of, res_of_npix
@@ -120,11 +120,6 @@ def tensor_bits(likelihoods: Tensor) -> float:
     return -torch.log2(likelihoods.double()).sum().item()
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def code_map(
     model: nn.Module,
@@ -159,15 +154,15 @@ def code_map(
         ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(device)
         for name, likelihoods in model(x, geometry, ids)["likelihoods"].items():
             latent_bits[name] = latent_bits.get(name, 0.0) + tensor_bits(likelihoods)
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         encoded = model.compress(x, geometry, ids)
-        _synchronize(device)
+        synchronize(device)
         encode_seconds += time.perf_counter() - start
         actual_bytes += string_bytes(encoded["strings"])
         start = time.perf_counter()
         x_hat = model.decompress(encoded["strings"], encoded["shape"], geometry, ids)["x_hat"]
-        _synchronize(device)
+        synchronize(device)
         decode_seconds += time.perf_counter() - start
         reconstruction[pixels] = to_uint8(x_hat).reshape(-1, hp_map.shape[1])
     stats = {

@@ -40,6 +40,7 @@ from spherical_models.distributed import (
     all_reduce_sum,
     any_process,
     average_gradients,
+    synchronize,
 )
 from utils.cli import OsloError, get_logger
 from utils.io import atomic_path, write_text
@@ -217,11 +218,6 @@ class EpochContext:
     progress: bool = True
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def to_device(
     x: Tensor, patch_ids: Tensor, device: torch.device
 ) -> tuple[Tensor, Tensor | None]:
@@ -322,7 +318,7 @@ def train_one_epoch(
             if any_process(stop is not None and stop.requested, ctx.dist, ctx.device):
                 raise TrainingInterrupted
     finally:
-        _synchronize(ctx.device)
+        synchronize(ctx.device)
         meters.seconds += time.perf_counter() - start
         bar.close()
         del iterator
