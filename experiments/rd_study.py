@@ -479,16 +479,20 @@ class Curve:
         return {key: array[keep] for key, array in values.items()}
 
 
+def rd_files(preset: Preset, layout: Layout, method: Method) -> list[tuple[str, Path]]:
+    """``(point label, RD CSV)`` of every point of a method: ``q<quality>`` of a classic
+    codec, ``lambda=<l>`` of a learned method."""
+    if method.kind == "classic":
+        return [(label, layout.rd_csv(method, label))
+                for label in classic_points(preset, method.model)]
+    return [(f"lambda={p[0]:g}", layout.rd_csv(method, p)) for p in preset.points]
+
+
 def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Curve]:
     """The RD points of every method, read back from their RD CSVs."""
     curves = []
     for method in methods:
-        if method.kind == "classic":
-            labels = classic_points(preset, method.model)
-            rows = [(label, read_point(layout.rd_csv(method, label))) for label in labels]
-        else:
-            rows = [(f"lambda={p[0]:g}", read_point(layout.rd_csv(method, p)))
-                    for p in preset.points]
+        rows = [(label, read_point(path)) for label, path in rd_files(preset, layout, method)]
         rows.sort(key=lambda row: row[1]["bpp"])
         curves.append(Curve(method, rows))
     return curves
@@ -635,7 +639,8 @@ def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anch
                  command: str, inputs: Inputs) -> list[dict]:
     """Read the RD CSVs back; write ``rd_points.csv``, ``bd_rates.csv``, ``rd_curves.png`` and
     ``report.md`` in ``<out>/results``. Returns the BD rows."""
-    missing = [str(p) for p in expected_rd_csvs(preset, layout, methods) if not p.is_file()]
+    missing = [str(path) for method in methods for _, path in rd_files(preset, layout, method)
+               if not path.is_file()]
     if missing:
         raise OsloError(f"{len(missing)} RD file(s) missing, e.g. '{missing[0]}': run the "
                         "study (or commands.sh) first")
@@ -656,18 +661,6 @@ def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anch
     write_text(results / "report.md",
                report_markdown(preset, layout, curves, rows, anchor, command, seconds, inputs))
     return rows
-
-
-def expected_rd_csvs(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Path]:
-    """The RD CSV of every point of every method."""
-    paths = []
-    for method in methods:
-        if method.kind == "classic":
-            paths += [layout.rd_csv(method, label) for label in classic_points(preset,
-                                                                               method.model)]
-        else:
-            paths += [layout.rd_csv(method, point) for point in preset.points]
-    return paths
 
 
 def image_description(layout: Layout, inputs: Inputs) -> str:
