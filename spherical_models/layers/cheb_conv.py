@@ -97,6 +97,11 @@ class ChebGraph(torch.nn.Module):
         return cls.from_structure(graph)
 
     @property
+    def num_pixels(self) -> int:
+        """Pixels of one graph (its nodes), as :attr:`OsloGraph.num_pixels`."""
+        return self.num_nodes
+
+    @property
     def num_edges(self) -> int:
         """Edges ``E`` of one graph (both directions counted)."""
         return self.edge_index.size(1)

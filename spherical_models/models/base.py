@@ -12,10 +12,15 @@ from dataclasses import asdict, dataclass
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
+from compressai.models.base import get_scale_table
 from torch import Tensor, nn
 
+from spherical_models.entropy_coding import LatentCoder, LatentDecoder, LatentEncoder
 from spherical_models.layers.blocks import SphereDown, SphereUp
 from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
+
+DEFAULT_SCALE_TABLE_LEVELS = 64
+"""Entries of the scale table of ``y`` (CompressAI's 64) for checkpoints that do not say."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,92 @@ class SphereCompressionModel(CompressionModel):
     """
 
     num_levels: int
+    latent_names: tuple[str, ...] = ("y",)
+    """The latents, in the order of ``compress``'s ``strings``."""
 
     def __init__(self, N: int, M: int, options: LayerOptions | None = None) -> None:
         super().__init__()
         self.N = N
         self.M = M
         self.options = options or LayerOptions()
+        self.scale_table_levels = DEFAULT_SCALE_TABLE_LEVELS
+
+    # -- coding -------------------------------------------------------------------------------
+
+    def code_latents(
+        self,
+        coder: LatentCoder,
+        x: Tensor | None,
+        geometry,
+        patch_ids: Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Tensor:
+        """Entropy-code the latents of a batch with ``coder`` and return ``y_hat``
+        ``[B, n, M]``.
+
+        The one description of a model's bitstream: with a
+        :class:`~spherical_models.entropy_coding.LatentEncoder`, ``x`` ``[B, N, 3]`` is
+        analysed and its latents written; with a
+        :class:`~spherical_models.entropy_coding.LatentDecoder`, the same calls read them back
+        (``x`` is :obj:`None` and ``batch_size`` gives ``B``).
+        """
+        raise NotImplementedError
+
+    def reconstruct(self, y_hat: Tensor, geometry, patch_ids: Tensor | None = None) -> Tensor:
+        """``x_hat = clamp(g_s(y_hat), 0, 1)``, ``[B, N, 3]``."""
+        return self.g_s(y_hat, geometry, patch_ids).clamp_(0, 1)
+
+    def latent_symbols(self, geometry, batch_size: int = 1) -> dict[str, int]:
+        """Symbols of each latent for ``batch_size`` inputs on ``geometry``."""
+        y_pixels = geometry[4].num_pixels
+        symbols = {"y": batch_size * self.M * y_pixels}
+        if "z" in self.latent_names:
+            symbols["z"] = batch_size * self.N * geometry[6].num_pixels
+        return symbols
+
+    def compressed_shape(self, geometry) -> tuple[int, int]:
+        """The ``shape`` that ``compress`` returns: ``(pixels of the coarsest latent, 1)``."""
+        return (geometry[self.num_levels - 1].num_pixels, 1)
+
+    def compress(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
+        """CompressAI's ``compress``: ``{"strings": [[string per element] per latent of
+        latent_names], "shape": compressed_shape, "checksums": {latent: [CRC-32 per
+        element]}}``."""
+        coder = LatentEncoder(per_element=True)
+        self.code_latents(coder, x, geometry, patch_ids)
+        coded = coder.finish()
+        return {
+            "strings": [coded.strings[name] for name in self.latent_names],
+            "shape": torch.Size(self.compressed_shape(geometry)),
+            "checksums": coded.checksums,
+        }
+
+    def decompress(
+        self,
+        strings: list,
+        shape,
+        geometry,
+        patch_ids: Tensor | None = None,
+        checksums: dict | None = None,
+    ) -> dict:
+        """CompressAI's ``decompress`` of ``compress``'s ``strings``: ``{"x_hat": [B, N, 3],
+        "y_hat": [B, n, M]}``; with ``checksums``, a decoded latent that does not match them
+        raises :class:`~spherical_models.entropy_coding.LatentMismatchError`."""
+        expected = self.compressed_shape(geometry)
+        if tuple(shape) != expected:
+            raise ValueError(f"the strings hold a latent of shape {tuple(shape)}, the geometry "
+                             f"gives {expected}")
+        if len(strings) != len(self.latent_names):
+            raise ValueError(f"{len(strings)} latents, {type(self).__name__} codes "
+                             f"{len(self.latent_names)}")
+        batch = len(strings[0])
+        coder = LatentDecoder(
+            dict(zip(self.latent_names, strings, strict=True)), checksums,
+            self.latent_symbols(geometry, 1), per_element=True,
+        )
+        y_hat = self.code_latents(coder, None, geometry, patch_ids, batch)
+        coder.verify()
+        return {"x_hat": self.reconstruct(y_hat, geometry, patch_ids), "y_hat": y_hat}
 
     @property
     def config(self) -> dict:
@@ -200,9 +285,11 @@ class SphereCompressionModel(CompressionModel):
         ``exp(linspace(log 0.11, log 256, 64))`` in float64 then rounded to float32, so that
         they are the same on every machine."""
         if not self.deterministic:
+            if scale_table is None and self.scale_table_levels != DEFAULT_SCALE_TABLE_LEVELS:
+                scale_table = get_scale_table(levels=self.scale_table_levels)
             return super().update(scale_table, force, update_quantiles)
         if scale_table is None:
-            scale_table = deterministic_scale_table()
+            scale_table = deterministic_scale_table(levels=self.scale_table_levels)
         updated = False
         with one_cpu_thread(), torch.no_grad():
             for module in self.modules():

@@ -8,11 +8,11 @@ Sphere tensors are ``[B, N, C]`` in NESTED order; each stage changes the resolut
 from __future__ import annotations
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from spherical_models.context import RansTables, decoding_groups, masked_rows
+from spherical_models.context import decoding_groups, masked_rows
+from spherical_models.entropy_coding import LatentCoder, bottleneck_parameters
 from spherical_models.layers.blocks import SphereAttention, SphereConvBlock
 from spherical_models.layers.sdpa_conv import SDPAConv
 from spherical_models.models.base import (
@@ -21,6 +21,23 @@ from spherical_models.models.base import (
     from_entropy_layout,
     to_entropy_layout,
 )
+
+Y_LEVEL = 4
+"""Geometry level of the latent ``y`` (four down-sampling stages)."""
+
+Z_LEVEL = 6
+"""Geometry level of the hyper-latent ``z`` (two more)."""
+
+
+def code_bottleneck(
+    coder: LatentCoder, name: str, bottleneck: EntropyBottleneck, values: Tensor | None,
+    shape,
+) -> Tensor:
+    """Code a latent of ``shape`` ``[B, C, n, 1]`` with an ``EntropyBottleneck`` (channel ``c``
+    with table ``c``, around its median, as ``EntropyBottleneck.compress`` does) and return
+    its quantised values."""
+    indexes, medians = bottleneck_parameters(bottleneck, shape)
+    return coder.code(name, bottleneck, values, indexes, medians)
 
 
 class SphereTransform(nn.Module):
@@ -131,16 +148,16 @@ class SphereFactorizedPrior(SphereCompressionModel):
         x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
 
-    def compress(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = to_entropy_layout(self.g_a(x, geometry, patch_ids))
-        return {"strings": [self.entropy_bottleneck.compress(y)], "shape": y.shape[-2:]}
-
-    def decompress(
-        self, strings: list, shape, geometry, patch_ids: Tensor | None = None
-    ) -> dict:
-        y_hat = self.entropy_bottleneck.decompress(strings[0], shape)
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids).clamp_(0, 1)
-        return {"x_hat": x_hat}
+    def code_latents(
+        self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Tensor:
+        shape = (batch_size, self.M, geometry[Y_LEVEL].num_pixels, 1)
+        y = None
+        if coder.encoding:
+            y = to_entropy_layout(self.g_a(x, geometry, patch_ids))
+            shape = y.shape
+        return from_entropy_layout(code_bottleneck(coder, "y", self.entropy_bottleneck, y, shape))
 
 
 class SphereScaleHyperprior(SphereCompressionModel):
@@ -157,6 +174,7 @@ class SphereScaleHyperprior(SphereCompressionModel):
     """
 
     num_levels = 7
+    latent_names = ("y", "z")
 
     def __init__(self, N: int, M: int, options: LayerOptions | None = None) -> None:
         super().__init__(N, M, options)
@@ -190,23 +208,33 @@ class SphereScaleHyperprior(SphereCompressionModel):
         x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    def compress(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
-        z = to_entropy_layout(self.hyper_analysis(torch.abs(y), geometry, patch_ids))
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        indexes, _ = self.coding_parameters(z_hat, geometry, patch_ids)
-        y_strings = self.gaussian_conditional.compress(to_entropy_layout(y), indexes)
-        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``|y|``."""
+        return torch.abs(y)
 
-    def decompress(
-        self, strings: list, shape, geometry, patch_ids: Tensor | None = None
-    ) -> dict:
-        z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-        indexes, _ = self.coding_parameters(z_hat, geometry, patch_ids)
-        y_hat = self.gaussian_conditional.decompress(strings[0], indexes, z_hat.dtype)
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids).clamp_(0, 1)
-        return {"x_hat": x_hat}
+    def code_hyper_latent(
+        self, coder: LatentCoder, y: Tensor | None, geometry, patch_ids: Tensor | None,
+        batch_size: int | None,
+    ) -> Tensor:
+        """Code ``z = h_a(hyper_input(y))`` and return ``z_hat`` in the entropy layout
+        ``[B, N, n_z, 1]`` (``y`` is :obj:`None` when decoding)."""
+        shape = (batch_size, self.N, geometry[Z_LEVEL].num_pixels, 1)
+        z = None
+        if coder.encoding:
+            z = to_entropy_layout(self.hyper_analysis(self.hyper_input(y), geometry, patch_ids))
+            shape = z.shape
+        return code_bottleneck(coder, "z", self.entropy_bottleneck, z, shape)
+
+    def code_latents(
+        self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Tensor:
+        y = self.g_a(x, geometry, patch_ids) if coder.encoding else None
+        z_hat = self.code_hyper_latent(coder, y, geometry, patch_ids, batch_size)
+        indexes, means = self.coding_parameters(z_hat, geometry, patch_ids)
+        y_hat = coder.code("y", self.gaussian_conditional,
+                           None if y is None else to_entropy_layout(y), indexes, means)
+        return from_entropy_layout(y_hat)
 
     def coding_parameters(
         self, z_hat: Tensor, geometry, patch_ids: Tensor | None
@@ -247,9 +275,6 @@ class SphereScaleHyperprior(SphereCompressionModel):
 
 CONTEXT_MODELS = (None, "autoregressive", "full")
 """Values of ``context_model`` of :class:`SphereMeanScaleHyperprior` (``-cm``)."""
-
-Y_LEVEL = 4
-"""Geometry level of the latent ``y`` (four down-sampling stages)."""
 
 
 class SphereMeanScaleHyperprior(SphereScaleHyperprior):
@@ -293,12 +318,11 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
       which its bitstream does not decode to.) The evaluation forward pass does not propagate
       gradients through the context model.
 
-    ``decompress`` returns the decoded latent ``y_hat`` ``[B, n, M]`` besides ``x_hat``.
-
-    The ``y`` bitstream is one rANS string per batch element holding, group after group, the
-    symbols of the group's pixels in increasing NESTED order, channels innermost. Decoding
-    needs the entropy parameters bitwise equal to the encoder's: decode on the same kind of
-    device, with the same batch of patches.
+    With a context model, the ``y`` stream holds, group after group, the symbols of the
+    group's pixels for every batch element, in increasing NESTED order, channels innermost
+    (:meth:`code_latents`; with ``per_element`` coders, each element's string holds its own
+    rows in that order). Decoding needs the entropy parameters bitwise equal to the encoder's:
+    decode on the same kind of device, with the same batches of patches.
 
     Args:
         N (int): channels of the hidden stages and of ``z``.
@@ -334,6 +358,7 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         if context_model == "autoregressive":
             del self.entropy_bottleneck, self.h_a, self.h_s
             self.num_levels = 5
+            self.latent_names = ("y",)
         else:
             self.h_a = nn.ModuleDict({
                 "conv": SphereLevelConv(M, N, 4, self.options, nn.LeakyReLU()),
@@ -395,50 +420,33 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         x_hat = self.g_s(y_hat, geometry, patch_ids)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, **likelihoods}}
 
-    def compress(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
-        if self.context_model == "autoregressive":
-            hyper, z_strings, shape = None, None, to_entropy_layout(y).shape[-2:]
-        else:
-            z = to_entropy_layout(self.hyper_analysis(y, geometry, patch_ids))
-            z_strings = self.entropy_bottleneck.compress(z)
-            z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-            shape = z.shape[-2:]
-            if self.context_model is not None:
-                hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        if self.context_model is None:
-            indexes, means_hat = self.coding_parameters(z_hat, geometry, patch_ids)
-            y_strings = self.gaussian_conditional.compress(
-                to_entropy_layout(y), indexes, means=means_hat
-            )
-        else:
-            y_strings = self._compress_in_order(y, hyper, geometry[Y_LEVEL], patch_ids)
-        strings = [y_strings] if z_strings is None else [y_strings, z_strings]
-        return {"strings": strings, "shape": shape}
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``y`` itself (its sign matters for the means)."""
+        return y
 
-    def decompress(
-        self, strings: list, shape, geometry, patch_ids: Tensor | None = None
-    ) -> dict:
-        hyper = None
-        if self.context_model != "autoregressive":
-            z_hat = self.entropy_bottleneck.decompress(strings[1], shape)
-            if self.context_model is not None:
-                hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        elif tuple(shape) != (geometry[Y_LEVEL].num_pixels, 1):
-            raise ValueError(
-                f"the strings hold y of shape {tuple(shape)}, the geometry's level {Y_LEVEL} "
-                f"has {geometry[Y_LEVEL].num_pixels} pixels"
-            )
+    def code_latents(
+        self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Tensor:
         if self.context_model is None:
-            indexes, means_hat = self.coding_parameters(z_hat, geometry, patch_ids)
-            y_hat = self.gaussian_conditional.decompress(
-                strings[0], indexes, z_hat.dtype, means=means_hat
-            )
-            y_hat = from_entropy_layout(y_hat)
-        else:
-            y_hat = self._decompress_in_order(strings[0], hyper, geometry[Y_LEVEL], patch_ids)
-        x_hat = self.g_s(y_hat, geometry, patch_ids).clamp_(0, 1)
-        return {"x_hat": x_hat, "y_hat": y_hat}
+            return super().code_latents(coder, x, geometry, patch_ids, batch_size)
+        y = self.g_a(x, geometry, patch_ids) if coder.encoding else None
+        hyper = None
+        if self.context_model == "full":
+            z_hat = self.code_hyper_latent(coder, y, geometry, patch_ids, batch_size)
+            hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+        graph = geometry[Y_LEVEL]
+        gc = self.gaussian_conditional
+
+        def code_rows(rows: Tensor, scales: Tensor, means: Tensor) -> Tensor:
+            values = None if y is None else y[:, rows]
+            return coder.code("y", gc, values, gc.build_indexes(scales), means)
+
+        batch = len(y) if y is not None else batch_size
+        y_hat = self.context_prediction.weight.new_zeros(batch, graph.num_pixels, self.M)
+        groups = decoding_groups(self.context_prediction, graph)
+        self._autoregress(y_hat, hyper, graph, patch_ids, groups, code_rows)
+        return y_hat
 
     @property
     def supports_deterministic(self) -> bool:
@@ -503,50 +511,3 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
             lambda rows, _, rows_means: gc.quantize(y[:, rows], "dequantize", rows_means),
         )
         return y_hat, scales, means
-
-    def _compress_in_order(
-        self, y: Tensor, hyper: Tensor | None, graph, patch_ids: Tensor | None
-    ) -> list[bytes]:
-        """One rANS string per batch element: the symbols group after group."""
-        gc = self.gaussian_conditional
-        groups = decoding_groups(self.context_prediction, graph)
-        _, scales, means = self._quantize_in_order(y, hyper, graph, patch_ids, groups)
-        order = torch.cat(groups)
-        symbols = gc.quantize(y, "symbols", means)[:, order].cpu()
-        indexes = gc.build_indexes(scales)[:, order].cpu()
-        tables = RansTables(gc)
-        strings = []
-        for element_symbols, element_indexes in zip(symbols, indexes, strict=True):
-            encoder = BufferedRansEncoder()
-            encoder.encode_with_indexes(
-                element_symbols.reshape(-1).tolist(), element_indexes.reshape(-1).tolist(),
-                tables.cdfs, tables.lengths, tables.offsets,
-            )
-            strings.append(encoder.flush())
-        return strings
-
-    def _decompress_in_order(
-        self, strings: list[bytes], hyper: Tensor | None, graph, patch_ids: Tensor | None
-    ) -> Tensor:
-        """``y_hat`` ``[B, n, M]`` decoded group after group, ``B = len(strings)``."""
-        gc = self.gaussian_conditional
-        tables = RansTables(gc)
-        decoders = []
-        for string in strings:
-            decoders.append(RansDecoder())
-            decoders[-1].set_stream(string)
-
-        def decode(rows: Tensor, scales: Tensor, means: Tensor) -> Tensor:
-            indexes, cdfs, lengths, offsets = tables.subset(gc.build_indexes(scales))
-            symbols = [
-                decoder.decode_stream(element.reshape(-1).tolist(), cdfs, lengths, offsets)
-                for decoder, element in zip(decoders, indexes, strict=True)
-            ]
-            symbols = torch.tensor(symbols, device=means.device).view(means.shape)
-            return gc.dequantize(symbols, means)
-
-        weight = self.context_prediction.weight
-        y_hat = weight.new_zeros(len(strings), graph.num_pixels, self.M)
-        groups = decoding_groups(self.context_prediction, graph)
-        self._autoregress(y_hat, hyper, graph, patch_ids, groups, decode)
-        return y_hat
