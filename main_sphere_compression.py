@@ -187,11 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the reconstructions without their Mollweide PNGs")
     test.add_argument("--skip-tested", action="store_true",
                       help="keep the maps already evaluated in the evaluation folder")
-    test.add_argument("--deterministic", action="store_true",
-                      help="deterministic entropy parameters, as oslo_codec.py codes by default: "
-                      "the hyper-synthesis and the CDF tables in float64 on one CPU thread, so "
-                      "that the strings are those of oslo_codec.py on any machine (not with a "
-                      "context model)")
+    test.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                      help="deterministic entropy parameters, as oslo_codec.py: the "
+                      "hyper-synthesis and the CDF tables in float64 on one CPU thread, so that "
+                      "the strings are those of oslo_codec.py on any machine; "
+                      "--no-deterministic: CompressAI's float32 ones. Default: on, except for "
+                      "the context models (not covered)")
+    test.add_argument("--scale-table-levels", type=int, default=None,
+                      help="entries of the scale table of y, exp(linspace(log 0.11, log 256, "
+                      "L)): recorded in the checkpoints of a new training (default 256); "
+                      "evaluation uses the checkpoint's (64 for checkpoints that do not record "
+                      "it) unless given")
 
     device = parser.add_argument_group("device")
     device.add_argument("-g", "--gpu", action="store_true", help="run on CUDA")

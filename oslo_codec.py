@@ -69,10 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("-b", "--batch-size", type=int, default=10,
                         help="patches per compress call (as -bsvt; recorded, decoding uses the "
                         "same batches)")
-    encode.add_argument("--no-deterministic", dest="deterministic", action="store_false",
-                        help="CompressAI's float32 entropy parameters on --device instead of the "
-                        "deterministic ones (a file then decodes reliably only on the same kind "
-                        "of machine and thread count); recorded in the header")
+    encode.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="deterministic entropy parameters (float64 on one CPU thread: the "
+                        "file decodes on any machine); --no-deterministic: CompressAI's float32 "
+                        "ones on --device (decode on the same kind of machine and thread count). "
+                        "Default: on, except for the context models, which need "
+                        "--no-deterministic. Recorded in the header")
+    encode.add_argument("--scale-table-levels", type=int, default=None,
+                        help="entries of the scale table of y (default: the checkpoint's; 64 "
+                        "for checkpoints that do not record it); recorded in the header")
 
     decode = commands.add_parser("decode", formatter_class=HelpFormatter,
                                  help=".oslo -> map or ERP image",
@@ -157,7 +163,7 @@ def encode(args: argparse.Namespace) -> None:
         is_map = source.suffix.lower() == ".npy"
         hp_map, shape = codec.read_input(source, args.healpix_res if is_map else res)
         data = codec.encode_map(model, hp_map, args.patch_res, args.batch_size,
-                                args.deterministic, shape)
+                                args.deterministic, shape, args.scale_table_levels)
         codec.write_bytes(target, data)
         log.info("%s -> %s: %d bytes, %.4f bpp", source, target, len(data),
                  8 * len(data) / len(hp_map))

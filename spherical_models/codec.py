@@ -2,41 +2,44 @@
 or a HEALPix map in, one file out, and back.
 
 Encoding samples an ERP image on HEALPix (:func:`utils.sampling.erp_to_healpix`, the
-convention of DESIGN.md section 3) or takes a ``uint8`` ``[12 * 4**r, 3]`` map, and compresses
-it patch by patch exactly as the evaluation of ``main_sphere_compression.py`` does
-(:func:`spherical_models.evaluation.map_batches`, the model's ``compress``), so the strings
-are those whose bytes ``rates.txt`` counts (``actual``) for the same checkpoint, patch
-resolution, batch size and mode (``main_sphere_compression.py --deterministic``).
+convention of DESIGN.md section 3) or takes a ``uint8`` ``[12 * 4**r, 3]`` map, and codes it
+with :func:`spherical_models.map_coding.compress_map`, exactly as the evaluation of
+``main_sphere_compression.py`` does: one rANS string per latent for the whole map, so the
+payload of the file is ``rates.txt``'s ``actual`` bits / 8 for the same checkpoint, patch
+resolution, batch size and mode.
 
-File layout (little-endian), format version 1::
+File layout (little-endian), format version 2. *varint* is unsigned LEB128 (7 bits a byte)::
 
     offset  bytes  field
     0       4      magic b"OSLO"
-    4       1      format version (1)
+    4       1      format version (2)
     5       4      CRC-32 (zlib) of every byte after this field (offset 9 to the end)
     9       1      flags: bit 0 = deterministic entropy parameters; other bits 0
     10      1      L, length of the model name (1..64)
     11      L      model name, ASCII (e.g. SphereScaleHyperprior)
             1      quality -q (uint8)
-            8      lambda (float64)
+            4      lambda (float32)
             1      HEALPix resolution r (0..13)
-            1      patch resolution (int8; -1: whole sphere)
-            2      batch size: patches per compress call (uint16 >= 1)
-            16     checkpoint hash (:func:`checkpoint_hash`)
-            4, 4   height and width of the ERP image encoded (uint32; 0, 0 for a map)
-            1      S, strings per patch (1: y; 2: y then z, as ``compress`` returns them)
-            4, 4   the ``shape`` argument of ``decompress`` (uint32 each)
-            ...    P x S string lengths, unsigned LEB128 varints (at most 5 bytes), patch
-                   after patch, P = 12 * 4**(r - patch resolution) patches (1: whole sphere)
-            ...    the strings, in the same order
+            1      patch resolution + 1 (0: whole sphere)
+            var    batch size: patches per batch (1..65535)
+            8      checkpoint hash (:func:`checkpoint_hash`)
+            var    height, then width of the ERP image encoded (0, 0 for a map)
+            var    scale table levels of y (:attr:`Header.scale_table_levels`)
+            1      S, latents (1: y; 2: y, z)
+            4 x S  CRC-32 of the symbols of each latent in coding order (y first)
+            var    the byte length of each string but the last (S - 1 varints)
+            ...    the S strings, y first; the last one runs to the end of the file
 
-The *header* is everything but the strings, so ``file bytes = actual bits / 8 + header
-bytes``. bpp = 8 x file bytes / (12 * 4**r).
+The *header* is everything but the strings (at most 64 bytes plus the model name for any map
+up to resolution 10), so ``file bytes = actual bits / 8 + header bytes``. bpp = 8 x file
+bytes / (12 * 4**r).
 
-Reading checks, in order: magic, version (a newer one is refused by name), CRC-32 (any
-truncation or altered byte), then every field and length against its bounds and the file's
-size, before any allocation that depends on them. Each failure is one :class:`OsloError`
-line; a file whose hash is not that of the checkpoint is refused before decoding.
+Reading checks, in order: magic, version (a newer one is refused by name; version 1, with a
+string per patch, is refused with the command that reads it), CRC-32 (any truncation or
+altered byte), then every field and length against its bounds and the file's size, before any
+allocation that depends on them. Each failure is one :class:`OsloError` line; a file whose
+hash is not that of the checkpoint is refused before decoding, and a decoded latent whose
+CRC-32 is not the encoder's is refused before any pixel is synthesised.
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spherical_models.evaluation import map_batches, to_uint8
 from spherical_models.geometry import SphereGeometry
+from spherical_models.map_coding import CodedMap, compress_map, decompress_map, patch_count
 from spherical_models.models import SphereCompressionModel
+from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
 from spherical_models.pipeline import model_from_config
 from spherical_models.training import load_checkpoint
 from utils.cli import OsloError
@@ -66,15 +70,19 @@ from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_n
 from utils.sampling import erp_to_healpix, healpix_to_erp
 
 MAGIC = b"OSLO"
-FORMAT_VERSION = 1
-HASH_BYTES = 16
+FORMAT_VERSION = 2
+VERSION_1_COMMIT = "4ff145f"
+"""The last commit whose ``oslo_codec.py`` reads format version 1."""
+HASH_BYTES = 8
 MAX_NAME_BYTES = 64
-MAX_STRINGS_PER_PATCH = 4
+MAX_LATENTS = 4
+MAX_BATCH_SIZE = 0xFFFF
+MAX_SCALE_TABLE_LEVELS = 1 << 16
 FLAG_DETERMINISTIC = 1
 SUFFIX = ".oslo"
 
 _PREFIX = struct.Struct("<4sBI")  # magic, version, CRC-32
-_FIELDS = struct.Struct(f"<BdBbH{HASH_BYTES}sIIBII")
+_FIXED = struct.Struct("<BfBB")  # quality, lambda, r, patch resolution + 1
 MAP_EXTENSIONS = ("npy",)
 
 
@@ -85,14 +93,14 @@ class Header:
     Attributes:
         model: the model's class name.
         quality: ``-q`` of the checkpoint.
-        lmbda: ``--lambda`` of the checkpoint.
+        lmbda: ``--lambda`` of the checkpoint (as float32).
         healpix_res: resolution ``r`` of the coded map.
         patch_res: patch resolution, -1 for the whole sphere.
-        batch_size: patches per ``compress`` call (decoding uses the same batches).
+        batch_size: patches per batch (decoding uses the same batches).
         checkpoint_hash: :func:`checkpoint_hash` of the checkpoint that encoded it.
         image_shape: ``(height, width)`` of the ERP image encoded, ``(0, 0)`` for a map.
-        strings_per_patch: latents coded per patch (1 or 2).
-        shape: the ``shape`` argument of the model's ``decompress``.
+        scale_table_levels: entries of the scale table that coded ``y``.
+        checksums: CRC-32 of each latent's symbols, ``y`` first.
         deterministic: deterministic entropy parameters
             (:meth:`~spherical_models.models.SphereCompressionModel.set_deterministic`).
     """
@@ -105,8 +113,8 @@ class Header:
     batch_size: int
     checkpoint_hash: bytes
     image_shape: tuple[int, int]
-    strings_per_patch: int
-    shape: tuple[int, int]
+    scale_table_levels: int
+    checksums: tuple[int, ...]
     deterministic: bool = True
 
     @property
@@ -115,15 +123,19 @@ class Header:
 
     @property
     def num_patches(self) -> int:
-        return num_patches(self.healpix_res, self.patch_res)
+        return patch_count(self.num_pixels, self.patch_res)
+
+    @property
+    def num_latents(self) -> int:
+        return len(self.checksums)
 
 
 @dataclass
 class OsloFile:
-    """A parsed ``.oslo`` file: its header, its strings ``[patch][latent]``, and sizes."""
+    """A parsed ``.oslo`` file: its header, one string per latent (``y`` first), and sizes."""
 
     header: Header
-    strings: list[list[bytes]]
+    strings: list[bytes]
     header_bytes: int
     file_bytes: int
     version: int = FORMAT_VERSION
@@ -139,11 +151,6 @@ class OsloFile:
     @property
     def payload_bpp(self) -> float:
         return 8 * self.payload_bytes / self.header.num_pixels
-
-
-def num_patches(healpix_res: int, patch_res: int) -> int:
-    """Patches of a map: ``12 * 4**(r - pr)``, or 1 for the whole sphere (``pr < 0``)."""
-    return 1 if patch_res < 0 else 12 * 4 ** (healpix_res - patch_res)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,39 +187,42 @@ class _Reader:
         self.position += count
         return chunk
 
-    def varint(self, what: str) -> int:
+    def varint(self, what: str, limit: int = 1 << 35) -> int:
+        """A varint of at most 5 bytes, at most ``limit``."""
         value = 0
         for shift in range(0, 35, 7):
             byte = self.take(1, what)[0]
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if value > limit:
+                    raise OsloError(f"corrupt file: {what} {value} is above {limit}")
                 return value
-        raise OsloError(f"corrupt file: {what} is not a valid length")
+        raise OsloError(f"corrupt file: {what} is not a valid varint")
 
 
-def pack(header: Header, strings: list[list[bytes]]) -> bytes:
-    """The bytes of a ``.oslo`` file (module docstring); ``strings[patch][latent]``."""
+def pack(header: Header, strings: list[bytes]) -> bytes:
+    """The bytes of a ``.oslo`` file (module docstring); ``strings`` one per latent, ``y``
+    first."""
     name = header.model.encode("ascii")
     if not 1 <= len(name) <= MAX_NAME_BYTES:
         raise ValueError(f"model name of {len(name)} bytes")
-    if len(strings) != header.num_patches or any(
-        len(s) != header.strings_per_patch for s in strings
-    ):
-        raise ValueError("strings do not match the header's patches and strings per patch")
+    if len(strings) != header.num_latents or not 1 <= len(strings) <= MAX_LATENTS:
+        raise ValueError(f"{len(strings)} strings for {header.num_latents} checksums")
     body = bytearray()
     body.append(FLAG_DETERMINISTIC if header.deterministic else 0)
     body.append(len(name))
     body += name
-    body += _FIELDS.pack(
-        header.quality, header.lmbda, header.healpix_res, header.patch_res, header.batch_size,
-        header.checkpoint_hash, *header.image_shape, header.strings_per_patch, *header.shape,
-    )
-    for patch in strings:
-        for string in patch:
-            body += _varint(len(string))
-    for patch in strings:
-        for string in patch:
-            body += string
+    body += _FIXED.pack(header.quality, header.lmbda, header.healpix_res, header.patch_res + 1)
+    body += _varint(header.batch_size)
+    body += header.checkpoint_hash
+    body += _varint(header.image_shape[0]) + _varint(header.image_shape[1])
+    body += _varint(header.scale_table_levels)
+    body.append(len(strings))
+    body += struct.pack(f"<{len(strings)}I", *header.checksums)
+    for string in strings[:-1]:
+        body += _varint(len(string))
+    for string in strings:
+        body += string
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + bytes(body)
 
 
@@ -229,6 +239,12 @@ def unpack(data: bytes) -> OsloFile:
     if version > FORMAT_VERSION:
         raise OsloError(f"file format version {version} is newer than this codec's "
                         f"{FORMAT_VERSION}: decode it with a newer oslo_codec.py")
+    if version == 1:
+        raise OsloError(
+            f"file format version 1 (one string per patch) is no longer read: decode it with "
+            f"the oslo_codec.py of commit {VERSION_1_COMMIT} (git worktree add ../oslo-v1 "
+            f"{VERSION_1_COMMIT} && python ../oslo-v1/oslo_codec.py decode ...)"
+        )
     if version < 1:
         raise OsloError(f"unknown file format version {version}")
     if zlib.crc32(memoryview(data)[_PREFIX.size :]) != crc:
@@ -243,31 +259,35 @@ def unpack(data: bytes) -> OsloFile:
         model = reader.take(name_length, "the model name").decode("ascii")
     except UnicodeDecodeError:
         raise OsloError("corrupt file: the model name is not ASCII") from None
-    (quality, lmbda, healpix_res, patch_res, batch_size, digest, height, width, per_patch,
-     shape0, shape1) = _FIELDS.unpack(reader.take(_FIELDS.size, "the header"))
+    quality, lmbda, healpix_res, patch_res = _FIXED.unpack(reader.take(_FIXED.size, "the header"))
+    patch_res -= 1
     if not 0 <= healpix_res <= MAX_RESOLUTION:
         raise OsloError(f"corrupt file: HEALPix resolution {healpix_res} outside "
                         f"0..{MAX_RESOLUTION}")
     if not -1 <= patch_res <= healpix_res:
         raise OsloError(f"corrupt file: patch resolution {patch_res} outside -1..{healpix_res}")
-    if batch_size < 1 or not 1 <= per_patch <= MAX_STRINGS_PER_PATCH:
-        raise OsloError("corrupt file: batch size or strings per patch out of range")
+    batch_size = reader.varint("the batch size", MAX_BATCH_SIZE)
+    digest = reader.take(HASH_BYTES, "the checkpoint hash")
+    height = reader.varint("the image height", 1 << 32)
+    width = reader.varint("the image width", 1 << 32)
+    levels = reader.varint("the scale table levels", MAX_SCALE_TABLE_LEVELS)
+    (count,) = reader.take(1, "the number of latents")
+    if batch_size < 1 or not 1 <= count <= MAX_LATENTS or levels < 2:
+        raise OsloError("corrupt file: batch size, latents or scale table levels out of range")
+    checksums = struct.unpack(f"<{count}I", reader.take(4 * count, "the checksums"))
+    lengths = [reader.varint("a string length") for _ in range(count - 1)]
+    header_bytes = reader.position
+    if sum(lengths) > reader.left:
+        raise OsloError(f"corrupt file: the strings take {sum(lengths)} bytes, the file has "
+                        f"{reader.left} after the header")
+    lengths.append(reader.left - sum(lengths))
+    strings = [bytes(reader.take(n, "a string")) for n in lengths]
     header = Header(
         model=model, quality=quality, lmbda=lmbda, healpix_res=healpix_res,
         patch_res=patch_res, batch_size=batch_size, checkpoint_hash=digest,
-        image_shape=(height, width), strings_per_patch=per_patch, shape=(shape0, shape1),
+        image_shape=(height, width), scale_table_levels=levels, checksums=checksums,
         deterministic=bool(flags & FLAG_DETERMINISTIC),
     )
-    count = header.num_patches * per_patch
-    if count > reader.left:  # every length takes at least one byte
-        raise OsloError(f"corrupt file: {count} strings cannot fit in {reader.left} bytes")
-    lengths = [reader.varint("a string length") for _ in range(count)]
-    header_bytes = reader.position
-    if sum(lengths) != reader.left:
-        raise OsloError(f"corrupt file: the strings take {sum(lengths)} bytes, the file has "
-                        f"{reader.left} after the header")
-    flat = [bytes(reader.take(n, "a string")) for n in lengths]
-    strings = [flat[i : i + per_patch] for i in range(0, count, per_patch)]
     return OsloFile(header, strings, header_bytes, len(data), version)
 
 
@@ -315,16 +335,22 @@ class Codec:
     default_patch_res: int
     device: torch.device
     _geometries: dict[tuple[int, int], SphereGeometry] = field(default_factory=dict)
-    _mode: bool | None = None
+    _mode: tuple[bool, int] | None = None
 
     @property
-    def strings_per_patch(self) -> int:
-        """1 (``y``) for the factorized prior and the context-only model, else 2."""
-        return 2 if hasattr(self.model, "h_s") else 1
+    def scale_table_levels(self) -> int:
+        """The checkpoint's scale table levels (64 for checkpoints that do not say)."""
+        return int(self.config.get("scale_table_levels", DEFAULT_SCALE_TABLE_LEVELS))
 
-    def set_mode(self, deterministic: bool) -> None:
-        """Turn the deterministic mode on or off, and update the CDF tables for it."""
-        if self._mode == deterministic:
+    def deterministic_default(self, deterministic: bool | None) -> bool:
+        """``deterministic``, or where it is :obj:`None`, whether the model supports it."""
+        return self.model.supports_deterministic if deterministic is None else deterministic
+
+    def set_mode(self, deterministic: bool, scale_table_levels: int | None = None) -> None:
+        """Turn the deterministic mode on or off and choose the scale table (default: the
+        checkpoint's), and update the CDF tables for them."""
+        levels = self.scale_table_levels if scale_table_levels is None else scale_table_levels
+        if self._mode == (deterministic, levels):
             return
         if deterministic and not self.model.supports_deterministic:
             raise OsloError(
@@ -333,8 +359,9 @@ class Codec:
                 f"(then decode on the same kind of machine)"
             )
         self.model.set_deterministic(deterministic)
+        self.model.scale_table_levels = levels
         self.model.update(force=True)
-        self._mode = deterministic
+        self._mode = (deterministic, levels)
 
     def geometry(self, healpix_res: int, patch_res: int) -> SphereGeometry:
         """The graphs of every level at ``(healpix_res, patch_res)``, built in memory (those
@@ -390,8 +417,9 @@ def encode_map(
     hp_map: np.ndarray,
     patch_res: int | None = None,
     batch_size: int = 10,
-    deterministic: bool = True,
+    deterministic: bool | None = None,
     image_shape: tuple[int, int] = (0, 0),
+    scale_table_levels: int | None = None,
 ) -> bytes:
     """Compress a ``uint8`` ``[12 * 4**r, 3]`` map into the bytes of a ``.oslo`` file.
 
@@ -399,40 +427,40 @@ def encode_map(
         codec: :func:`load_codec`.
         hp_map: the map (NESTED).
         patch_res: patch resolution (default: the checkpoint's); -1: whole sphere.
-        batch_size: patches per ``compress`` call (``-bsvt`` of the evaluation).
-        deterministic: deterministic entropy parameters (recorded in the header).
+        batch_size: patches per batch (``-bsvt`` of the evaluation).
+        deterministic: deterministic entropy parameters (recorded in the header); default:
+            on where the model supports it.
         image_shape: ``(height, width)`` of the ERP image the map was sampled from.
+        scale_table_levels: entries of ``y``'s scale table (default: the checkpoint's).
     """
     healpix_res = check_map(hp_map)
     patch_res = codec.default_patch_res if patch_res is None else max(patch_res, -1)
-    if not 1 <= batch_size <= 0xFFFF:
-        raise OsloError(f"batch size {batch_size} outside 1..65535")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise OsloError(f"batch size {batch_size} outside 1..{MAX_BATCH_SIZE}")
+    levels = codec.scale_table_levels if scale_table_levels is None else scale_table_levels
+    if not 2 <= levels <= MAX_SCALE_TABLE_LEVELS:
+        raise OsloError(f"scale table levels {levels} outside 2..{MAX_SCALE_TABLE_LEVELS}")
     geometry = codec.geometry(healpix_res, patch_res)
-    codec.set_mode(deterministic)
-    strings: list[list[bytes]] = []
-    shape = None
-    for _, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
-        x = torch.from_numpy(np.asarray(values, dtype=np.float32)).div_(255).to(codec.device)
-        ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(codec.device)
-        encoded = codec.model.compress(x, geometry, ids)
-        shape = tuple(int(s) for s in encoded["shape"])
-        strings += [list(patch) for patch in zip(*encoded["strings"], strict=True)]
+    deterministic = codec.deterministic_default(deterministic)
+    codec.set_mode(deterministic, levels)
+    coded = compress_map(codec.model, geometry, hp_map, patch_res, batch_size, codec.device)
     header = Header(
         model=codec.config["model"], quality=int(codec.config.get("quality", 0)),
         lmbda=float(codec.config.get("lambda", 0.0)), healpix_res=healpix_res,
         patch_res=patch_res, batch_size=batch_size, checkpoint_hash=codec.digest,
-        image_shape=tuple(int(s) for s in image_shape), strings_per_patch=len(strings[0]),
-        shape=shape, deterministic=deterministic,
+        image_shape=tuple(int(s) for s in image_shape), scale_table_levels=levels,
+        checksums=tuple(coded.checksums.values()), deterministic=deterministic,
     )
-    return pack(header, strings)
+    return pack(header, list(coded.strings.values()))
 
 
 @torch.no_grad()
 def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
     """Decompress a parsed file into the ``uint8`` ``[12 * 4**r, 3]`` map.
 
-    Refuses a file encoded with another checkpoint (hash) or whose framing does not fit the
-    model; decodes with the file's batches of patches and mode.
+    Refuses a file encoded with another checkpoint (hash) or whose latents do not fit the
+    model, and (:class:`~spherical_models.entropy_coding.LatentMismatchError`) a decoded latent
+    whose CRC-32 is not the encoder's; decodes with the file's batches, mode and scale table.
     """
     header = coded.header
     if header.checkpoint_hash != codec.digest:
@@ -441,29 +469,21 @@ def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
             f"{codec.digest.hex()}) is not the one this file was encoded with ({header.model}, "
             f"hash {header.checkpoint_hash.hex()})"
         )
+    names = codec.model.latent_names
+    if header.num_latents != len(names):
+        raise OsloError(f"corrupt file: {header.num_latents} latent(s), the model codes "
+                        f"{len(names)}")
     geometry = codec.geometry(header.healpix_res, header.patch_res)
-    pixels = 4**header.patch_res if header.patch_res >= 0 else header.num_pixels
-    expected = (pixels // 4 ** (codec.model.num_levels - 1), 1)
-    if header.shape != expected or header.strings_per_patch != codec.strings_per_patch:
-        raise OsloError(f"corrupt file: latent shape {header.shape} and {header.strings_per_patch}"
-                        f" string(s) per patch, the model codes {expected} and "
-                        f"{codec.strings_per_patch}")
-    codec.set_mode(header.deterministic)
-    hp_map = np.empty((header.num_pixels, 3), dtype=np.uint8)
-    size = pixels
-    patches = header.num_patches
-    for first in range(0, patches, header.batch_size):
-        last = min(first + header.batch_size, patches)
-        batch = [list(latent) for latent in zip(*coded.strings[first:last], strict=True)]
-        ids = None
-        if header.patch_res >= 0:
-            ids = torch.arange(first, last, device=codec.device)
-        try:
-            x_hat = codec.model.decompress(batch, header.shape, geometry, ids)["x_hat"]
-        except (RuntimeError, ValueError, IndexError) as error:
-            raise OsloError(f"corrupt file: decoding failed ({type(error).__name__})") from None
-        hp_map[first * size : last * size] = to_uint8(x_hat).reshape(-1, 3)
-    return hp_map
+    codec.set_mode(header.deterministic, header.scale_table_levels)
+    coded_map = CodedMap(
+        strings=dict(zip(names, coded.strings, strict=True)),
+        checksums=dict(zip(names, header.checksums, strict=True)),
+        num_pixels=header.num_pixels, patch_res=header.patch_res, batch_size=header.batch_size,
+    )
+    try:
+        return decompress_map(codec.model, geometry, coded_map, codec.device)
+    except (RuntimeError, ValueError, IndexError, OverflowError) as error:
+        raise OsloError(f"corrupt file: decoding failed ({type(error).__name__})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,7 +569,7 @@ def info_text(coded: OsloFile) -> str:
         ("format version", coded.version),
         ("model", h.model),
         ("quality", h.quality),
-        ("lambda", f"{h.lmbda:g}"),
+        ("lambda", f"{h.lmbda:.6g}"),
         ("healpix resolution", f"{h.healpix_res} ({h.num_pixels} pixels)"),
         ("patch resolution", f"{h.patch_res} ({h.num_patches} patches)" if h.patch_res >= 0
          else "-1 (whole sphere)"),
@@ -558,8 +578,10 @@ def info_text(coded: OsloFile) -> str:
         ("checkpoint hash", h.checkpoint_hash.hex()),
         ("image shape", "none (HEALPix map)" if h.image_shape == (0, 0)
          else f"{h.image_shape[0]} x {h.image_shape[1]} (height x width)"),
-        ("strings per patch", h.strings_per_patch),
-        ("latent shape", f"{h.shape[0]} x {h.shape[1]}"),
+        ("scale table levels", h.scale_table_levels),
+        ("latents", h.num_latents),
+        ("latent checksums", " ".join(f"{c:08x}" for c in h.checksums)),
+        ("string bytes", " ".join(str(len(s)) for s in coded.strings)),
         ("file bytes", coded.file_bytes),
         ("header bytes", coded.header_bytes),
         ("payload bytes", coded.payload_bytes),

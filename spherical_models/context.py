@@ -1,5 +1,5 @@
-r"""Autoregressive context models on HEALPix maps: the causal decoding schedule, the masked
-convolution evaluated at a few rows, and the rANS tables of a Gaussian conditional.
+r"""Autoregressive context models on HEALPix maps: the causal decoding schedule and the masked
+convolution evaluated at a few rows.
 
 A context model (Minnen et al., `"Joint Autoregressive and Hierarchical Priors for Learned
 Image Compression" <https://arxiv.org/abs/1809.02736>`_) predicts the entropy parameters of
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
 from spherical_models.graph import OsloGraph
@@ -171,41 +170,4 @@ def _check_reach(conv: SDPAConv, graph: OsloGraph) -> None:
     if graph.num_hops < conv.num_hops:
         raise ValueError(
             f"a {conv.num_hops}-hop context model needs a {conv.num_hops}-hop graph, got {graph}"
-        )
-
-
-class RansTables:
-    """The quantised CDFs of a :class:`~compressai.entropy_models.GaussianConditional` as the
-    Python lists that CompressAI's rANS coder takes (call ``update()`` on the model first).
-
-    Each CDF is cut to its length ``cdf_length[s]`` (the rest is padding), which makes the
-    lists 7x smaller; :meth:`subset` gives the few tables a group of symbols uses, since
-    converting the tables is what a short ``RansDecoder.decode_stream`` call costs.
-
-    Attributes:
-        cdfs (list[list[int]]), lengths (list[int]), offsets (list[int]): one entry per scale
-            of the scale table, as ``encode_with_indexes`` and ``decode_stream`` take them.
-    """
-
-    def __init__(self, gaussian_conditional: GaussianConditional) -> None:
-        gc = gaussian_conditional
-        self.lengths = gc.cdf_length.reshape(-1).int().tolist()
-        self.offsets = gc.offset.reshape(-1).int().tolist()
-        cdfs = gc.quantized_cdf.tolist()
-        self.cdfs = [cdf[:length] for cdf, length in zip(cdfs, self.lengths, strict=True)]
-
-    def subset(self, indexes: Tensor) -> tuple[Tensor, list, list, list]:
-        """The tables that ``indexes`` use, and ``indexes`` renumbered into them.
-
-        Returns:
-            ``(indexes, cdfs, lengths, offsets)``: ``indexes`` of the input's shape (on the
-            CPU), pointing into the returned lists.
-        """
-        used, renumbered = torch.unique(indexes.cpu(), return_inverse=True)
-        used = used.tolist()
-        return (
-            renumbered,
-            [self.cdfs[s] for s in used],
-            [self.lengths[s] for s in used],
-            [self.offsets[s] for s in used],
         )

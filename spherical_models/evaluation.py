@@ -1,14 +1,16 @@
 """Evaluating a trained codec on HEALPix maps with real bitstreams (step 4).
 
-For each map: ``compress`` then ``decompress`` patch by patch (or the whole sphere), the
-reconstruction ``round(x_hat * 255)`` saved as ``uint8`` ``[npix, 3]``, its grayscale Mollweide
-view, and the rates. Outputs in the evaluation folder (DESIGN.md section 7):
+For each map: :func:`~spherical_models.map_coding.compress_map` then
+:func:`~spherical_models.map_coding.decompress_map` (its patches, or the whole sphere, into one
+rANS string per latent, exactly the payload of an ``.oslo`` file), the reconstruction
+``round(x_hat * 255)`` saved as ``uint8`` ``[npix, 3]``, its grayscale Mollweide view, and the
+rates. Outputs in the evaluation folder (DESIGN.md section 7):
 
 * ``healpix_sampling_res_{r}_{stem}_reconstructed.npy`` and ``.png``;
 * ``rates.txt``: a ``#`` comment line, then ``name<TAB>theoretical<TAB>actual`` per map, in
   **total bits** of the map: theoretical = sum over the latents (``y``, ``z``) of
-  ``ceil(sum of -log2 likelihoods)`` of the quantised latents, actual = 8 x the bytes of all
-  the strings. Divide by the ``12 * 4**r`` HEALPix pixels for bits per pixel;
+  ``ceil(sum of -log2 likelihoods)`` of the quantised latents, actual = 8 x the bytes of the
+  strings (one per latent). Divide by the ``12 * 4**r`` HEALPix pixels for bits per pixel;
 * ``test_results.csv``: per map, bpp (theoretical, actual), PSNR on the sphere (all HEALPix
   pixels have the same area, so it is the plain PSNR over the pixels and channels of the
   ``uint8`` maps), encoding and decoding seconds.
@@ -21,7 +23,7 @@ import io
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from spherical_models.distributed import Distributed, gather_objects, synchronize
+from spherical_models.map_coding import compress_map, decompress_map, map_batches, to_input
 from utils.cli import get_logger
 from utils.datasets import shard
 from utils.healpix import npix_of, nside_of, res_of_npix
@@ -92,29 +95,6 @@ def psnr_uint8(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
 
 
-def map_batches(
-    hp_map: np.ndarray, patch_res: int, batch_size: int
-) -> Iterator[tuple[slice, np.ndarray, np.ndarray | None]]:
-    """Batches of a map ``[npix, 3]``: ``(pixel slice, values [B, n, 3], patch ids [B])``, the
-    patches of resolution ``patch_res`` in order, or the whole map (``patch ids`` :obj:`None`)
-    for a negative ``patch_res``."""
-    npix = len(hp_map)
-    if patch_res < 0:
-        yield slice(0, npix), hp_map[None], None
-        return
-    size = 4**patch_res
-    patches = npix // size
-    for first in range(0, patches, batch_size):
-        last = min(first + batch_size, patches)
-        values = hp_map[first * size : last * size].reshape(last - first, size, -1)
-        yield slice(first * size, last * size), values, np.arange(first, last)
-
-
-def to_uint8(x_hat: Tensor) -> np.ndarray:
-    """A decoded batch in [0, 1] as ``uint8`` ``round(x_hat * 255)`` (a numpy array)."""
-    return x_hat.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
-
-
 def tensor_bits(likelihoods: Tensor) -> float:
     """``sum -log2 likelihoods`` in double precision."""
     return -torch.log2(likelihoods.double()).sum().item()
@@ -129,7 +109,11 @@ def code_map(
     batch_size: int,
     device: torch.device,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Compress and decompress a map, batch after batch of patches.
+    """Code a map into one string per latent and decode it
+    (:func:`~spherical_models.map_coding.compress_map`, then
+    :func:`~spherical_models.map_coding.decompress_map`, which checks every latent's CRC-32
+    against the encoder's: the decoded latents are the encoder's, or
+    :class:`~spherical_models.entropy_coding.LatentMismatchError` is raised).
 
     The model must be in evaluation mode with its entropy models updated (``model.update()``).
 
@@ -138,36 +122,33 @@ def code_map(
         geometry: its :class:`~spherical_models.geometry.SphereGeometry` at ``patch_res``.
         hp_map: ``uint8`` ``[npix, 3]`` NESTED.
         patch_res: patch resolution, negative for the whole sphere.
-        batch_size: patches per ``compress`` call.
+        batch_size: patches per batch.
         device: where the model runs.
 
     Returns:
-        ``(reconstruction, stats)``: ``uint8`` ``[npix, 3]``, and ``theoretical_bits``,
-        ``actual_bits``, ``encode_seconds``, ``decode_seconds``.
+        ``(reconstruction, stats)``: ``uint8`` ``[npix, 3]``, and ``theoretical_bits`` (of the
+        forward pass's likelihoods), ``actual_bits`` (8 x the bytes of the strings),
+        ``encode_seconds``, ``decode_seconds``.
     """
-    reconstruction = np.empty_like(hp_map)
     latent_bits: dict[str, float] = {}
-    actual_bytes = 0
-    encode_seconds = decode_seconds = 0.0
-    for pixels, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
-        x = torch.from_numpy(np.asarray(values, dtype=np.float32)).div_(255).to(device)
+    for _, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
         ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(device)
-        for name, likelihoods in model(x, geometry, ids)["likelihoods"].items():
+        for name, likelihoods in model(to_input(values, device), geometry, ids)[
+            "likelihoods"
+        ].items():
             latent_bits[name] = latent_bits.get(name, 0.0) + tensor_bits(likelihoods)
-        synchronize(device)
-        start = time.perf_counter()
-        encoded = model.compress(x, geometry, ids)
-        synchronize(device)
-        encode_seconds += time.perf_counter() - start
-        actual_bytes += string_bytes(encoded["strings"])
-        start = time.perf_counter()
-        x_hat = model.decompress(encoded["strings"], encoded["shape"], geometry, ids)["x_hat"]
-        synchronize(device)
-        decode_seconds += time.perf_counter() - start
-        reconstruction[pixels] = to_uint8(x_hat).reshape(-1, hp_map.shape[1])
+    synchronize(device)
+    start = time.perf_counter()
+    coded = compress_map(model, geometry, hp_map, patch_res, batch_size, device)
+    synchronize(device)
+    encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    reconstruction = decompress_map(model, geometry, coded, device)
+    synchronize(device)
+    decode_seconds = time.perf_counter() - start
     stats = {
         "theoretical_bits": int(sum(math.ceil(bits) for bits in latent_bits.values())),
-        "actual_bits": 8 * actual_bytes,
+        "actual_bits": 8 * coded.num_bytes,
         "encode_seconds": encode_seconds,
         "decode_seconds": decode_seconds,
     }

@@ -31,8 +31,10 @@ from spherical_models.distributed import (
 from spherical_models.evaluation import evaluate_maps
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import (
+    DEFAULT_SCALE_TABLE_LEVELS,
     MODELS,
     QUALITY_CHANNELS,
+    SCALE_TABLE_LEVELS,
     LayerOptions,
     SphereCompressionModel,
     SphereMeanScaleHyperprior,
@@ -99,6 +101,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.max_epochs < 0 or args.dataloader_num_workers < 0 or args.scheduler_patience < 0:
         raise OsloError("-e/--max-epochs, --dataloader-num-workers and --scheduler-patience "
                         "must not be negative")
+    if args.scale_table_levels is not None and not 2 <= args.scale_table_levels <= 65536:
+        raise OsloError(f"--scale-table-levels must be in 2..65536, got "
+                        f"{args.scale_table_levels}")
     if args.channels is not None and min(args.channels) < 1:
         raise OsloError(f"--channels must be positive, got {args.channels}")
     if args.patch_res_train > args.healpix_res:
@@ -186,6 +191,17 @@ def run_config(args: argparse.Namespace, model: SphereCompressionModel) -> dict[
     }
 
 
+def scale_table_levels(args: argparse.Namespace, checkpoint: dict | None) -> int:
+    """``--scale-table-levels``; else the checkpoint's (64 for checkpoints that do not record
+    it); else :data:`~spherical_models.models.base.SCALE_TABLE_LEVELS` for a new model."""
+    if args.scale_table_levels is not None:
+        return args.scale_table_levels
+    if checkpoint is not None:
+        return int(checkpoint.get("config", {}).get("scale_table_levels",
+                                                     DEFAULT_SCALE_TABLE_LEVELS))
+    return SCALE_TABLE_LEVELS
+
+
 def load_geometry(
     args: argparse.Namespace, model: SphereCompressionModel, patch_res: int
 ) -> SphereGeometry:
@@ -245,6 +261,8 @@ def _run(args: argparse.Namespace, info: Distributed) -> SphereCompressionModel:
             k: v for k, v in config.items() if k != "patch_res_train"
         }
         check_checkpoint(checkpoint, expected, args.checkpoint_file)
+    config["scale_table_levels"] = model.scale_table_levels = scale_table_levels(args, checkpoint)
+    if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])
         log.info("loaded '%s' (epoch %d)", args.checkpoint_file, checkpoint["epoch"])
     elif args.weight_transfer:
@@ -280,11 +298,13 @@ def evaluate(
     """Step 4 on the maps ``files`` of ``-t``, ``geometry`` at ``-prvt``
     (:func:`spherical_models.evaluation.evaluate_maps`)."""
     patch_res = valtest_patch_res(args)
-    if getattr(args, "deterministic", False):
-        if not model.supports_deterministic:
-            raise OsloError(f"--deterministic is not available for {args.model} with a context "
-                            f"model (-cm {args.context_model})")
-        model.set_deterministic(True)
+    deterministic = args.deterministic
+    if deterministic is None:
+        deterministic = model.supports_deterministic
+    elif deterministic and not model.supports_deterministic:
+        raise OsloError(f"--deterministic is not available for {args.model} with a context "
+                        f"model (-cm {args.context_model}): use --no-deterministic")
+    model.set_deterministic(deterministic)
     model.update(force=True)
     model.eval()
     folder = out_dir / args.foldername_valtest

@@ -1,6 +1,11 @@
 """Spherical codecs and their registry (names as the ``-m`` flag takes them)."""
 
-from spherical_models.models.base import LayerOptions, SphereCompressionModel
+from spherical_models.models.base import (
+    DEFAULT_SCALE_TABLE_LEVELS,
+    SCALE_TABLE_LEVELS,
+    LayerOptions,
+    SphereCompressionModel,
+)
 from spherical_models.models.google import (
     CONTEXT_MODELS,
     SphereFactorizedPrior,
@@ -19,8 +24,10 @@ QUALITY_CHANNELS = {q: (128, 192) for q in range(1, 6)} | {q: (142, 270) for q i
 
 __all__ = [
     "CONTEXT_MODELS",
+    "DEFAULT_SCALE_TABLE_LEVELS",
     "MODELS",
     "QUALITY_CHANNELS",
+    "SCALE_TABLE_LEVELS",
     "LayerOptions",
     "SphereCompressionModel",
     "SphereFactorizedPrior",

@@ -22,6 +22,9 @@ from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 DEFAULT_SCALE_TABLE_LEVELS = 64
 """Entries of the scale table of ``y`` (CompressAI's 64) for checkpoints that do not say."""
 
+SCALE_TABLE_LEVELS = 256
+"""Entries of the scale table of ``y`` of new models (benchmarks/bench_scale_table.py)."""
+
 
 @dataclass(frozen=True)
 class LayerOptions:
