@@ -1,7 +1,8 @@
 """oslo_codec.py and spherical_models/codec.py on tiny models (N = M = 8) and maps at resolution
-6: the codec reproduces the evaluation of main_sphere_compression.py bit for bit, decodes the
-same with any thread count (and on CUDA), refuses other checkpoints and corrupt files in one
-line, and survives a fuzz of truncations and bit flips."""
+6: the codec reproduces the evaluation of main_sphere_compression.py bit for bit (patches and
+whole sphere, every model), decodes the same with any thread count (and on CUDA), refuses other
+checkpoints, corrupt files and decoded latents that are not the encoder's in one line, and
+survives a fuzz of truncations and bit flips."""
 
 import random
 import sys
@@ -18,22 +19,33 @@ import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as main_script
 import oslo_codec
 from spherical_models import codec
+from spherical_models.evaluation import code_map
+from spherical_models.models import SCALE_TABLE_LEVELS
 from utils.cli import OsloError, run_main
 from utils.io import write_list
 from utils.sampling import erp_to_healpix, healpix_to_erp
 
 HR = 6
-MODELS = ("SphereFactorizedPrior", "SphereScaleHyperprior", "SphereMeanScaleHyperprior")
+MODELS = {
+    "SphereFactorizedPrior": ("-m", "SphereFactorizedPrior"),
+    "SphereScaleHyperprior": ("-m", "SphereScaleHyperprior"),
+    "SphereMeanScaleHyperprior": ("-m", "SphereMeanScaleHyperprior"),
+    "joint": ("-m", "SphereMeanScaleHyperprior", "-cm", "full"),
+    "context-only": ("-m", "SphereMeanScaleHyperprior", "-cm", "autoregressive"),
+}
+"""Checkpoint name -> model flags (the context models code with --no-deterministic, their
+default)."""
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def train(data, out, model, seed=1, extra=()):
-    """One epoch of a tiny model, then the evaluation of the test map with --deterministic."""
+    """One epoch of a tiny model, then the evaluation of the test map (deterministic where
+    the model supports it, the default)."""
     main_script.main([
         "-nd", str(data.structures), "-hr", str(HR), "-prt", str(HR), "--channels", "8", "8",
         "-np", "2", "-bst", "2", "--dataloader-num-workers", "0", "--seed", str(seed),
-        "--no-progress", "--print-freq", "0", "--lambda", "0.01", "-m", model, "-i",
+        "--no-progress", "--print-freq", "0", "--lambda", "0.01", *MODELS[model], "-i",
         str(data.train), "-o", str(out), "-e", "1", "-t", str(data.test), "-bsvt", "5",
         "--only-npy-valtest", *extra,
     ])
@@ -89,6 +101,50 @@ def test_encode_decode_is_the_evaluation_of_main_sphere_compression(data, tmp_pa
     coded = codec.read_file(oslo)
     assert oslo.stat().st_size == actual_bits // 8 + coded.header_bytes
     assert coded.payload_bytes * 8 == actual_bits
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_whole_sphere_encode_decode_is_the_evaluation(data, model):
+    loaded = codec.load_codec(data.checkpoints[model])
+    hp_map = np.load(data.map)
+    blob = codec.encode_map(loaded, hp_map, patch_res=-1)
+    coded = codec.unpack(blob)
+    recon = codec.decode(loaded, coded)
+    # the evaluation's coding of the whole sphere, in the mode the file records
+    reference, stats = code_map(loaded.model, loaded.geometry(HR, -1), hp_map, -1, 1,
+                                torch.device("cpu"))
+    np.testing.assert_array_equal(recon, reference)
+    assert len(blob) == stats["actual_bits"] // 8 + coded.header_bytes
+    assert coded.header.deterministic == loaded.model.supports_deterministic
+
+
+def test_a_decoder_whose_scale_indexes_differ_by_one_level_is_refused(data, tmp_path,
+                                                                       monkeypatch, capsys):
+    oslo = encode(data, tmp_path / "s.oslo")
+    model_cls = type(codec.load_codec(data.checkpoints["SphereScaleHyperprior"]).model)
+    original = model_cls.coding_parameters
+
+    def perturbed(self, z_hat, geometry, patch_ids):
+        # one level down at the widest scale of the batch (the tables of neighbouring scales
+        # near the bottom of the table can be equal once quantised to 16 bits)
+        indexes, means = original(self, z_hat, geometry, patch_ids)
+        indexes = indexes.clone()
+        indexes.view(-1)[indexes.argmax()] -= 1
+        return indexes, means
+
+    monkeypatch.setattr(model_cls, "coding_parameters", perturbed)
+    out = tmp_path / "s.npy"
+    monkeypatch.setattr(sys, "argv", ["oslo_codec.py", "decode", "-i", str(oslo),
+                                      "--checkpoint", str(data.checkpoints[
+                                          "SphereScaleHyperprior"]), "-o", str(out),
+                                      "--no-progress"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(oslo_codec.main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: '{oslo}': decoded y does not match the encoder's: a different "
+                   "platform, thread count, device or corrupted data"]
+    assert not out.exists() and not list(tmp_path.glob("*.npy*"))
 
 
 def test_one_thread_encoding_decodes_bit_identically_with_two_threads(data, tmp_path):
@@ -176,14 +232,19 @@ def test_info_prints_the_header_and_the_bpp(data, tmp_path, capsys):
     out = capsys.readouterr().out
     size = oslo.stat().st_size
     coded = codec.read_file(oslo)
-    for text in ("format version: 1", "model: SphereScaleHyperprior", "quality: 1",
+    for text in ("format version: 2", "model: SphereScaleHyperprior", "quality: 1",
                  "lambda: 0.01", f"healpix resolution: {HR} (49152 pixels)",
                  f"patch resolution: {HR} (12 patches)", "deterministic: yes",
                  f"checkpoint hash: {coded.header.checkpoint_hash.hex()}",
                  f"file bytes: {size}", f"header bytes: {coded.header_bytes}",
                  f"bpp: {8 * size / 49152:.6f}",
-                 f"payload bpp: {8 * coded.payload_bytes / 49152:.6f}"):
+                 f"payload bpp: {8 * coded.payload_bytes / 49152:.6f}",
+                 f"scale table levels: {SCALE_TABLE_LEVELS}", "latents: 2",
+                 "latent checksums: " + " ".join(f"{c:08x}" for c in coded.header.checksums),
+                 "string bytes: " + " ".join(str(len(s)) for s in coded.strings)):
         assert text in out
+    # at most 64 bytes plus the model name
+    assert coded.header_bytes <= 64 + len("SphereScaleHyperprior")
 
 
 def test_help_documents_every_flag_with_its_default():
@@ -191,7 +252,7 @@ def test_help_documents_every_flag_with_its_default():
     sub = parser._subparsers._group_actions[0].choices
     encode_help = " ".join(sub["encode"].format_help().split())
     for flag in ("-i", "--checkpoint", "-o", "-r", "-p", "-b", "--no-deterministic",
-                 "--device", "--threads", "--no-progress"):
+                 "--scale-table-levels", "--device", "--threads", "--no-progress"):
         assert flag in encode_help
     assert "(default: 10)" in encode_help and "(default: cpu)" in encode_help
     decode_help = " ".join(sub["decode"].format_help().split())
@@ -228,7 +289,9 @@ def write(tmp_path, data):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: b"JPEG" + d[4:], "not an OSLO file"),
-    (lambda d: d[:4] + bytes([3]) + d[5:], "file format version 3 is newer than this codec's 1"),
+    (lambda d: d[:4] + bytes([3]) + d[5:], "file format version 3 is newer than this codec's 2"),
+    (lambda d: d[:4] + bytes([1]) + d[5:],
+     "file format version 1 .*git worktree add ../oslo-v1 4ff145f"),
     (lambda d: d[:-7], "corrupt file: CRC-32 mismatch"),
     (lambda d: d[:2], "corrupt file: truncated to 2 bytes"),
     (lambda d: d[:40] + bytes([d[40] ^ 4]) + d[41:], "corrupt file: CRC-32 mismatch"),
@@ -251,10 +314,12 @@ def test_framing_is_validated_even_with_a_valid_crc(valid):
         return valid.data[:5] + struct.pack("<I", zlib.crc32(body)) + body
 
     body = valid.data[9:]
+    coded = codec.unpack(valid.data)
+    strings_start = coded.header_bytes - 9
+    with pytest.raises(OsloError, match="corrupt file: the strings take"):
+        codec.unpack(resealed(body[: strings_start + 2]))  # y shorter than its length
     with pytest.raises(OsloError, match="corrupt file"):
-        codec.unpack(resealed(body[:-1]))  # strings shorter than their lengths
-    with pytest.raises(OsloError, match="corrupt file"):
-        codec.unpack(resealed(body + b"x"))  # bytes after the strings
+        codec.unpack(resealed(body[:strings_start - 3]))  # the header cut
     with pytest.raises(OsloError, match="corrupt file"):
         codec.unpack(resealed(bytes([2]) + body[1:]))  # unknown flag
 
@@ -271,11 +336,15 @@ def test_the_command_prints_one_line_and_exits_2(valid, tmp_path, monkeypatch, c
 
 
 def test_context_models_are_refused_in_deterministic_mode(data, tmp_path):
-    checkpoint = train(data, tmp_path / "cm", "SphereMeanScaleHyperprior",
-                       extra=("-cm", "full", "-e", "0"))
+    checkpoint = data.checkpoints["joint"]
     with pytest.raises(OsloError, match="deterministic mode is not available"):
         oslo_codec.main(["encode", "-i", str(data.map), "--checkpoint", str(checkpoint), "-o",
-                         str(tmp_path / "c.oslo")])
+                         str(tmp_path / "c.oslo"), "--deterministic"])
+    assert not (tmp_path / "c.oslo").exists()
+    # by default they code with CompressAI's float32 parameters, and say so in the header
+    oslo_codec.main(["encode", "-i", str(data.map), "--checkpoint", str(checkpoint), "-o",
+                     str(tmp_path / "c.oslo"), "--no-progress"])
+    assert not codec.read_file(tmp_path / "c.oslo").header.deterministic
 
 
 def test_fuzz_truncations_and_bit_flips(valid):
