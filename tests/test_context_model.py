@@ -1,5 +1,6 @@
 """The autoregressive context models: causal schedule, masks, real bitstreams, rates."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -210,18 +211,32 @@ def earth_sphere():
 
 
 @pytest.mark.parametrize("ar_hops", [1, 2])
-def test_actual_rate_is_within_2_percent_of_the_likelihoods(ar_hops, earth_sphere):
+def test_actual_rate_is_the_coded_gaussians_within_the_rans_overheads(ar_hops, earth_sphere):
     """The context-only model on the earth sample, one string of 48 x 96 latents.
 
     The transforms keep their initial weights, the last analysis stage amplified so that the
     latents carry about 1.5 bits each; the context model and entropy parameters are then
     trained on the rate alone, so that the predicted Gaussians fit the latents as a trained
-    codec's do. (A codec trained for a few steps end to end has collapsed rates or badly
-    fitted scales, where the 64-level scale table of CompressAI's coder alone moves the size
-    by 5-10%.)
+    codec's do.
+
+    The margins come from the coder, not from one run (the trained weights, hence the rates,
+    differ with the CPU and the thread count):
+
+    * the coder codes each symbol with the Gaussian of its scale rounded *up* to the scale
+      table: its ideal size is ``B_table``, the sum of ``-log2`` of the likelihoods under the
+      table scales, computed exactly here;
+    * the rANS string adds its flush (8 bytes) and its 32-bit alignment (up to 3 bytes): 88
+      bits; the 16-bit quantisation of the CDFs costs each symbol at most ``-log2(1 - n
+      2^-16)`` for a table of ``n`` entries with probability at least ``2^-16`` each, under
+      0.5% here;
+    * rounding a scale up by at most the table's ratio ``r`` costs a symbol at most ``log2 r``
+      bits against its likelihood (the mass of a bin falls at most by the factor by which its
+      scale grows; symbols in the tails even gain): 0.031 bits for the 256 levels used here,
+      0.18 for CompressAI's 64. Fitted scales cost far less on average.
     """
     torch.manual_seed(0)
     model, geo = make_model("autoregressive", ar_hops, 5, -1, N=8, M=96)
+    model.scale_table_levels = 256
     x = earth_sphere
     with torch.no_grad():
         for p in model.g_a.stages[-1].parameters():
@@ -235,12 +250,23 @@ def test_actual_rate_is_within_2_percent_of_the_likelihoods(ar_hops, earth_spher
         optimizer.step()
     model.update(force=True)
     model.eval()
+    gc = model.gaussian_conditional
     with torch.no_grad():
-        theoretical = -torch.log2(model(x, geo)["likelihoods"]["y"]).sum().item()
+        theoretical = -torch.log2(model(x, geo)["likelihoods"]["y"].double()).sum().item()
+        y = model.g_a(x, geo)
+        groups = decoding_groups(model.context_prediction, geo[4])
+        y_hat, scales, means = model._quantize_in_order(y, None, geo[4], None, groups)
+        table_scales = gc.scale_table[gc.build_indexes(scales).long()]
+        table_bits = -torch.log2(model._likelihood(y_hat, table_scales, means).double()).sum()
         (y_strings,) = model.compress(x, geo)["strings"]
     actual = 8 * len(y_strings[0])
+    symbols = y.numel()
+    ratio = (256 / 0.11) ** (1 / 255)
+    per_symbol = math.log2(ratio)
     assert theoretical > 5000
-    assert abs(actual - theoretical) / theoretical < 0.02, (actual, theoretical)
+    assert table_bits.item() <= theoretical + per_symbol * symbols + 1e-6 * theoretical
+    assert table_bits.item() - 0.005 * theoretical <= actual
+    assert actual <= table_bits.item() * 1.005 + 88, (actual, table_bits.item(), theoretical)
 
 
 def test_options_are_checked_and_recorded():
