@@ -200,14 +200,14 @@ class _Reader:
         raise OsloError(f"corrupt file: {what} is not a valid varint")
 
 
-def pack(header: Header, strings: list[bytes]) -> bytes:
-    """The bytes of a ``.oslo`` file (module docstring); ``strings`` one per latent, ``y``
-    first."""
+def pack_header(header: Header, lengths: list[int]) -> bytes:
+    """The header bytes of a ``.oslo`` file whose strings have ``lengths`` bytes, the file CRC
+    left at 0 (:func:`pack` fills it in)."""
     name = header.model.encode("ascii")
     if not 1 <= len(name) <= MAX_NAME_BYTES:
         raise ValueError(f"model name of {len(name)} bytes")
-    if len(strings) != header.num_latents or not 1 <= len(strings) <= MAX_LATENTS:
-        raise ValueError(f"{len(strings)} strings for {header.num_latents} checksums")
+    if len(lengths) != header.num_latents or not 1 <= len(lengths) <= MAX_LATENTS:
+        raise ValueError(f"{len(lengths)} strings for {header.num_latents} checksums")
     body = bytearray()
     body.append(FLAG_DETERMINISTIC if header.deterministic else 0)
     body.append(len(name))
@@ -217,13 +217,18 @@ def pack(header: Header, strings: list[bytes]) -> bytes:
     body += header.checkpoint_hash
     body += _varint(header.image_shape[0]) + _varint(header.image_shape[1])
     body += _varint(header.scale_table_levels)
-    body.append(len(strings))
-    body += struct.pack(f"<{len(strings)}I", *header.checksums)
-    for string in strings[:-1]:
-        body += _varint(len(string))
-    for string in strings:
-        body += string
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + bytes(body)
+    body.append(len(lengths))
+    body += struct.pack(f"<{len(lengths)}I", *header.checksums)
+    for length in lengths[:-1]:
+        body += _varint(length)
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, 0) + bytes(body)
+
+
+def pack(header: Header, strings: list[bytes]) -> bytes:
+    """The bytes of a ``.oslo`` file (module docstring); ``strings`` one per latent, ``y``
+    first."""
+    body = pack_header(header, [len(s) for s in strings])[_PREFIX.size :] + b"".join(strings)
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(body)) + body
 
 
 def unpack(data: bytes) -> OsloFile:

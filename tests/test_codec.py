@@ -380,3 +380,24 @@ def test_a_missing_input_or_output_folder_is_refused(data, tmp_path):
     with pytest.raises(OsloError, match="does not exist"):
         encode(data, tmp_path / "no" / "x.oslo")
     assert Path(data.map).is_file()
+
+
+def test_the_header_of_any_map_up_to_resolution_10_is_at_most_64_bytes_plus_the_name():
+    name = "SphereMeanScaleHyperprior"
+    largest = codec.Header(
+        model=name, quality=8, lmbda=0.18, healpix_res=10, patch_res=-1,
+        batch_size=codec.MAX_BATCH_SIZE, checkpoint_hash=bytes(codec.HASH_BYTES),
+        image_shape=(0, 0), scale_table_levels=codec.MAX_SCALE_TABLE_LEVELS,
+        checksums=(0xFFFFFFFF, 0xFFFFFFFF),
+    )
+    # y of q8 at resolution 10 (270 channels, 49,152 pixels) at 32 bits a symbol at most
+    y_bytes = 270 * 12 * 4**10 // 256 * 4
+    header = codec.pack_header(largest, [y_bytes, 10**6])
+    assert len(header) <= 64 + len(name)
+    smallest = codec.Header(
+        model=name, quality=1, lmbda=0.0018, healpix_res=7, patch_res=6, batch_size=1,
+        checkpoint_hash=bytes(codec.HASH_BYTES), image_shape=(0, 0), scale_table_levels=64,
+        checksums=(1,),
+    )
+    assert len(codec.pack_header(smallest, [100])) == 35 + len(name)
+    assert len(header) == 47 + len(name)
