@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.dataset_split import (
     check_ratios,
     find_images,
@@ -21,6 +21,7 @@ from utils.dataset_split import (
     split_files,
     write_split,
 )
+from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION
 from utils.io import IMAGE_EXTENSIONS
 

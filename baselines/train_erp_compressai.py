@@ -93,7 +93,8 @@ from spherical_models.training import (
     write_config,
     write_log_csv,
 )
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.healpix import npix_of, nside_of
 from utils.io import atomic_path, read_list, write_text
 from utils.metrics import spherical_psnr

@@ -257,7 +257,7 @@ def run_fuzz(
 def _run(checkpoint, input_path, patch_res, batch_size, cases, seed, timeout, workers,
          healpix_res, log, show, started) -> dict:
     from spherical_models import codec
-    from utils.cli import OsloError
+    from utils.errors import OsloError
 
     checkpoint, input_path = _located(checkpoint), _located(input_path)
     loaded = codec.load_codec(checkpoint)

@@ -55,7 +55,8 @@ import torch
 from misc.compress_erp_baseline import CODECS, quality_label
 from misc.compute_bd_rate import bd_values, read_point
 from misc.plot_rd_curves import plot
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.io import write_text
 from utils.metrics import METRIC_NAMES
 

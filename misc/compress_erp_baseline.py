@@ -51,7 +51,8 @@ from misc.compute_spherical_psnr import (
     results_csv,
     results_table,
 )
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.io import atomic_path, write_text
 from utils.metrics import METRIC_NAMES, spherical_psnr
 from utils.sampling import resample_erp

@@ -22,7 +22,8 @@ from pathlib import Path
 import bjontegaard
 import numpy as np
 
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.io import write_text
 from utils.metrics import METRIC_NAMES
 

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.healpix import res_of_npix
 from utils.io import load_image, load_map, read_list, write_text
 from utils.metrics import EXTRA_METRICS, METRIC_NAMES, PROJECTIONS, extra_metrics, spherical_psnr

@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from misc.compute_bd_rate import read_point
-from utils.cli import HelpFormatter, OsloError, get_logger, run_main, setup_logging
+from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.errors import OsloError
 from utils.io import atomic_path
 from utils.metrics import METRIC_NAMES
 

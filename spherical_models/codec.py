@@ -64,7 +64,7 @@ from spherical_models.models import SphereCompressionModel
 from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
 from spherical_models.pipeline import model_from_config
 from spherical_models.training import load_checkpoint
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION, npix_of, nside_of, res_of_npix
 from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_npy
 from utils.sampling import erp_to_healpix, healpix_to_erp

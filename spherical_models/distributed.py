@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 
 
 @dataclass(frozen=True)

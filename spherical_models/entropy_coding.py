@@ -39,7 +39,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, EntropyModel
 from torch import Tensor
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 
 PADDING_BYTES_PER_SYMBOL = 4
 PADDING_BYTES = 65536

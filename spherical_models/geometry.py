@@ -15,7 +15,7 @@ from torch import nn
 
 from spherical_models.graph import OsloGraph
 from spherical_models.layers.cheb_conv import ChebGraph
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.structures import build_deepsphere_graph, build_oslo_structure, check_resolutions
 
 

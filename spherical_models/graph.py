@@ -108,7 +108,7 @@ class OsloGraph(torch.nn.Module):
     ) -> OsloGraph:
         """Load the structure of ``(healpix_res, patch_res)`` saved in ``folder``.
 
-        See :func:`utils.structures.load_oslo_structure`; raises :class:`utils.cli.OsloError`
+        See :func:`utils.structures.load_oslo_structure`; raises :class:`utils.errors.OsloError`
         if no file fits.
         """
         return cls(load_oslo_structure(folder, healpix_res, patch_res, num_hops, weight_type))

@@ -63,8 +63,9 @@ from spherical_models.training import (
     write_logs,
 )
 from spherical_models.weight_transfer import apply_weight_transfer
-from utils.cli import OsloError, get_logger
+from utils.cli import get_logger
 from utils.datasets import AllPatchesSampler, BalancedPatchSampler, MapPatches, read_map_list
+from utils.errors import OsloError
 
 INTERRUPTED_CHECKPOINT = "interrupted.pth.tar"
 

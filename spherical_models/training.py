@@ -42,7 +42,8 @@ from spherical_models.distributed import (
     average_gradients,
     synchronize,
 )
-from utils.cli import OsloError, get_logger
+from utils.cli import get_logger
+from utils.errors import OsloError
 from utils.io import atomic_path, write_text
 
 CHECKPOINT_FORMAT = "oslo-sphere-compression-checkpoint"

@@ -52,7 +52,8 @@ from spherical_models.models import (
     SphereScaleHyperprior,
 )
 from spherical_models.training import read_torch_file
-from utils.cli import OsloError, get_logger
+from utils.cli import get_logger
+from utils.errors import OsloError
 
 PLANAR_NAMES = {
     SphereFactorizedPrior: "FactorizedPrior",

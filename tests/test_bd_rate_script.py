@@ -5,7 +5,7 @@ import math
 import pytest
 
 from misc.compute_bd_rate import build_parser, main
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
 
 BPP = (0.1, 0.2, 0.4, 0.8, 1.6)

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.nn import ChebConv
 
 from spherical_models.layers.cheb_conv import ChebGraph, SphereChebConv
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.structures import build_deepsphere_graph, save_deepsphere_graph
 
 

@@ -21,7 +21,8 @@ import oslo_codec
 from spherical_models import codec
 from spherical_models.evaluation import code_map
 from spherical_models.models import SCALE_TABLE_LEVELS
-from utils.cli import OsloError, run_main
+from utils.cli import run_main
+from utils.errors import OsloError
 from utils.io import write_list
 from utils.sampling import erp_to_healpix, healpix_to_erp
 

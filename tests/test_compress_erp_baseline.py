@@ -9,7 +9,7 @@ from PIL import Image
 
 import misc.compress_erp_baseline as baseline
 from misc.compute_bd_rate import read_curve, read_point
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
 
 RES = 4

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from utils.cli import OsloError
 from utils.datasets import (
     AllPatchesSampler,
     BalancedPatchSampler,
@@ -14,6 +13,7 @@ from utils.datasets import (
     read_map_list,
     shard,
 )
+from utils.errors import OsloError
 from utils.io import write_list
 
 

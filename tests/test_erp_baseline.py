@@ -14,7 +14,8 @@ from compressai.models import FactorizedPrior, ScaleHyperprior
 from PIL import Image
 
 import baselines.train_erp_compressai as script
-from utils.cli import OsloError, run_main
+from utils.cli import run_main
+from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES, erp_row_weights, luma, spherical_psnr, to_grid_of
 from utils.sampling import bilinear_erp, erp_coordinates, erp_pixel_angles, resample_erp
 from utils.sphere_points import load_or_create

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.io import atomic_path, load_image, load_map, read_list, save_npy, write_list
 
 

@@ -5,7 +5,7 @@ from PIL import Image
 from test_bd_rate_script import write_curve
 
 from misc.plot_rd_curves import main
-from utils.cli import OsloError
+from utils.errors import OsloError
 
 
 def test_writes_one_png_with_a_panel_per_metric(tmp_path):

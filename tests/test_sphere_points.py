@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from misc.generate_sphere_points import main
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.sphere_points import (
     format_points,
     icosahedron,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from misc.compute_spherical_psnr import build_parser, main
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.io import load_image
 from utils.metrics import METRIC_NAMES, spherical_psnr
 from utils.sampling import erp_to_healpix

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from generate_healpix_samples_and_split_to_train_and_test import main
-from utils.cli import OsloError
 from utils.dataset_split import split_files
+from utils.errors import OsloError
 from utils.io import read_list
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 
 import generate_and_save_healpix_deepsphere_graph as deepsphere_script
 import generate_and_save_healpix_oslo_struct as oslo_script
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.structures import load_deepsphere_graph, load_oslo_structure
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import healpy
 import numpy as np
 import pytest
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import npix_of, patch_pixels
 from utils.structures import (
     build_deepsphere_graph,

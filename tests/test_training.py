@@ -36,7 +36,7 @@ from spherical_models.training import (
     write_config,
     write_logs,
 )
-from utils.cli import OsloError
+from utils.errors import OsloError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

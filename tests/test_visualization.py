@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from misc.create_mollweide_projection import main
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.visualization import mollweide_image
 
 

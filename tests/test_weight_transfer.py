@@ -21,7 +21,7 @@ from spherical_models.weight_transfer import (
     subpixel_kernel,
     transfer_planar_weights,
 )
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import patch_image_index
 
 PAIRS = [

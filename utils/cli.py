@@ -1,4 +1,4 @@
-"""What every command-line script shares: the project error, logging, the entry-point wrapper.
+"""What every command-line script shares: the help format, logging, the entry-point wrapper.
 
 Scripts are ``build_parser()`` + ``main(argv=None)``; expected failures raise :class:`OsloError`,
 which :func:`run_main` prints as one line ``error: ...`` and turns into exit code 2. Anything
@@ -12,11 +12,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from utils.errors import OsloError
+
 LOGGER_NAME = "oslo"
-
-
-class OsloError(Exception):
-    """An expected failure caused by the user's input (file, flag, data); printed as one line."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.cli import OsloError, get_logger
+from utils.cli import get_logger
+from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION
 from utils.io import IMAGE_EXTENSIONS, load_image, write_list
 from utils.sampling import erp_to_healpix

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import npix_of, num_patches
 from utils.io import load_map, read_list
 

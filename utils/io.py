@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 
 Image.MAX_IMAGE_PIXELS = None  # 360-degree images are legitimately huge (SUN360: 9104x4552)
 

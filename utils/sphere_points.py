@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cli import OsloError, get_logger
+from utils.cli import get_logger
+from utils.errors import OsloError
 from utils.io import write_text
 
 DEFAULT_LEVEL = 8

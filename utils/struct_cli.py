@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION
 from utils.structures import check_resolutions
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import healpy
 import numpy as np
 
-from utils.cli import OsloError
+from utils.errors import OsloError
 from utils.healpix import (
     MAX_RESOLUTION,
     all_neighbours,
