@@ -19,55 +19,38 @@ Multi-GPU / multi-node: torchrun --nproc_per_node 4 main_sphere_compression.py -
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
-from spherical_models.layers.blocks import CONV_TYPES, NONLINEARITIES, SKIP_AGGREGATIONS
+from spherical_models.layers.blocks import (
+    CONV_TYPES,
+    NONLINEARITIES,
+    SKIP_AGGREGATIONS,
+    UNPOOL_TYPES,
+)
 from spherical_models.layers.pooling import POOL_MODES
-from spherical_models.models import MODELS, QUALITY_CHANNELS
+from spherical_models.models import CONTEXT_MODELS, QUALITY_CHANNELS, model_name
 from spherical_models.pipeline import run
 from utils.cli import HelpFormatter, run_main, setup_logging
 from utils.structures import WEIGHT_TYPES
 
-MODEL_ALIASES = {
-    "factorizedprior": "SphereFactorizedPrior",
-    "factorized": "SphereFactorizedPrior",
-    "bmshj2018factorized": "SphereFactorizedPrior",
-    "scalehyperprior": "SphereScaleHyperprior",
-    "hyperprior": "SphereScaleHyperprior",
-    "bmshj2018hyperprior": "SphereScaleHyperprior",
-    "meanscalehyperprior": "SphereMeanScaleHyperprior",
-    "meanscale": "SphereMeanScaleHyperprior",
-    "mbt2018mean": "SphereMeanScaleHyperprior",
-}
-"""Accepted spellings of ``-m`` (case, ``-``, ``_`` and a ``Sphere`` prefix are ignored)."""
-
-UNPOOL_CHOICES = ("pixel_shuffle", "nearest", "SDPAConvTransposed")
-CONTEXT_CHOICES = ("none", "autoregressive", "full")
+CONTEXT_CHOICES = ("none", *(name for name in CONTEXT_MODELS if name))
 
 
-def model_name(text: str) -> str:
-    """The registry name of ``-m``'s value (``SphereScaleHyperprior``, ``scalehyperprior``,
-    ``scale_hyperprior``, ``bmshj2018-hyperprior``...)."""
-    key = re.sub(r"[^a-z0-9]", "", text.lower())
-    key = key.removeprefix("sphere")
-    for name in MODELS:
-        if key == name.lower().removeprefix("sphere"):
-            return name
-    if key in MODEL_ALIASES:
-        return MODEL_ALIASES[key]
-    raise argparse.ArgumentTypeError(
-        f"unknown model '{text}' (choose from {', '.join(MODELS)})"
-    )
+def model_type(text: str) -> str:
+    """``-m``'s value as a registry name (:func:`spherical_models.models.model_name`)."""
+    try:
+        return model_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def unpool_name(text: str) -> str:
     """``-upf`` value; ``SDPAConvTranspose`` (the original spelling) is accepted."""
-    for name in UNPOOL_CHOICES:
+    for name in UNPOOL_TYPES:
         if text.lower() in (name.lower(), name.lower().removesuffix("d")):
             return name
     raise argparse.ArgumentTypeError(
-        f"unknown up-sampling '{text}' (choose from {', '.join(UNPOOL_CHOICES)})"
+        f"unknown up-sampling '{text}' (choose from {', '.join(UNPOOL_TYPES)})"
     )
 
 
@@ -106,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="data loading worker processes (0: load in the main process)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("-m", "--model", type=model_name, default="SphereScaleHyperprior",
+    model.add_argument("-m", "--model", type=model_type, default="SphereScaleHyperprior",
                        help="SphereFactorizedPrior, SphereScaleHyperprior or "
                        "SphereMeanScaleHyperprior (case-insensitive; 'Sphere' optional; "
                        "CompressAI zoo names bmshj2018-factorized, bmshj2018-hyperprior, "
@@ -133,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("-pf", "--pool-func", choices=POOL_MODES, default="stride",
                        help="down-sampling by the 4 NESTED children")
     model.add_argument("-upf", "--unpool-func", type=unpool_name, default="pixel_shuffle",
-                       metavar="{" + ",".join(UNPOOL_CHOICES) + "}",
+                       metavar="{" + ",".join(UNPOOL_TYPES) + "}",
                        help="up-sampling by the 4 NESTED children")
     model.add_argument("-nl", "--non-linearity", choices=NONLINEARITIES, default="GDN",
                        help="GDN, or 3 residual blocks (RB)")

@@ -58,12 +58,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spherical_models.checkpoint import load_checkpoint
 from spherical_models.geometry import SphereGeometry
 from spherical_models.map_coding import CodedMap, compress_map, decompress_map, patch_count
-from spherical_models.models import SphereCompressionModel
+from spherical_models.models import SphereCompressionModel, model_from_config
 from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
-from spherical_models.pipeline import model_from_config
-from spherical_models.training import load_checkpoint
 from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION, npix_of, nside_of, res_of_npix
 from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_npy

@@ -18,6 +18,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from spherical_models.checkpoint import (
+    check_checkpoint,
+    checkpoint_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from spherical_models.distributed import (
     Distributed,
     any_process,
@@ -32,12 +40,11 @@ from spherical_models.evaluation import evaluate_maps
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import (
     DEFAULT_SCALE_TABLE_LEVELS,
-    MODELS,
     QUALITY_CHANNELS,
     SCALE_TABLE_LEVELS,
     LayerOptions,
     SphereCompressionModel,
-    SphereMeanScaleHyperprior,
+    model_from_config,
 )
 from spherical_models.training import (
     EpochContext,
@@ -45,17 +52,11 @@ from spherical_models.training import (
     RateDistortionLoss,
     StopRequest,
     TrainingInterrupted,
-    check_checkpoint,
-    checkpoint_state,
     configure_optimizers,
     epoch_seed,
     ignore_interrupts,
-    load_checkpoint,
     make_scheduler,
-    rng_state,
-    save_checkpoint,
     seed_everything,
-    set_rng_state,
     split_parameters,
     train_one_epoch,
     validate,
@@ -147,25 +148,6 @@ def build_model(args: argparse.Namespace) -> SphereCompressionModel:
     context = None if args.context_model == "none" else args.context_model
     return model_from_config({"model": args.model, "N": n, "M": m, **options.to_dict(),
                               "context_model": context, "ar_hops": args.ar_hops})
-
-
-def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
-    """The codec (random initialisation) that a configuration describes: the flags
-    (:func:`build_model`) or a checkpoint's ``config`` (:func:`run_config`, whose model part is
-    ``model.config``); :class:`OsloError` if it is not one this toolkit builds."""
-    name = config.get("model")
-    try:
-        cls = MODELS[name]
-        options = LayerOptions(**{
-            key: config[key] for key in LayerOptions.__dataclass_fields__ if key in config
-        })
-        kwargs: dict[str, Any] = {}
-        if issubclass(cls, SphereMeanScaleHyperprior):
-            kwargs = {"context_model": config.get("context_model"),
-                      "ar_hops": config.get("ar_hops", 1)}
-        return cls(int(config["N"]), int(config["M"]), options, **kwargs)
-    except (KeyError, TypeError, ValueError) as error:
-        raise OsloError(f"cannot build {name}: {type(error).__name__}: {error}") from None
 
 
 def graph_hops(model: SphereCompressionModel) -> int:

@@ -20,6 +20,7 @@ from PIL import Image
 import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as script
 import misc.create_mollweide_comparison as comparison_script
+import spherical_models.checkpoint as checkpoints
 import spherical_models.training as training
 from spherical_models.geometry import SphereGeometry
 from spherical_models.map_coding import compress_map
@@ -156,7 +157,7 @@ def test_training_writes_logs_checkpoints_and_config(trained):
     assert len((trained / "loss.txt").read_text().splitlines()) == 4
     config = (trained / "config.txt").read_text()
     assert "seed = 1" in config and "lmbda = 0.01" in config
-    checkpoint = training.load_checkpoint(trained / "final.pth.tar")
+    checkpoint = checkpoints.load_checkpoint(trained / "final.pth.tar")
     assert checkpoint["epoch"] == 3 and checkpoint["seed"] == 1
     assert checkpoint["config"]["model"] == "SphereScaleHyperprior"
     assert (checkpoint["config"]["N"], checkpoint["config"]["M"]) == (8, 12)
@@ -189,7 +190,7 @@ def test_interrupted_run_saves_and_resumes_exactly(data, trained, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         script.main(train_args(data, out, 3, workers=2))
     monkeypatch.setattr(training, "train_step", original)
-    checkpoint = training.load_checkpoint(out / "interrupted.pth.tar")
+    checkpoint = checkpoints.load_checkpoint(out / "interrupted.pth.tar")
     assert checkpoint["epoch"] == 1 and checkpoint["position"]["epoch"] == 2
     assert checkpoint["position"]["batch"] == 2
     assert not (out / "final.pth.tar").exists()

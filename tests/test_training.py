@@ -8,6 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from spherical_models.checkpoint import (
+    check_checkpoint,
+    checkpoint_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from spherical_models.evaluation import (
     ImageResult,
     code_map,
@@ -24,15 +32,9 @@ from spherical_models.training import (
     LOG_COLUMNS,
     Meters,
     RateDistortionLoss,
-    check_checkpoint,
-    checkpoint_state,
     configure_optimizers,
     epoch_seed,
-    load_checkpoint,
     make_scheduler,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
     write_config,
     write_logs,
 )

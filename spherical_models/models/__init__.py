@@ -1,4 +1,4 @@
-"""Spherical codecs and their registry (names as the ``-m`` flag takes them)."""
+"""Spherical codecs (CompressAI style) and their registry."""
 
 from spherical_models.models.base import (
     DEFAULT_SCALE_TABLE_LEVELS,
@@ -12,20 +12,19 @@ from spherical_models.models.google import (
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
-
-MODELS: dict[str, type[SphereCompressionModel]] = {
-    "SphereFactorizedPrior": SphereFactorizedPrior,
-    "SphereScaleHyperprior": SphereScaleHyperprior,
-    "SphereMeanScaleHyperprior": SphereMeanScaleHyperprior,
-}
-
-QUALITY_CHANNELS = {q: (128, 192) for q in range(1, 6)} | {q: (142, 270) for q in range(6, 9)}
-"""``(N, M)`` of each quality level ``-q`` (DESIGN.md section 6)."""
+from spherical_models.models.registry import (
+    MODEL_ALIASES,
+    MODELS,
+    QUALITY_CHANNELS,
+    model_from_config,
+    model_name,
+)
 
 __all__ = [
     "CONTEXT_MODELS",
     "DEFAULT_SCALE_TABLE_LEVELS",
     "MODELS",
+    "MODEL_ALIASES",
     "QUALITY_CHANNELS",
     "SCALE_TABLE_LEVELS",
     "LayerOptions",
@@ -33,4 +32,6 @@ __all__ = [
     "SphereFactorizedPrior",
     "SphereMeanScaleHyperprior",
     "SphereScaleHyperprior",
+    "model_from_config",
+    "model_name",
 ]

@@ -3,19 +3,15 @@ conversions between sphere tensors and the layout of CompressAI's entropy models
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
 from torch import Tensor, nn
 
 from spherical_models.entropy_coding import LatentCoder, LatentDecoder, LatentEncoder
+from spherical_models.entropy_models import deterministic_scale_table, run_float64, update_float64
 from spherical_models.layers.blocks import SphereDown, SphereUp
 from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 
@@ -251,37 +247,13 @@ class SphereCompressionModel(CompressionModel):
         self.__dict__["_deterministic"] = bool(enabled)
         self.__dict__["_float64_copies"] = {}
 
-    @contextlib.contextmanager
-    def deterministic_entropy(self, enabled: bool = True) -> Iterator[SphereCompressionModel]:
-        """Context manager around :meth:`set_deterministic`; restores the previous mode."""
-        previous = self.deterministic
-        self.set_deterministic(enabled)
-        try:
-            yield self
-        finally:
-            self.set_deterministic(previous)
-
     def run_float64(
         self, module: nn.Module, x: Tensor, geometry, patch_ids: Tensor | None
     ) -> Tensor:
-        """``module(x, geometry, patch_ids)`` on the CPU in float64 on one thread (a cached
-        float64 copy of ``module`` and ``geometry``); returns a float64 CPU tensor.
-
-        The copy is remade when ``module``'s parameters change (their storage or version).
-        """
-        copies = self.__dict__.setdefault("_float64_copies", {})
-        stamp = tuple((p.data_ptr(), p._version) for p in module.parameters())
-        key = (id(module), id(geometry))
-        if key not in copies or copies[key][0] != stamp:
-            copies[key] = (
-                stamp,
-                copy.deepcopy(module).to("cpu", torch.float64),
-                copy.deepcopy(geometry).to("cpu", torch.float64),
-            )
-        _, module64, geometry64 = copies[key]
-        ids = None if patch_ids is None else patch_ids.cpu()
-        with one_cpu_thread(), torch.no_grad():
-            return module64(x.detach().to("cpu", torch.float64), geometry64, ids)
+        """``module(x, geometry, patch_ids)`` on the CPU in float64 on one thread
+        (:func:`~spherical_models.entropy_models.run_float64`, copies cached on the model)."""
+        return run_float64(self.__dict__.setdefault("_float64_copies", {}), module, x, geometry,
+                           patch_ids)
 
     def update(
         self, scale_table=None, force: bool = False, update_quantiles: bool = False
@@ -302,92 +274,4 @@ class SphereCompressionModel(CompressionModel):
             return super().update(scale_table, force, update_quantiles)
         if scale_table is None:
             scale_table = deterministic_scale_table(levels=self.scale_table_levels)
-        updated = False
-        with one_cpu_thread(), torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, EntropyBottleneck):
-                    if module._offset.numel() > 0 and not force:
-                        continue
-                    work = copy.deepcopy(module).to("cpu", torch.float64)
-                    work.update(force=True, update_quantiles=update_quantiles)
-                    if update_quantiles:
-                        module.quantiles.data.copy_(work.quantiles.data)
-                elif isinstance(module, GaussianConditional):
-                    if module._offset.numel() > 0 and not force:
-                        continue
-                    work = copy.deepcopy(module).to("cpu")
-                    work.scale_table = work._prepare_scale_table(scale_table)
-                    update_gaussian_float64(work)
-                else:
-                    continue
-                device = module._offset.device
-                for name in ("_offset", "_quantized_cdf", "_cdf_length"):
-                    setattr(module, name, getattr(work, name).to(device))
-                if isinstance(module, GaussianConditional):
-                    module.scale_table = work.scale_table.to(device, module.scale_bound.dtype)
-                updated = True
-        return updated
-
-    def pixels_per_level(self, pixels: int) -> list[int]:
-        """Pixels of one input at each level, from the input's ``pixels``."""
-        return [pixels // 4**level for level in range(self.num_levels)]
-
-
-@contextlib.contextmanager
-def one_cpu_thread() -> Iterator[None]:
-    """Run torch's CPU operations on one thread inside the block (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def update_gaussian_float64(gc: GaussianConditional) -> None:
-    """``GaussianConditional.update`` (CompressAI 1.2.8) computed in float64 instead of float32:
-    the CDF tables of the scales of ``gc.scale_table`` (CPU)."""
-    table = gc.scale_table.to(torch.float64)
-    multiplier = -float(gc._standardized_quantile(gc.tail_mass / 2))
-    pmf_center = torch.ceil(table * multiplier).int()
-    pmf_length = 2 * pmf_center + 1
-    max_length = int(torch.max(pmf_length).item())
-    samples = torch.abs(torch.arange(max_length).int() - pmf_center[:, None]).to(torch.float64)
-    scales = table.unsqueeze(1)
-    upper = gc._standardized_cumulative((0.5 - samples) / scales)
-    lower = gc._standardized_cumulative((-0.5 - samples) / scales)
-    pmf = upper - lower
-    tail_mass = 2 * lower[:, :1]
-    gc._quantized_cdf = gc._pmf_to_cdf(pmf, tail_mass, pmf_length, max_length)
-    gc._offset = -pmf_center
-    gc._cdf_length = pmf_length + 2
-
-
-def deterministic_scale_table(
-    low: float = 0.11, high: float = 256.0, levels: int = 64
-) -> list[float]:
-    """CompressAI's default scale table ``exp(linspace(log low, log high, levels))``, computed
-    with Python floats (IEEE float64, correctly rounded ``log``/``exp`` in practice) and rounded
-    to float32 values."""
-    step = (math.log(high) - math.log(low)) / (levels - 1)
-    table = [math.exp(math.log(low) + i * step) for i in range(levels)]
-    return torch.tensor(table, dtype=torch.float64).float().tolist()
-
-
-def run_analysis(
-    stages: nn.ModuleList, x: Tensor, geometry, first_level: int, patch_ids: Tensor | None
-) -> Tensor:
-    """Run down stages: stage ``j`` takes the graph of level ``first_level + j``."""
-    for j, stage in enumerate(stages):
-        x = stage(x, geometry[first_level + j], patch_ids)
-    return x
-
-
-def run_synthesis(
-    stages: nn.ModuleList, x: Tensor, geometry, first_level: int, patch_ids: Tensor | None
-) -> Tensor:
-    """Run up stages from level ``first_level`` (coarse) towards level 0."""
-    for j, stage in enumerate(stages):
-        level = first_level - j
-        x = stage(x, geometry[level], geometry[level - 1], patch_ids)
-    return x
+        return update_float64(self, scale_table, force, update_quantiles)

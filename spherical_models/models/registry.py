@@ -1,0 +1,70 @@
+"""The model registry: names and aliases of the codecs, the quality table, and the model that a
+configuration (flags or checkpoint) describes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spherical_models.models.base import LayerOptions, SphereCompressionModel
+from spherical_models.models.google import (
+    SphereFactorizedPrior,
+    SphereMeanScaleHyperprior,
+    SphereScaleHyperprior,
+)
+from utils.errors import OsloError
+
+MODELS: dict[str, type[SphereCompressionModel]] = {
+    "SphereFactorizedPrior": SphereFactorizedPrior,
+    "SphereScaleHyperprior": SphereScaleHyperprior,
+    "SphereMeanScaleHyperprior": SphereMeanScaleHyperprior,
+}
+"""The codecs by the name ``-m`` takes (and checkpoints and ``.oslo`` files record)."""
+
+MODEL_ALIASES = {
+    "factorizedprior": "SphereFactorizedPrior",
+    "factorized": "SphereFactorizedPrior",
+    "bmshj2018factorized": "SphereFactorizedPrior",
+    "scalehyperprior": "SphereScaleHyperprior",
+    "hyperprior": "SphereScaleHyperprior",
+    "bmshj2018hyperprior": "SphereScaleHyperprior",
+    "meanscalehyperprior": "SphereMeanScaleHyperprior",
+    "meanscale": "SphereMeanScaleHyperprior",
+    "mbt2018mean": "SphereMeanScaleHyperprior",
+}
+"""Other spellings of the names (the seed's and CompressAI's zoo names), lower case without
+``-``, ``_`` or a ``Sphere`` prefix."""
+
+QUALITY_CHANNELS = {q: (128, 192) for q in range(1, 6)} | {q: (142, 270) for q in range(6, 9)}
+"""``(N, M)`` of each quality level ``-q`` (DESIGN.md section 6)."""
+
+
+def model_name(text: str) -> str:
+    """The registry name of a spelling (``SphereScaleHyperprior``, ``scalehyperprior``,
+    ``scale_hyperprior``, ``bmshj2018-hyperprior``...); :class:`ValueError` if unknown."""
+    key = re.sub(r"[^a-z0-9]", "", text.lower()).removeprefix("sphere")
+    for name in MODELS:
+        if key == name.lower().removeprefix("sphere"):
+            return name
+    if key in MODEL_ALIASES:
+        return MODEL_ALIASES[key]
+    raise ValueError(f"unknown model '{text}' (choose from {', '.join(MODELS)})")
+
+
+def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
+    """The codec (random initialisation) that a configuration describes: ``model.config`` plus
+    anything else (a checkpoint's ``config``, or the flags'); :class:`OsloError` if it is not
+    one this toolkit builds."""
+    name = config.get("model")
+    try:
+        cls = MODELS[name]
+        options = LayerOptions(**{
+            key: config[key] for key in LayerOptions.__dataclass_fields__ if key in config
+        })
+        kwargs: dict[str, Any] = {}
+        if issubclass(cls, SphereMeanScaleHyperprior):
+            kwargs = {"context_model": config.get("context_model"),
+                      "ar_hops": config.get("ar_hops", 1)}
+        return cls(int(config["N"]), int(config["M"]), options, **kwargs)
+    except (KeyError, TypeError, ValueError) as error:
+        raise OsloError(f"cannot build {name}: {type(error).__name__}: {error}") from None
