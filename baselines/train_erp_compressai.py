@@ -65,14 +65,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from misc.compute_spherical_psnr import (
-    Row,
-    add_sphere_points_argument,
-    load_rgb,
-    mean_row,
-    original_names,
-    results_csv,
-)
+from spherical_models.checkpoint import check_checkpoint, read_torch_file, save_checkpoint
 from spherical_models.distributed import synchronize
 from spherical_models.evaluation import (
     RECONSTRUCTION_SUFFIX,
@@ -83,12 +76,9 @@ from spherical_models.evaluation import (
 )
 from spherical_models.training import (
     Meters,
-    check_checkpoint,
     configure_optimizers,
     epoch_seed,
     make_scheduler,
-    read_torch_file,
-    save_checkpoint,
     seed_everything,
     write_config,
     write_log_csv,
@@ -96,8 +86,10 @@ from spherical_models.training import (
 from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import npix_of, nside_of
-from utils.io import atomic_path, read_list, write_text
+from utils.io import atomic_path, load_rgb, original_names, read_list, write_text
 from utils.metrics import spherical_psnr
+from utils.metrics_cli import add_sphere_points_argument
+from utils.rd import Row, mean_row, results_csv
 from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create
 
@@ -246,8 +238,8 @@ def model_channels(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def list_entries(list_file: str, folder: str, args: argparse.Namespace) -> list[Entry]:
-    """The entries of a list file, their original names (``misc.compute_spherical_psnr.
-    original_names``) and paths in ``folder``; :class:`OsloError` if an original is missing."""
+    """The entries of a list file, their original names (:func:`utils.io.original_names`) and
+    paths in ``folder``; :class:`OsloError` if an original is missing."""
     names = original_names(list_file, args.files_prefix, "")
     entries = [Entry(path.stem, name, Path(folder) / f"{name}.{args.original_ext}")
                for path, name in zip(read_list(list_file), names, strict=True)]
@@ -478,7 +470,7 @@ def evaluate(
     ``num_pixels`` = the HEALPix pixels at -r and ``psnr`` = its WS-PSNR on RGB.
 
     Returns:
-        One :class:`~misc.compute_spherical_psnr.Row` per image (named by the original), then
+        One :class:`~utils.rd.Row` per image (named by the original), then
         their mean.
     """
     log = get_logger()

@@ -52,13 +52,14 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from misc.compress_erp_baseline import CODECS, quality_label
-from misc.compute_bd_rate import bd_values, read_point
-from misc.plot_rd_curves import plot
+from utils.classic_codecs import CODECS, quality_label
 from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.errors import OsloError
+from utils.healpix import npix_of
 from utils.io import write_text
 from utils.metrics import METRIC_NAMES
+from utils.rd import bd_values, read_point
+from utils.rd_plot import plot
 
 REPO = Path(__file__).resolve().parent.parent
 BD_METRICS = ("s_psnr_y", "ws_psnr_y")
@@ -591,7 +592,7 @@ def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
         f"- Compute time of all steps (sum of steps.csv): {seconds / 60:.1f} min",
         f"- Images: {image_description(layout, inputs)}",
         f"- HEALPix resolution {preset.healpix_res} "
-        f"({12 * 4**preset.healpix_res} pixels), training / evaluation patches of resolution "
+        f"({npix_of(preset.healpix_res)} pixels), training / evaluation patches of resolution "
         f"{preset.patch_res} ({2**preset.patch_res} x {2**preset.patch_res}); ERP methods on "
         f"{erp_width(preset)} x {erp_width(preset) // 2} images, crops of "
         f"{2**preset.patch_res} x {2**preset.patch_res}",

@@ -31,82 +31,23 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, features
+from PIL import features
 
-from misc.compute_spherical_psnr import (
-    Row,
-    add_sphere_points_argument,
-    load_rgb,
-    mean_row,
-    original_names,
-    results_csv,
-    results_table,
-)
+from utils.classic_codecs import CODECS, Codec, compress, quality_label, summary_csv
 from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.errors import OsloError
-from utils.io import atomic_path, write_text
-from utils.metrics import METRIC_NAMES, spherical_psnr
+from utils.healpix import npix_of
+from utils.io import atomic_path, load_rgb, original_names, write_text
+from utils.metrics import spherical_psnr
+from utils.metrics_cli import add_sphere_points_argument
+from utils.rd import Row, mean_row, results_csv, results_table
 from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A Pillow codec: its name, Pillow format and feature, file extension and quality knob."""
-
-    name: str
-    pil_format: str
-    feature: str
-    extension: str
-    default_qualities: str
-    quality_help: str
-
-    def save_options(self, quality: float) -> dict:
-        """Pillow ``save`` options for one quality (JPEG 2000: a compression ratio)."""
-        if self.name == "jpeg2000":
-            return {"quality_mode": "rates", "quality_layers": [quality]}
-        return {"quality": int(quality)}
-
-    def parse_qualities(self, text: str) -> list[float]:
-        """Comma-separated qualities: integers in [0, 100] (JPEG, WebP) or ratios > 1
-        (JPEG 2000); sorted and without duplicates; :class:`OsloError` otherwise."""
-        try:
-            values = [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if self.name == "jpeg2000":
-            valid = all(math.isfinite(v) and v > 1 for v in values)
-        else:
-            valid = all(v.is_integer() and 0 <= v <= 100 for v in values)
-        if not values or not valid:
-            raise OsloError(f"--{self.name}-qualities '{text}' is not a comma-separated list of "
-                            f"{self.quality_help}")
-        return sorted(set(values))
-
-
-CODECS = {
-    "jpeg": Codec("jpeg", "JPEG", "jpg", "jpg", "5,10,20,40,60,80,95",
-                  "integer qualities in [0, 100]"),
-    "webp": Codec("webp", "WEBP", "webp", "webp", "5,10,20,40,60,80,95",
-                  "integer qualities in [0, 100]"),
-    "jpeg2000": Codec("jpeg2000", "JPEG2000", "jpg_2000", "jp2", "200,100,50,25,12",
-                      "compression ratios > 1 (quality_mode='rates')"),
-}
-SUMMARY_COLUMNS = ("codec", "quality", "bpp", *METRIC_NAMES)
-
-
-def quality_label(quality: float) -> str:
-    """``q<quality>`` without a trailing ``.0`` (``q95``, ``q12.5``)."""
-    return f"q{quality:g}"
 
 
 def available_codecs(names: Sequence[str]) -> list[Codec]:
@@ -120,27 +61,6 @@ def available_codecs(names: Sequence[str]) -> list[Codec]:
             get_logger().warning("Pillow lacks %s (feature '%s'): %s skipped", codec.pil_format,
                                  codec.feature, name)
     return codecs
-
-
-def compress(image: np.ndarray, codec: Codec, quality: float) -> tuple[bytes, np.ndarray]:
-    """The compressed file (bytes) of an RGB ``uint8`` image ``[H, W, 3]`` and its decoded
-    RGB ``uint8`` image, both in memory."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, codec.pil_format, **codec.save_options(quality))
-    data = buffer.getvalue()
-    with Image.open(io.BytesIO(data)) as decoded:
-        return data, np.asarray(decoded.convert("RGB"))
-
-
-def summary_csv(codec: str, points: Sequence[tuple[float, Row]]) -> str:
-    """CSV with :data:`SUMMARY_COLUMNS`: one row per quality, its mean row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for quality, row in points:
-        writer.writerow([codec, f"{quality:g}", f"{row.bpp:.6f}",
-                         *(f"{v:.4f}" if math.isfinite(v) else "inf" for v in row.values()[1:])])
-    return buffer.getvalue()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[tuple[float, Row]]
     if not codecs:
         raise OsloError(f"Pillow supports none of the codecs {', '.join(args.codecs)}")
     lat, lon = load_or_create(args.sphere_points)
-    npix = 12 * 4**args.healpix_res
+    npix = npix_of(args.healpix_res)
     log = get_logger()
     rows: dict[tuple[str, float], list[Row]] = {
         (codec.name, q): [] for codec in codecs for q in qualities[codec.name]}

@@ -14,68 +14,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import math
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
-
-import bjontegaard
-import numpy as np
 
 from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import write_text
 from utils.metrics import METRIC_NAMES
+from utils.rd import bd_values, read_curve
 
 METHODS = ("cubic", "pchip")
 RESULT_COLUMNS = ("curve", "anchor", "method", "metric", "bd_rate_percent", "bd_psnr_db")
-
-
-def read_point(path: str | Path) -> dict[str, float]:
-    """The ``mean`` row of a compute_spherical_psnr.py CSV: ``bpp`` and the PSNRs."""
-    try:
-        with open(path, newline="") as handle:
-            rows = {row["name"]: row for row in csv.DictReader(handle)}
-        point = {key: float(rows["mean"][key]) for key in ("bpp", *METRIC_NAMES)}
-    except (OSError, UnicodeDecodeError) as error:
-        raise OsloError(f"cannot read RD file '{path}': {error}") from None
-    except (KeyError, ValueError, TypeError):
-        raise OsloError(f"RD file '{path}' is not a compute_spherical_psnr.py CSV with a 'mean' "
-                        f"row and the columns bpp,{','.join(METRIC_NAMES)}") from None
-    if not all(math.isfinite(v) for v in point.values()) or point["bpp"] <= 0:
-        raise OsloError(f"RD file '{path}': the mean row needs a positive bpp and finite PSNRs")
-    return point
-
-
-def read_curve(label: str, paths: Sequence[str], monotonic: bool = True) -> dict[str, np.ndarray]:
-    """Points of a curve sorted by bpp: ``{"bpp": [n], metric: [n], ...}``; with ``monotonic``,
-    :class:`OsloError` unless bpp and every PSNR strictly increase together."""
-    if len(paths) < 2:
-        raise OsloError(f"curve '{label}' has {len(paths)} RD file(s), at least 2 are needed")
-    points = [read_point(p) for p in paths]
-    curve = {key: np.array([p[key] for p in points]) for key in ("bpp", *METRIC_NAMES)}
-    order = np.argsort(curve["bpp"])
-    curve = {key: values[order] for key, values in curve.items()}
-    for metric in METRIC_NAMES if monotonic else ():
-        if np.any(np.diff(curve["bpp"]) <= 0) or np.any(np.diff(curve[metric]) <= 0):
-            raise OsloError(f"curve '{label}' is not strictly increasing in bpp and {metric} "
-                            "(Bjontegaard interpolation needs monotonic curves)")
-    return curve
-
-
-def bd_values(anchor: dict[str, np.ndarray], curve: dict[str, np.ndarray], metric: str,
-              method: str) -> tuple[float, float]:
-    """``(BD-rate in %, BD-PSNR in dB)`` of ``curve`` against ``anchor`` on ``metric``;
-    the package's warnings (too little overlap) are logged."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rate = bjontegaard.bd_rate(anchor["bpp"], anchor[metric], curve["bpp"], curve[metric],
-                                   method=method, require_matching_points=False)
-        quality = bjontegaard.bd_psnr(anchor["bpp"], anchor[metric], curve["bpp"], curve[metric],
-                                      method=method, require_matching_points=False)
-    for warning in caught:
-        get_logger().warning("%s, %s: %s", metric, method, warning.message)
-    return float(rate), float(quality)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 import misc.compress_erp_baseline as baseline
-from misc.compute_bd_rate import read_curve, read_point
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
+from utils.rd import read_curve, read_point
 
 RES = 4
 NPIX = 12 * 4**RES

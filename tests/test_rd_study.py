@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from experiments import rd_study
-from misc.compute_bd_rate import bd_values, read_point
 from utils.metrics import METRIC_NAMES
+from utils.rd import bd_values, read_point
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 
 from utils.errors import OsloError
 from utils.healpix import npix_of, num_patches
-from utils.io import load_map, read_list
+from utils.io import check_map, load_map, read_list
 
 REGIONS = ("north cap", "equatorial belt", "south cap")
 """The three regions of 4 base faces each, in face order."""
@@ -45,24 +45,11 @@ def read_map_list(list_file: str | os.PathLike, healpix_res: int) -> list[Path]:
     for path in files:
         if not path.is_file():
             raise OsloError(f"list file '{list_file}' names a missing map '{path}'")
-        check_map(load_map(path, mmap=True), path, healpix_res)
+        res = check_map(load_map(path, mmap=True), path)
+        if res != healpix_res:
+            raise OsloError(f"map '{path}' has HEALPix resolution {res}, not the "
+                            f"-hr/--healpix-res {healpix_res}")
     return files
-
-
-def check_map(hp_map: np.ndarray, path: str | os.PathLike, healpix_res: int) -> None:
-    """Raise :class:`OsloError` unless ``hp_map`` is ``uint8`` ``[12 * 4**healpix_res, 3]``."""
-    if hp_map.ndim != 2 or hp_map.shape[1] != 3:
-        raise OsloError(f"map '{path}' has shape {list(hp_map.shape)}, expected [npix, 3] (RGB)")
-    npix = hp_map.shape[0]
-    res = round(math.log(max(npix, 1) / 12, 4)) if npix >= 12 else -1
-    if res < 0 or npix_of(res) != npix:
-        raise OsloError(f"map '{path}' has {npix} pixels: not a HEALPix map (12 * 4**r)")
-    if res != healpix_res:
-        raise OsloError(
-            f"map '{path}' has HEALPix resolution {res}, not the -hr/--healpix-res {healpix_res}"
-        )
-    if hp_map.dtype != np.uint8:
-        raise OsloError(f"map '{path}' is {hp_map.dtype}, expected uint8")
 
 
 def patch_regions(healpix_res: int, patch_res: int) -> np.ndarray:

@@ -1,5 +1,8 @@
 """File input and output: atomic writes, images, ``.npy`` maps and list files.
 
+Readers raise :class:`OsloError` naming the file when it is missing, unreadable or not what is
+expected (:func:`check_map` for HEALPix maps).
+
 Every writer goes through :func:`atomic_path`: the data is written to a temporary name in the
 destination folder and renamed into place only once complete, so an interrupted or failed run
 never leaves a half-written file under the final name.
@@ -17,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from utils.errors import OsloError
+from utils.healpix import res_of_npix
 
 Image.MAX_IMAGE_PIXELS = None  # 360-degree images are legitimately huge (SUN360: 9104x4552)
 
@@ -89,6 +93,45 @@ def load_map(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
         raise OsloError(f"cannot read map '{path}': {error}") from None
 
 
+def check_map(hp_map: np.ndarray, path: str | os.PathLike | None = None, what: str = "map",
+              uint8: bool = True) -> int:
+    """Resolution ``r`` of an RGB HEALPix map ``[12 * 4**r, 3]``, ``uint8`` (any integer or
+    floating dtype with ``uint8=False``); :class:`OsloError` naming it otherwise: as
+    ``<what> '<path>'``, or ``the <what>`` for a map without a file."""
+    name = f"the {what}" if path is None else f"{what} '{path}'"
+    if hp_map.ndim != 2 or hp_map.shape[1] != 3:
+        raise OsloError(f"{name} has shape {list(hp_map.shape)}, expected [npix, 3] "
+                        "(an RGB HEALPix map, npix = 12 * 4**r)")
+    try:
+        res = res_of_npix(len(hp_map))
+    except ValueError:
+        raise OsloError(f"{name} has {len(hp_map)} pixels: not a HEALPix map "
+                        "(12 * 4**r)") from None
+    if uint8 and hp_map.dtype != np.uint8:
+        raise OsloError(f"{name} is {hp_map.dtype}, expected uint8")
+    return res
+
+
+def load_rgb(path: str | os.PathLike, projection: str, what: str) -> np.ndarray:
+    """An RGB image ``[H, W, 3]`` (``projection`` ``erp``) or HEALPix map ``[npix, 3]``
+    (``healpix``) of numbers in [0, 255] from ``path`` (an image, or a ``.npy``);
+    :class:`OsloError` naming it (as ``<what> '<path>'``) otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise OsloError(f"{what} '{path}' does not exist")
+    if path.suffix.lower() == ".npy":
+        data = load_map(path)
+    else:
+        data = load_image(path)
+    if projection == "healpix":
+        check_map(data, path, what, uint8=False)
+    elif data.ndim != 3 or data.shape[2] != 3:
+        raise OsloError(f"{what} '{path}' has shape {data.shape}, expected an ERP image [H, W, 3]")
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise OsloError(f"{what} '{path}' has dtype {data.dtype}, expected numbers in [0, 255]")
+    return data
+
+
 def write_list(path: str | os.PathLike, files: Sequence[str | os.PathLike]) -> None:
     """Atomically write a list file: one path per line, relative to the list's own folder."""
     folder = Path(path).resolve().parent
@@ -108,3 +151,21 @@ def read_list(path: str | os.PathLike) -> list[Path]:
         raise OsloError(f"cannot read list file '{path}': {error}") from None
     entries = [line.strip() for line in lines]
     return [path.parent / e for e in entries if e and not e.startswith("#")]
+
+
+def original_names(list_file: str | os.PathLike, prefix: str, suffix: str) -> list[str]:
+    """Names of the originals from a list file (step 1's ``test.txt``): the stems of its
+    entries without ``prefix`` and ``suffix``; :class:`OsloError` for an empty list or an entry
+    without them."""
+    entries = read_list(list_file)
+    if not entries:
+        raise OsloError(f"test list '{list_file}' names no file")
+    names = []
+    for entry in entries:
+        stem = entry.stem
+        if not (stem.startswith(prefix) and stem.endswith(suffix)
+                and len(stem) > len(prefix) + len(suffix)):
+            raise OsloError(f"test file '{entry}' does not have the prefix '{prefix}' and the "
+                            f"suffix '{suffix}' (--test-files-prefix/--test-files-suffix)")
+        names.append(stem[len(prefix) : len(stem) - len(suffix)])
+    return names

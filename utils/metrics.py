@@ -58,8 +58,16 @@ _CHUNK = 1 << 17
 
 
 def psnr(mse: float, peak: float = PEAK) -> float:
-    """``10 log10(peak^2 / mse)``; ``math.inf`` for ``mse == 0``."""
+    """``10 log10(peak^2 / mse)``; ``math.inf`` for ``mse == 0`` (``peak=1.0`` for values in
+    [0, 1])."""
     return math.inf if mse <= 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def pixel_psnr(original: np.ndarray, reconstruction: np.ndarray, peak: float = PEAK) -> float:
+    """:func:`psnr` of the plain MSE over all pixels and channels of two arrays of one shape
+    (e.g. ``uint8`` HEALPix maps ``[npix, 3]``, whose pixels have equal areas), in ``float64``."""
+    diff = original.astype(np.float64) - reconstruction.astype(np.float64)
+    return psnr(float(np.mean(diff * diff)), peak)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
