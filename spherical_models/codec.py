@@ -64,8 +64,8 @@ from spherical_models.map_coding import CodedMap, compress_map, decompress_map, 
 from spherical_models.models import SphereCompressionModel, model_from_config
 from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
 from utils.errors import OsloError
-from utils.healpix import MAX_RESOLUTION, npix_of, nside_of, res_of_npix
-from utils.io import IMAGE_EXTENSIONS, atomic_path, load_image, load_map, save_npy
+from utils.healpix import MAX_RESOLUTION, npix_of, nside_of
+from utils.io import IMAGE_EXTENSIONS, atomic_path, check_map, load_image, load_map, save_npy
 from utils.sampling import erp_to_healpix, healpix_to_erp
 
 MAGIC = b"OSLO"
@@ -494,17 +494,6 @@ def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
 # Files
 
 
-def check_map(hp_map: np.ndarray, what: str = "the map") -> int:
-    """Resolution of a ``uint8`` ``[12 * 4**r, 3]`` map; :class:`OsloError` otherwise."""
-    if hp_map.dtype != np.uint8 or hp_map.ndim != 2 or hp_map.shape[1] != 3:
-        raise OsloError(f"{what} must be uint8 [12 * 4**r, 3], got {hp_map.dtype} "
-                        f"{list(hp_map.shape)}")
-    try:
-        return res_of_npix(len(hp_map))
-    except ValueError as error:
-        raise OsloError(f"{what}: {error}") from None
-
-
 def read_input(
     path: str | Path, healpix_res: int | None
 ) -> tuple[np.ndarray, tuple[int, int]]:
@@ -514,7 +503,7 @@ def read_input(
     suffix = path.suffix.lower().lstrip(".")
     if suffix in MAP_EXTENSIONS:
         hp_map = load_map(path)
-        res = check_map(hp_map, f"map '{path}'")
+        res = check_map(hp_map, path)
         if healpix_res is not None and res != healpix_res:
             raise OsloError(f"map '{path}' has resolution {res}, not -r {healpix_res}")
         return hp_map, (0, 0)

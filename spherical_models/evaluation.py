@@ -36,8 +36,11 @@ from spherical_models.distributed import Distributed, gather_objects, synchroniz
 from spherical_models.map_coding import compress_map, decompress_map, map_batches, to_input
 from utils.cli import get_logger
 from utils.datasets import shard
+from utils.errors import OsloError
 from utils.healpix import npix_of, nside_of, res_of_npix
 from utils.io import load_map, save_npy, write_text
+from utils.metrics import pixel_psnr
+from utils.rd import read_rates
 from utils.visualization import save_mollweide
 
 RECONSTRUCTION_SUFFIX = "_reconstructed"
@@ -86,13 +89,6 @@ def string_bytes(strings: object) -> int:
     if isinstance(strings, bytes | bytearray):
         return len(strings)
     return sum(string_bytes(s) for s in strings)
-
-
-def psnr_uint8(original: np.ndarray, reconstruction: np.ndarray) -> float:
-    """``10 log10(255^2 / MSE)`` over all pixels and channels (equal-area pixels)."""
-    diff = original.astype(np.float64) - reconstruction.astype(np.float64)
-    mse = float(np.mean(diff * diff))
-    return 10 * math.log10(255**2 / mse) if mse > 0 else math.inf
 
 
 def tensor_bits(likelihoods: Tensor) -> float:
@@ -192,14 +188,10 @@ def read_previous_results(folder: Path) -> dict[str, dict]:
     if not rates_path.is_file() or not csv_path.is_file():
         return {}
     try:
-        rates = {}
-        for line in rates_path.read_text().splitlines():
-            if line and not line.startswith("#"):
-                name, theoretical, actual = line.split("\t")
-                rates[name] = (int(theoretical), int(actual))
+        rates = read_rates(rates_path)
         with csv_path.open(newline="") as handle:
             rows = {row["name"]: row for row in csv.DictReader(handle)}
-    except (OSError, ValueError, KeyError):
+    except (OsloError, OSError, ValueError, KeyError):
         return {}
     return {
         name: {
@@ -258,7 +250,7 @@ def evaluate_maps(
             save_mollweide(reconstruction, recon_path.with_suffix(".png"),
                            mollweide_width(res_of_npix(len(hp_map))), gray=True)
         result = ImageResult(name=name, num_pixels=len(hp_map),
-                             psnr=psnr_uint8(hp_map, reconstruction), **stats)
+                             psnr=pixel_psnr(hp_map, reconstruction), **stats)
         log.info(
             "%s: %.4f bpp (theoretical %.4f), PSNR %.2f dB, encode %.2f s, decode %.2f s",
             name, result.bpp_actual, result.bpp_theoretical, result.psnr,

@@ -38,6 +38,7 @@ from spherical_models.distributed import (
 )
 from utils.cli import get_logger
 from utils.io import write_text
+from utils.metrics import psnr
 
 SCHEDULER_FACTOR = math.sqrt(0.1)
 """Learning-rate factor of ``ReduceLROnPlateau``."""
@@ -68,11 +69,6 @@ class RateDistortionLoss(nn.Module):
         bpp = bits / num_pixels
         mse = torch.mean((output["x_hat"] - target) ** 2)
         return {"loss": bpp + self.lmbda * 255**2 * mse, "bpp_loss": bpp, "mse_loss": mse}
-
-
-def psnr_of_mse(mse: float, peak: float = 1.0) -> float:
-    """``10 log10(peak**2 / mse)`` (infinite for ``mse = 0``)."""
-    return 10 * math.log10(peak**2 / mse) if mse > 0 else math.inf
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -146,7 +142,7 @@ class Meters:
             "loss": self.loss / count,
             "bpp": self.bpp / count,
             "mse": mse,
-            "psnr": psnr_of_mse(mse),
+            "psnr": psnr(mse, peak=1.0),
             "aux_loss": self.aux_loss / max(self.batches, 1),
         }
 

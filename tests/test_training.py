@@ -19,7 +19,6 @@ from spherical_models.checkpoint import (
 from spherical_models.evaluation import (
     ImageResult,
     code_map,
-    psnr_uint8,
     rates_text,
     read_previous_results,
     results_csv,
@@ -39,6 +38,7 @@ from spherical_models.training import (
     write_logs,
 )
 from utils.errors import OsloError
+from utils.metrics import pixel_psnr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -211,4 +211,4 @@ def test_rates_and_results_files_round_trip(tmp_path):
     assert lines[1] == "healpix_sampling_res_7_a\t1000\t1048"
     previous = read_previous_results(tmp_path)
     assert previous["healpix_sampling_res_7_a"]["actual_bits"] == 1048
-    assert psnr_uint8(np.zeros((4, 3), np.uint8), np.full((4, 3), 255, np.uint8)) == 0.0
+    assert pixel_psnr(np.zeros((4, 3), np.uint8), np.full((4, 3), 255, np.uint8)) == 0.0
