@@ -11,8 +11,8 @@ import argparse
 import time
 from collections.abc import Sequence
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
-from utils.struct_cli import add_structure_arguments, prepare_out_dir
+from spherical_models.cli import HelpFormatter, add_structure_arguments, structure_out_dir
+from utils.cli import get_logger, run_main, setup_logging
 from utils.structures import WEIGHT_TYPES, build_deepsphere_graph, save_deepsphere_graph
 
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    out_dir = prepare_out_dir(args)
+    out_dir = structure_out_dir(args)
     start = time.perf_counter()
     graph = build_deepsphere_graph(
         args.healpix_res, args.patch_res, args.num_hops, args.weight_type, args.use_euclidean

@@ -12,7 +12,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.dataset_split import (
     check_ratios,
     find_images,

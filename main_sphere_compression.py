@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from spherical_models.cli import HelpFormatter, run
 from spherical_models.layers.blocks import (
     CONV_TYPES,
     NONLINEARITIES,
@@ -29,8 +30,7 @@ from spherical_models.layers.blocks import (
 )
 from spherical_models.layers.pooling import POOL_MODES
 from spherical_models.models import CONTEXT_MODELS, QUALITY_CHANNELS, model_name
-from spherical_models.pipeline import run
-from utils.cli import HelpFormatter, run_main, setup_logging
+from utils.cli import run_main, setup_logging
 from utils.structures import WEIGHT_TYPES
 
 CONTEXT_CHOICES = ("none", *(name for name in CONTEXT_MODELS if name))

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from spherical_models import codec
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import IMAGE_EXTENSIONS
 

@@ -66,6 +66,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from spherical_models.checkpoint import check_checkpoint, read_torch_file, save_checkpoint
+from spherical_models.cli import HelpFormatter, add_sphere_points_argument
 from spherical_models.distributed import synchronize
 from spherical_models.evaluation import (
     RECONSTRUCTION_SUFFIX,
@@ -83,12 +84,11 @@ from spherical_models.training import (
     write_config,
     write_log_csv,
 )
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import npix_of, nside_of
 from utils.io import atomic_path, load_rgb, original_names, read_list, write_text
 from utils.metrics import spherical_psnr
-from utils.metrics_cli import add_sphere_points_argument
 from utils.rd import Row, mean_row, results_csv
 from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create

@@ -84,7 +84,7 @@ def data_wait(maps: list[Path], res: int, patch_res: int, channels: tuple[int, i
     epoch waiting for data, epoch seconds)."""
     from spherical_models.geometry import SphereGeometry
     from spherical_models.models import SphereScaleHyperprior
-    from spherical_models.pipeline import make_loader
+    from spherical_models.trainer import make_loader
     from spherical_models.training import (
         EpochContext,
         RateDistortionLoss,

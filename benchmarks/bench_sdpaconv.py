@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from spherical_models.cli import HelpFormatter
 from spherical_models.graph import OsloGraph
 from spherical_models.layers import SDPAConv
-from utils.cli import HelpFormatter
 from utils.structures import build_oslo_structure
 
 FULL = dict(batch=8, channels=128, patch_res=8)

@@ -52,8 +52,9 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from spherical_models.cli import HelpFormatter
 from utils.classic_codecs import CODECS, quality_label
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import npix_of
 from utils.io import write_text

@@ -38,13 +38,13 @@ from pathlib import Path
 import numpy as np
 from PIL import features
 
+from spherical_models.cli import HelpFormatter, add_sphere_points_argument
 from utils.classic_codecs import CODECS, Codec, compress, quality_label, summary_csv
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import npix_of
 from utils.io import atomic_path, load_rgb, original_names, write_text
 from utils.metrics import spherical_psnr
-from utils.metrics_cli import add_sphere_points_argument
 from utils.rd import Row, mean_row, results_csv, results_table
 from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create

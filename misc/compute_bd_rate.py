@@ -16,7 +16,8 @@ import csv
 import io
 from collections.abc import Sequence
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import write_text
 from utils.metrics import METRIC_NAMES

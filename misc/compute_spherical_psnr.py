@@ -27,11 +27,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter, add_sphere_points_argument
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import load_rgb, original_names, write_text
 from utils.metrics import EXTRA_METRICS, PROJECTIONS, extra_metrics, spherical_psnr
-from utils.metrics_cli import add_sphere_points_argument
 from utils.rd import Row, mean_row, read_rates, results_csv, results_table
 from utils.sphere_points import load_or_create
 

@@ -20,7 +20,8 @@ matplotlib.use("Agg")  # healpy may import pyplot; never ask for a display
 import numpy as np
 from PIL import Image, ImageDraw
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import atomic_path, load_map
 from utils.visualization import mollweide_image

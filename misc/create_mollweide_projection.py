@@ -16,7 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # healpy may import pyplot; never ask for a display
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import res_of_npix
 from utils.io import load_map

@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.sphere_points import DEFAULT_LEVEL, MAX_LEVEL, point_count, write_sphere_points
 

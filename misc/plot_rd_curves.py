@@ -14,7 +14,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import HelpFormatter, get_logger, run_main, setup_logging
+from spherical_models.cli import HelpFormatter
+from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
 from utils.rd import read_curve

@@ -372,7 +372,7 @@ import os, sys
 import torch
 sys.path.insert(0, {repo!r})
 import main_sphere_compression as script
-from spherical_models.pipeline import run
+from spherical_models.cli import run
 args = script.build_parser().parse_args(sys.argv[1:])
 model = run(args)
 torch.save(model.state_dict(), os.path.join(args.out_dir, f"rank{{os.environ['RANK']}}.pt"))

@@ -1,4 +1,5 @@
-"""What every command-line script shares: the help format, logging, the entry-point wrapper.
+"""What every command-line script shares at run time: logging and the entry-point wrapper
+(the parser helpers are in :mod:`spherical_models.cli`, the command line's one boundary).
 
 Scripts are ``build_parser()`` + ``main(argv=None)``; expected failures raise :class:`OsloError`,
 which :func:`run_main` prints as one line ``error: ...`` and turns into exit code 2. Anything
@@ -7,7 +8,6 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -15,15 +15,6 @@ from collections.abc import Callable, Sequence
 from utils.errors import OsloError
 
 LOGGER_NAME = "oslo"
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows each option's default, except for required options and switches."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default is None or action.nargs == 0:
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def get_logger() -> logging.Logger:

@@ -1,0 +1,215 @@
+"""The command line's one boundary: the parser helpers every script shares, and the typed run
+configuration that the flags of ``main_sphere_compression.py`` become.
+
+Scripts parse their flags and hand the :class:`argparse.Namespace` here; nothing past this
+module reads it. :func:`run` checks the flag combinations, turns them into a frozen
+:class:`RunConfig` and runs :func:`spherical_models.pipeline.run` on it, which builds the model
+(:mod:`spherical_models.models.registry`), the geometries and the loaders from the typed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from utils.errors import OsloError
+from utils.healpix import MAX_RESOLUTION
+from utils.structures import check_resolutions
+
+DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent.parent / "misc" / "sphere_655362.txt"
+"""360Lib's 655,362 points, generated on first use (:func:`utils.sphere_points.load_or_create`)."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except for required options and switches."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.nargs == 0:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+# ---------------------------------------------------------------------------------------------
+# Arguments shared by several scripts
+
+
+def add_structure_arguments(parser: argparse.ArgumentParser, default_hops: int) -> None:
+    """Add ``-o -hr -pr -nh`` (the two step-2 scripts) to ``parser``."""
+    parser.add_argument("-o", "--out-dir", required=True, help="folder of the structure files")
+    parser.add_argument("-hr", "--healpix-res", type=int, required=True,
+                        help=f"HEALPix resolution of the maps, 0..{MAX_RESOLUTION}")
+    parser.add_argument("-pr", "--patch-res", type=int, required=True,
+                        help="resolution of the patches (a 2**pr x 2**pr square of 4**pr "
+                        "pixels); negative for the whole sphere")
+    parser.add_argument("-nh", "--num-hops", type=int, choices=(1, 2), default=default_hops,
+                        help="neighbourhood: 1 hop (8 neighbours, like 3x3) or 2 hops "
+                        "(24, like 5x5; also serves 1-hop layers)")
+
+
+def structure_out_dir(args: argparse.Namespace) -> Path:
+    """Check the resolutions and the output folder of a step-2 script (created if missing)."""
+    check_resolutions(args.healpix_res, args.patch_res)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OsloError(f"output path '{out_dir}' exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
+    """``-s/--sphere-points``, the S-PSNR points file of every script that measures S-PSNR."""
+    parser.add_argument(
+        "-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
+        help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
+             "sphere_<10*4**k+2>.txt is generated")
+
+
+# ---------------------------------------------------------------------------------------------
+# main_sphere_compression.py
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run of ``main_sphere_compression.py`` does, as typed values (the flags, with
+    their defaults resolved).
+
+    Attributes are the flags' destinations; besides them: ``patch_res_valtest`` is ``-prvt``
+    or ``-prt`` (-1: whole sphere), ``weight_type`` ``-w`` or the convolution's default,
+    ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``),
+    ``context_model`` :obj:`None` for ``none``, and ``arguments`` every flag as given (for
+    ``config.txt`` and checkpoints).
+    """
+
+    # data and structures
+    train_data: str | None
+    validation_data: str | None
+    test_data: str | None
+    neighbor_struct_dir: str
+    out_dir: Path
+    healpix_res: int
+    patch_res_train: int
+    patch_res_valtest: int
+    n_patch_per_sample: int
+    dataloader_num_workers: int
+    # model
+    model: str
+    quality: int
+    channels: tuple[int, int] | None
+    lmbda: float
+    conv_name: str
+    weight_type: str
+    use_euclidean: bool
+    skip_conn_aggr: str
+    single_conv: bool
+    pool_func: str
+    unpool_func: str
+    non_linearity: str
+    attention: bool
+    context_model: str | None
+    ar_hops: int
+    # training
+    max_epochs: int
+    learning_rate: float
+    aux_learning_rate: float
+    clip_max_norm: float
+    batch_size_train: int
+    batch_size_valtest: int
+    checkpoint_interval: int
+    no_scheduler: bool
+    scheduler_patience: int
+    validation_start: int
+    checkpoint_file: str | None
+    weight_transfer: str | None
+    seed: int | None
+    print_freq: int
+    no_progress: bool
+    # evaluation
+    foldername_valtest: str
+    only_npy_valtest: bool
+    skip_tested: bool
+    deterministic: bool | None
+    scale_table_levels: int | None
+    # device
+    gpu: bool
+    gpu_id: int
+    arguments: dict[str, Any]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunConfig:
+        """The configuration of parsed flags (checked by :func:`check_arguments`)."""
+        resolved = {
+            "out_dir": Path(args.out_dir),
+            "patch_res_valtest": _valtest_patch_res(args),
+            "weight_type": args.weight_type or ("gaussian" if args.conv_name == "ChebConv"
+                                                else "identity"),
+            "channels": tuple(args.channels) if args.channels else None,
+            "context_model": None if args.context_model == "none" else args.context_model,
+            "arguments": {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in vars(args).items()},
+        }
+        return cls(**{
+            f.name: resolved[f.name] if f.name in resolved else getattr(args, f.name)
+            for f in fields(cls)
+        })
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, with one clear line, flag combinations that cannot run."""
+    if not args.train_data and not args.test_data:
+        raise OsloError("nothing to do: give -i/--train-data to train and/or -t/--test-data to "
+                        "evaluate")
+    if args.test_data and not args.train_data and not (args.checkpoint_file
+                                                       or args.weight_transfer):
+        raise OsloError("evaluation (-t) without training needs --checkpoint-file (or "
+                        "--weight-transfer)")
+    if args.checkpoint_file and args.weight_transfer:
+        raise OsloError("--checkpoint-file and --weight-transfer exclude each other")
+    if args.validation_data and not args.train_data:
+        raise OsloError("-v/--validation-data needs -i/--train-data")
+    if args.context_model != "none" and args.model != "SphereMeanScaleHyperprior":
+        raise OsloError(f"-cm/--context-model needs -m SphereMeanScaleHyperprior, not "
+                        f"{args.model}")
+    positive = {
+        "-bst/--batch-size-train": args.batch_size_train,
+        "-bsvt/--batch-size-valtest": args.batch_size_valtest,
+        "--checkpoint-interval": args.checkpoint_interval,
+        "-np/--n-patch-per-sample": args.n_patch_per_sample,
+    }
+    for flag, value in positive.items():
+        if value < 1:
+            raise OsloError(f"{flag} must be at least 1, got {value}")
+    if args.max_epochs < 0 or args.dataloader_num_workers < 0 or args.scheduler_patience < 0:
+        raise OsloError("-e/--max-epochs, --dataloader-num-workers and --scheduler-patience "
+                        "must not be negative")
+    if args.scale_table_levels is not None and not 2 <= args.scale_table_levels <= 65536:
+        raise OsloError(f"--scale-table-levels must be in 2..65536, got "
+                        f"{args.scale_table_levels}")
+    if args.channels is not None and min(args.channels) < 1:
+        raise OsloError(f"--channels must be positive, got {args.channels}")
+    if args.patch_res_train > args.healpix_res:
+        raise OsloError(f"-prt/--patch-res-train {args.patch_res_train} is above "
+                        f"-hr/--healpix-res {args.healpix_res}")
+    if _valtest_patch_res(args) > args.healpix_res:
+        raise OsloError(f"-prvt/--patch-res-valtest {args.patch_res_valtest} is above "
+                        f"-hr/--healpix-res {args.healpix_res}")
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OsloError(f"output path '{out_dir}' exists and is not a folder")
+
+
+def _valtest_patch_res(args: argparse.Namespace) -> int:
+    """``-prvt``, defaulting to ``-prt``; -1 for the whole sphere."""
+    value = args.patch_res_train if args.patch_res_valtest is None else args.patch_res_valtest
+    return max(value, -1)
+
+
+def run(args: argparse.Namespace):
+    """Train (``-i``) and/or evaluate (``-t``) as the flags of ``main_sphere_compression.py``
+    say: :func:`check_arguments`, then :func:`spherical_models.pipeline.run` on the
+    :class:`RunConfig`. Returns the model."""
+    from spherical_models.pipeline import run as run_pipeline  # torch: not for step 1/2
+
+    check_arguments(args)
+    return run_pipeline(RunConfig.from_args(args))

@@ -1,0 +1,322 @@
+"""Step 3: the epochs of a training run (training, validation, scheduler, logs and
+checkpoints), its loaders, and its processes (:class:`Trainer`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from spherical_models.checkpoint import checkpoint_state, rng_state, save_checkpoint, set_rng_state
+from spherical_models.cli import RunConfig
+from spherical_models.distributed import (
+    Distributed,
+    any_process,
+    barrier,
+    broadcast_parameters,
+    gather_objects,
+)
+from spherical_models.geometry import SphereGeometry
+from spherical_models.models import SphereCompressionModel
+from spherical_models.training import (
+    EpochContext,
+    Meters,
+    RateDistortionLoss,
+    StopRequest,
+    TrainingInterrupted,
+    configure_optimizers,
+    epoch_seed,
+    ignore_interrupts,
+    make_scheduler,
+    split_parameters,
+    train_one_epoch,
+    validate,
+    write_config,
+    write_logs,
+)
+from utils.cli import get_logger
+from utils.datasets import AllPatchesSampler, BalancedPatchSampler, MapPatches
+from utils.errors import OsloError
+
+INTERRUPTED_CHECKPOINT = "interrupted.pth.tar"
+
+
+def make_loader(
+    dataset: Dataset, sampler: Sampler, batch_size: int, workers: int, device: torch.device
+) -> DataLoader:
+    """A loader of ``(x, patch_ids)`` batches in the sampler's order.
+
+    Its own random generator keeps the global torch state (the quantisation noise) untouched,
+    so that an epoch resumed in the middle draws the same noise. Workers ignore Ctrl-C.
+    """
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+        pin_memory=device.type == "cuda", generator=torch.Generator(),
+        worker_init_fn=ignore_interrupts if workers else None,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+    )
+
+
+def wrap_distributed(
+    model: SphereCompressionModel, info: Distributed, device: torch.device
+) -> nn.Module:
+    """``DistributedDataParallel`` around ``model`` (several processes), ``model`` otherwise.
+
+    DDP averages the gradients of the rate-distortion loss; the entropy bottlenecks'
+    ``quantiles`` only get gradients from the auxiliary loss, outside DDP's forward, so DDP
+    ignores them and :func:`spherical_models.training.train_step` averages theirs.
+    """
+    if not info.enabled:
+        return model
+    _, aux = split_parameters(model)
+    aux_ids = {id(p) for p in aux}
+    names = [n for n, p in model.named_parameters() if id(p) in aux_ids]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+    broadcast_parameters(aux, info)
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        forward_sync_buffers=False,
+    )
+
+
+@dataclass
+class TrainState:
+    """Where training stands: last completed epoch, per-epoch losses, best loss, and the
+    position inside an interrupted epoch."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_loss: float = math.inf
+    position: dict[str, Any] | None = None
+
+
+class Trainer:
+    """Step 3: the epochs of training, validation, scheduler, logs and checkpoints.
+
+    Args:
+        run: the run's configuration (:class:`~spherical_models.cli.RunConfig`).
+        model: the codec (on ``device``; loaded from the checkpoint if resuming).
+        checkpoint_config: what every checkpoint records and must match
+            (:func:`spherical_models.pipeline.run_config`).
+        train_files, val_files: the maps of ``-i`` and ``-v`` (may be empty).
+        geometry: the structures at ``(-hr, -prt)`` (on ``device``).
+        val_geometry: those at ``(-hr, -prvt)`` for the validation (may be ``geometry``).
+        seed: the run's seed.
+        info: the processes.
+        device: where the model runs.
+        out_dir: the output folder.
+        checkpoint: the checkpoint to resume from, if any.
+    """
+
+    def __init__(
+        self,
+        run: RunConfig,
+        model: SphereCompressionModel,
+        checkpoint_config: dict[str, Any],
+        train_files: list[Path],
+        val_files: list[Path],
+        geometry: SphereGeometry,
+        val_geometry: SphereGeometry,
+        seed: int,
+        info: Distributed,
+        device: torch.device,
+        out_dir: Path,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        self.run = run
+        self.module = model
+        self.checkpoint_config = checkpoint_config
+        self.seed = seed
+        self.info = info
+        self.device = device
+        self.out_dir = out_dir
+        hr, prt = run.healpix_res, max(run.patch_res_train, -1)
+        self.geometry = geometry
+        self.val_geometry = val_geometry
+        prvt = run.patch_res_valtest
+        self.optimizer, self.aux_optimizer = configure_optimizers(
+            model, run.learning_rate, run.aux_learning_rate
+        )
+        self.scheduler = (
+            None if run.no_scheduler else make_scheduler(self.optimizer, run.scheduler_patience)
+        )
+        self.state = TrainState()
+        self._rng: list = []
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.sampler = BalancedPatchSampler(
+            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
+        )
+        workers = run.dataloader_num_workers
+        self.loader = make_loader(MapPatches(train_files, hr, prt), self.sampler,
+                                  run.batch_size_train, workers, device)
+        self.val_loader = None
+        if val_files:
+            val_data = MapPatches(val_files, hr, prvt)
+            val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map,
+                                            info.rank, info.world_size)
+            self.val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest,
+                                          workers, device)
+        self.model = wrap_distributed(model, info, device)
+        progress = info.is_main and not run.no_progress
+        self.ctx = EpochContext(
+            RateDistortionLoss(run.lmbda), self.optimizer, self.aux_optimizer, self.geometry,
+            device, info, run.clip_max_norm, run.print_freq if info.is_main else 0, progress,
+        )
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.aux_optimizer is not None and checkpoint.get("aux_optimizer") is not None:
+            self.aux_optimizer.load_state_dict(checkpoint["aux_optimizer"])
+        if self.scheduler is not None and checkpoint.get("lr_scheduler") is not None:
+            self.scheduler.load_state_dict(checkpoint["lr_scheduler"])
+        position = checkpoint.get("position")
+        if position is not None and len(position["meters"]) != self.info.world_size:
+            raise OsloError(
+                f"checkpoint '{self.run.checkpoint_file}' was interrupted in the middle of an "
+                f"epoch with {len(position['meters'])} process(es): resume it with as many, "
+                f"not {self.info.world_size}"
+            )
+        self.state = TrainState(
+            checkpoint["epoch"], list(checkpoint["history"]), checkpoint["best_loss"], position
+        )
+        self._rng = checkpoint["rng"]
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _state(self, rng: list, position: dict | None = None) -> dict[str, Any]:
+        return checkpoint_state(
+            self.module, self.optimizer, self.aux_optimizer, self.scheduler,
+            epoch=self.state.epoch, history=self.state.history, best_loss=self.state.best_loss,
+            config=self.checkpoint_config, args=self.run.arguments, seed=self.seed, rng=rng,
+            position=position,
+        )
+
+    def _save(self, names: list[str], position: dict | None = None,
+              rng: list | None = None) -> list[Path]:
+        """Write the checkpoint under each of ``names`` in the output folder (rank 0)."""
+        rng = rng if rng is not None else gather_objects(rng_state(self.device), self.info)
+        paths = []
+        if self.info.is_main and names:
+            state = self._state(rng, position)
+            paths = [save_checkpoint(self.out_dir / name, state) for name in names]
+        barrier(self.info)
+        return paths
+
+    def _save_interrupted(self, epoch: int, meters: Meters | None) -> None:
+        rng = gather_objects(rng_state(self.device), self.info)
+        position = None
+        if meters is not None:
+            position = {
+                "epoch": epoch,
+                "batch": meters.batches,
+                "meters": gather_objects(meters.to_dict(), self.info),
+            }
+        paths = self._save([INTERRUPTED_CHECKPOINT], position, rng)
+        if paths:
+            where = f"epoch {epoch}, batch {meters.batches}" if meters else f"end of epoch {epoch}"
+            get_logger().warning(
+                "interrupted at %s: saved '%s'; resume with --checkpoint-file %s", where,
+                paths[0], paths[0],
+            )
+
+    # -- epochs ---------------------------------------------------------------------------
+
+    def _start_epoch(self, epoch: int) -> Meters | None:
+        """Seed (or restore the random state of an interrupted epoch) and position the
+        sampler; returns the sums of the batches already done."""
+        position = self.state.position
+        self.state.position = None
+        self.sampler.set_epoch(epoch)
+        if position is not None and position["epoch"] == epoch:
+            rank = self.info.rank
+            set_rng_state(self._rng[rank], self.device)
+            meters = Meters(**position["meters"][rank])
+            self.sampler.set_start(meters.batches * self.run.batch_size_train)
+            return meters
+        torch.manual_seed(epoch_seed(self.seed, epoch, self.info.rank))
+        self.sampler.set_start(0)
+        return None
+
+    def _epoch_row(self, epoch: int, meters: Meters, lr: float, start: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": epoch, **meters.reduced(self.info, self.device).summary()}
+        row.update(lr=lr, data_seconds=meters.data_seconds)
+        validated = self.val_loader is not None and epoch >= self.run.validation_start
+        if validated:
+            val = validate(self.module, self.val_loader, self.ctx.criterion, self.val_geometry,
+                           self.device, self.info, self.ctx.progress)
+            row.update({f"val_{k}": v for k, v in val.items() if k != "aux_loss"})
+        row["seconds"] = time.perf_counter() - start
+        return row
+
+    def _log_epoch(self, row: dict[str, Any]) -> None:
+        if not self.info.is_main:
+            return
+        text = (f"epoch {row['epoch']}/{self.run.max_epochs}: loss {row['loss']:.4f}, bpp "
+                f"{row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, aux {row['aux_loss']:.2f}")
+        if "val_loss" in row:
+            text += (f" | validation loss {row['val_loss']:.4f}, bpp {row['val_bpp']:.4f}, "
+                     f"PSNR {row['val_psnr']:.2f} dB")
+        text += f" | lr {row['lr']:.3g}, {row['seconds']:.1f} s"
+        get_logger().info(text)
+
+    def fit(self) -> None:
+        """Run the epochs ``last completed + 1 .. -e``, then write ``final.pth.tar``."""
+        run, info = self.run, self.info
+        if info.is_main:
+            write_config(self.out_dir, run.arguments, {
+                "seed": self.seed, "world_size": info.world_size, "device": str(self.device),
+                "torch": torch.__version__, "resumed_from": run.checkpoint_file,
+                "start_epoch": self.state.epoch + 1,
+            })
+        per_epoch = len(self.sampler.images) * self.sampler.patches_per_image
+        total_batches = math.ceil(per_epoch / run.batch_size_train)
+        with StopRequest() as stop:
+            for epoch in range(self.state.epoch + 1, run.max_epochs + 1):
+                start = time.perf_counter()
+                meters = self._start_epoch(epoch) or Meters()
+                try:
+                    meters = train_one_epoch(self.model, self.module, self.loader, self.ctx,
+                                             epoch, meters, stop, total_batches)
+                except TrainingInterrupted:
+                    self._save_interrupted(epoch, meters)
+                    raise KeyboardInterrupt from None
+                row = self._epoch_row(epoch, meters, self.optimizer.param_groups[0]["lr"], start)
+                self._end_epoch(epoch, row)
+                if any_process(stop.requested, info, self.device):
+                    self._save_interrupted(epoch, None)
+                    raise KeyboardInterrupt
+        self._save(["final.pth.tar"])
+        if info.is_main:
+            get_logger().info("training done: checkpoints and logs in '%s'", self.out_dir)
+
+    def _end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """Scheduler step, best loss, logs and checkpoints of a finished epoch."""
+        run = self.run
+        validated = "val_loss" in row
+        monitored = row["val_loss"] if validated else row["loss"]
+        can_be_best = validated or self.val_loader is None
+        if self.scheduler is not None and epoch >= run.validation_start:
+            self.scheduler.step(monitored)
+        is_best = can_be_best and monitored < self.state.best_loss
+        if is_best:
+            self.state.best_loss = monitored
+        self.state.epoch = epoch
+        self.state.history.append(row)
+        self._log_epoch(row)
+        if self.info.is_main:
+            write_logs(self.out_dir, self.state.history)
+        names = []
+        if epoch % run.checkpoint_interval == 0:
+            names.append(f"checkpoint_{epoch}.pth.tar")
+        if is_best:
+            names.append("checkpoint_best_loss.pth.tar")
+        if names:
+            self._save(names)
