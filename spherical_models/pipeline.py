@@ -32,6 +32,7 @@ from spherical_models.models import (
     SCALE_TABLE_LEVELS,
     LayerOptions,
     SphereCompressionModel,
+    canonical_config,
     model_from_config,
 )
 from spherical_models.trainer import Trainer
@@ -142,6 +143,7 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         expected = recorded if config.train_data else {
             k: v for k, v in recorded.items() if k != "patch_res_train"
         }
+        checkpoint = {**checkpoint, "config": canonical_config(checkpoint.get("config", {}))}
         check_checkpoint(checkpoint, expected, config.checkpoint_file)
     levels = scale_table_levels(config, checkpoint)
     recorded["scale_table_levels"] = model.scale_table_levels = levels

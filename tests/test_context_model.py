@@ -16,7 +16,10 @@ from spherical_models.context import (
 from spherical_models.geometry import SphereGeometry
 from spherical_models.graph import OsloGraph
 from spherical_models.layers.sdpa_conv import SDPAConv
-from spherical_models.models import SphereMeanScaleHyperprior
+from spherical_models.models import (
+    SphereJointAutoregressiveHierarchicalPriors,
+    SphereMeanScaleHyperprior,
+)
 from spherical_models.models.base import from_entropy_layout, to_entropy_layout
 from utils.io import load_image
 from utils.sampling import erp_to_healpix
@@ -24,6 +27,14 @@ from utils.structures import build_oslo_structure
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "earth_day.jpg"
 CONTEXT_MODELS = [None, "autoregressive", "full"]
+
+
+def context_codec(N, M, context_model=None, ar_hops=1):
+    """The mean-scale hyperprior, or the joint model of ``context_model``."""
+    if context_model is None:
+        return SphereMeanScaleHyperprior(N, M)
+    return SphereJointAutoregressiveHierarchicalPriors(N, M, context_model=context_model,
+                                                       ar_hops=ar_hops)
 
 # (healpix_res, patch_res, num_hops, weight_type): small patches and whole spheres.
 SMALL_STRUCTURES = [
@@ -100,7 +111,7 @@ def test_decoding_groups_need_a_mask_a_conv_and_a_graph_of_its_reach():
 
 
 def make_model(context_model, ar_hops, hr, pr, N=8, M=12):
-    model = SphereMeanScaleHyperprior(N, M, context_model=context_model, ar_hops=ar_hops)
+    model = context_codec(N, M, context_model=context_model, ar_hops=ar_hops)
     geo = SphereGeometry.build(hr, pr, model.num_levels, num_hops=model.graph_hops)
     return model, geo
 
@@ -150,7 +161,7 @@ def test_decompress_reproduces_the_eval_forward_exactly(context_model, ar_hops, 
     if context_model is None and (ar_hops == 2 or weight_type != "identity"):
         pytest.skip("no context model: ar_hops and graph weights play no part here")
     torch.manual_seed(1)
-    model = SphereMeanScaleHyperprior(8, 12, context_model=context_model, ar_hops=ar_hops)
+    model = context_codec(8, 12, context_model=context_model, ar_hops=ar_hops)
     geo = SphereGeometry.build(hr, pr, 7, num_hops=model.graph_hops, weight_type=weight_type)
     patch_ids = None if ids is None else torch.tensor(ids)
     x = torch.rand(2 if pr >= 0 else 1, geo.num_pixels, 3)
@@ -233,6 +244,7 @@ def test_actual_rate_is_the_coded_gaussians_within_the_rans_overheads(ar_hops, e
       bits against its likelihood (the mass of a bin falls at most by the factor by which its
       scale grows; symbols in the tails even gain): 0.031 bits for the 256 levels used here,
       0.18 for CompressAI's 64. Fitted scales cost far less on average.
+
     """
     torch.manual_seed(0)
     model, geo = make_model("autoregressive", ar_hops, 5, -1, N=8, M=96)
@@ -271,10 +283,10 @@ def test_actual_rate_is_the_coded_gaussians_within_the_rans_overheads(ar_hops, e
 
 def test_options_are_checked_and_recorded():
     with pytest.raises(ValueError, match="context_model"):
-        SphereMeanScaleHyperprior(8, 12, context_model="joint")
+        context_codec(8, 12, context_model="joint")
     with pytest.raises(ValueError, match="ar_hops"):
-        SphereMeanScaleHyperprior(8, 12, context_model="full", ar_hops=3)
-    model = SphereMeanScaleHyperprior(8, 12, context_model="autoregressive", ar_hops=2)
+        context_codec(8, 12, context_model="full", ar_hops=3)
+    model = context_codec(8, 12, context_model="autoregressive", ar_hops=2)
     assert model.config["context_model"] == "autoregressive" and model.config["ar_hops"] == 2
     assert model.graph_hops == 2 and model.num_levels == 5
     assert not hasattr(model, "entropy_bottleneck") and not hasattr(model, "h_s")

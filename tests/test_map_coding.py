@@ -19,6 +19,7 @@ from spherical_models.geometry import SphereGeometry
 from spherical_models.map_coding import compress_map, decompress_map, map_batches, to_uint8
 from spherical_models.models import (
     SphereFactorizedPrior,
+    SphereJointAutoregressiveHierarchicalPriors,
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
@@ -26,6 +27,14 @@ from spherical_models.models.base import from_entropy_layout, to_entropy_layout
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CPU = torch.device("cpu")
+
+
+def context_codec(N, M, context_model=None, ar_hops=1):
+    """The mean-scale hyperprior, or the joint model of ``context_model``."""
+    if context_model is None:
+        return SphereMeanScaleHyperprior(N, M)
+    return SphereJointAutoregressiveHierarchicalPriors(N, M, context_model=context_model,
+                                                       ar_hops=ar_hops)
 HR, PR, BATCH = 7, 6, 20
 
 
@@ -100,8 +109,8 @@ def test_one_stream_per_latent_is_compressais_coder_fed_every_patch(hp_map):
     lambda: SphereFactorizedPrior(8, 12),
     lambda: SphereScaleHyperprior(8, 12),
     lambda: SphereMeanScaleHyperprior(8, 12),
-    lambda: SphereMeanScaleHyperprior(8, 12, context_model="full"),
-    lambda: SphereMeanScaleHyperprior(8, 12, context_model="autoregressive"),
+    lambda: context_codec(8, 12, context_model="full"),
+    lambda: context_codec(8, 12, context_model="autoregressive"),
 ], ids=["factorized", "scale", "mean-scale", "joint", "context-only"])
 def test_the_map_decodes_as_the_per_patch_strings_do(hp_map, make):
     model = ready(make())
@@ -144,6 +153,7 @@ def test_a_wrong_checksum_or_garbage_is_refused_naming_the_latent(hp_map):
     with pytest.raises(LatentMismatchError, match=r"^decoded z "):
         decompress_map(model, geometry, type(coded)(**{**coded.__dict__, "strings": garbage}),
                        CPU)
+
 
 
 def test_the_coder_returns_the_dequantised_symbols_on_both_sides():

@@ -234,3 +234,28 @@ def test_quality_table():
     assert set(MODELS) == {
         "SphereFactorizedPrior", "SphereScaleHyperprior", "SphereMeanScaleHyperprior"
     }
+
+
+def test_checkpoints_written_before_the_joint_class_load_as_it():
+    """The joint model was the mean-scale hyperprior with ``context_model`` until it had a
+    class of its own: its checkpoints (tests/data/checkpoints/joint_context.pth.tar) still
+    load, mapped once by the registry."""
+    from pathlib import Path
+
+    from spherical_models.checkpoint import load_checkpoint
+    from spherical_models.models import (
+        SphereJointAutoregressiveHierarchicalPriors,
+        canonical_config,
+        model_from_config,
+    )
+
+    path = Path(__file__).resolve().parent / "data" / "checkpoints" / "joint_context.pth.tar"
+    checkpoint = load_checkpoint(path)
+    config = checkpoint["config"]
+    assert config["model"] == "SphereMeanScaleHyperprior" and config["context_model"] == "full"
+    model = model_from_config(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    assert isinstance(model, SphereJointAutoregressiveHierarchicalPriors)
+    assert model.context_model == "full" and model.latent_names == ("y", "z")
+    assert canonical_config(config) == {**config, "model": model.config["model"]}
+    assert all(canonical_config(config)[key] == value for key, value in model.config.items())

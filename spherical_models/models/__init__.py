@@ -9,6 +9,7 @@ from spherical_models.models.base import (
 from spherical_models.models.google import (
     CONTEXT_MODELS,
     SphereFactorizedPrior,
+    SphereJointAutoregressiveHierarchicalPriors,
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
@@ -16,6 +17,7 @@ from spherical_models.models.registry import (
     MODEL_ALIASES,
     MODELS,
     QUALITY_CHANNELS,
+    canonical_config,
     model_from_config,
     model_name,
 )
@@ -30,8 +32,10 @@ __all__ = [
     "LayerOptions",
     "SphereCompressionModel",
     "SphereFactorizedPrior",
+    "SphereJointAutoregressiveHierarchicalPriors",
     "SphereMeanScaleHyperprior",
     "SphereScaleHyperprior",
+    "canonical_config",
     "model_from_config",
     "model_name",
 ]

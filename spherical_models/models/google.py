@@ -160,7 +160,36 @@ class SphereFactorizedPrior(SphereCompressionModel):
         return from_entropy_layout(code_bottleneck(coder, "y", self.entropy_bottleneck, y, shape))
 
 
-class SphereScaleHyperprior(SphereCompressionModel):
+class HyperLatent:
+    """The hyper-latent ``z`` of the hyperprior models (a mixin of modules that define
+    ``h_a``, ``h_s``, ``entropy_bottleneck`` and ``N``): ``z = h_a(hyper_input(y))``, coded
+    with the entropy bottleneck, and ``h_s(z_hat)``."""
+
+    def hyper_analysis(self, y: Tensor, geometry, patch_ids: Tensor | None) -> Tensor:
+        return self.h_a["down"](self.h_a["conv"](y, geometry, patch_ids), geometry, patch_ids)
+
+    def hyper_synthesis(self, z_hat: Tensor, geometry, patch_ids: Tensor | None) -> Tensor:
+        return self.h_s["conv"](self.h_s["up"](z_hat, geometry, patch_ids), geometry, patch_ids)
+
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``|y|``."""
+        return torch.abs(y)
+
+    def code_hyper_latent(
+        self, coder: LatentCoder, y: Tensor | None, geometry, patch_ids: Tensor | None,
+        batch_size: int | None,
+    ) -> Tensor:
+        """Code ``z = h_a(hyper_input(y))`` and return ``z_hat`` in the entropy layout
+        ``[B, N, n_z, 1]`` (``y`` is :obj:`None` when decoding)."""
+        shape = (batch_size, self.N, geometry[Z_LEVEL].num_pixels, 1)
+        z = None
+        if coder.encoding:
+            z = to_entropy_layout(self.hyper_analysis(self.hyper_input(y), geometry, patch_ids))
+            shape = z.shape
+        return code_bottleneck(coder, "z", self.entropy_bottleneck, z, shape)
+
+
+class SphereScaleHyperprior(HyperLatent, SphereCompressionModel):
     r"""Scale hyperprior model of Ballé et al., `"Variational Image Compression with a Scale
     Hyperprior" <https://arxiv.org/abs/1802.01436>`_ (ICLR 2018), on the sphere.
 
@@ -191,12 +220,6 @@ class SphereScaleHyperprior(SphereCompressionModel):
             "conv": SphereLevelConv(N, M, 4, self.options, nn.ReLU()),
         })
 
-    def hyper_analysis(self, y: Tensor, geometry, patch_ids: Tensor | None) -> Tensor:
-        return self.h_a["down"](self.h_a["conv"](y, geometry, patch_ids), geometry, patch_ids)
-
-    def hyper_synthesis(self, z_hat: Tensor, geometry, patch_ids: Tensor | None) -> Tensor:
-        return self.h_s["conv"](self.h_s["up"](z_hat, geometry, patch_ids), geometry, patch_ids)
-
     def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
         y = self.g_a(x, geometry, patch_ids)
         z = self.hyper_analysis(torch.abs(y), geometry, patch_ids)
@@ -207,23 +230,6 @@ class SphereScaleHyperprior(SphereCompressionModel):
         )
         x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
-
-    def hyper_input(self, y: Tensor) -> Tensor:
-        """What ``h_a`` analyses: ``|y|``."""
-        return torch.abs(y)
-
-    def code_hyper_latent(
-        self, coder: LatentCoder, y: Tensor | None, geometry, patch_ids: Tensor | None,
-        batch_size: int | None,
-    ) -> Tensor:
-        """Code ``z = h_a(hyper_input(y))`` and return ``z_hat`` in the entropy layout
-        ``[B, N, n_z, 1]`` (``y`` is :obj:`None` when decoding)."""
-        shape = (batch_size, self.N, geometry[Z_LEVEL].num_pixels, 1)
-        z = None
-        if coder.encoding:
-            z = to_entropy_layout(self.hyper_analysis(self.hyper_input(y), geometry, patch_ids))
-            shape = z.shape
-        return code_bottleneck(coder, "z", self.entropy_bottleneck, z, shape)
 
     def code_latents(
         self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
@@ -273,23 +279,87 @@ class SphereScaleHyperprior(SphereCompressionModel):
         return hyper, None
 
 
-CONTEXT_MODELS = (None, "autoregressive", "full")
-"""Values of ``context_model`` of :class:`SphereMeanScaleHyperprior` (``-cm``)."""
-
-
 class SphereMeanScaleHyperprior(SphereScaleHyperprior):
     r"""Mean and scale hyperprior of Minnen et al., `"Joint Autoregressive and Hierarchical
     Priors for Learned Image Compression" <https://arxiv.org/abs/1809.02736>`_ (NeurIPS 2018),
-    on the sphere, with the paper's optional context model.
+    on the sphere: each element of ``y`` is coded with a Gaussian
+    :math:`\mathcal{N}(\mu_i, \sigma_i^2)`, :math:`(\sigma, \mu) = h_s(\hat z)`.
 
-    ``h_a`` uses LeakyReLU; ``h_s`` = 2 up stages N -> M -> 3M/2 with LeakyReLU, then a 1-hop
-    conv 3M/2 -> 2M. Each element of ``y`` (level 4 of the geometry) is coded with a Gaussian
+    ``h_a`` (on ``y`` itself) uses LeakyReLU; ``h_s`` = 2 up stages N -> M -> 3M/2 with
+    LeakyReLU, then a 1-hop conv 3M/2 -> 2M, whose output is ``[scales, means]``.
+
+    Args:
+        N (int): channels of the hidden stages and of ``z``.
+        M (int): channels of the latent ``y``.
+        options (LayerOptions, optional): layer choices.
+    """
+
+    def __init__(self, N: int, M: int, options: LayerOptions | None = None) -> None:
+        super().__init__(N, M, options)
+        self.h_a = mean_scale_hyper_analysis(N, M, self.options)
+        self.h_s = mean_scale_hyper_synthesis(N, M, self.options)
+
+    @property
+    def config(self) -> dict:
+        # the keys of the former single class: checkpoints and their hashes stay the same
+        return {**super().config, "context_model": None, "ar_hops": 1}
+
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``y`` itself (its sign matters for the means)."""
+        return y
+
+    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
+        y = self.g_a(x, geometry, patch_ids)
+        z = self.hyper_analysis(y, geometry, patch_ids)
+        z_hat, z_likelihoods = self.entropy_bottleneck(to_entropy_layout(z))
+        hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
+        scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
+        y_hat, y_likelihoods = self.gaussian_conditional(
+            to_entropy_layout(y), scales_hat, means=means_hat
+        )
+        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def _split_hyper(self, hyper: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``h_s``'s output ``[B, 2M, n, 1]`` is ``[scales, means]``."""
+        scales, means = hyper.chunk(2, 1)
+        return scales, means
+
+
+def mean_scale_hyper_analysis(N: int, M: int, options: LayerOptions) -> nn.ModuleDict:
+    """``h_a`` of the mean-scale models: 1-hop conv M -> N + LeakyReLU, 2 down stages."""
+    return nn.ModuleDict({
+        "conv": SphereLevelConv(M, N, 4, options, nn.LeakyReLU()),
+        "down": SphereTransform([N, N, N], ["leaky_relu", None], options, 4, "down"),
+    })
+
+
+def mean_scale_hyper_synthesis(N: int, M: int, options: LayerOptions) -> nn.ModuleDict:
+    """``h_s`` of the mean-scale models: 2 up stages N -> M -> 3M/2 (LeakyReLU), 1-hop conv
+    3M/2 -> 2M."""
+    return nn.ModuleDict({
+        "up": SphereTransform([N, M, M * 3 // 2], ["leaky_relu", "leaky_relu"], options, 6, "up"),
+        "conv": SphereLevelConv(M * 3 // 2, M * 2, 4, options, None),
+    })
+
+
+CONTEXT_MODELS = ("autoregressive", "full")
+"""Variants of :class:`SphereJointAutoregressiveHierarchicalPriors` (``-cm``)."""
+
+
+class SphereJointAutoregressiveHierarchicalPriors(HyperLatent, SphereCompressionModel):
+    r"""Joint autoregressive and hierarchical priors of Minnen et al., `"Joint Autoregressive
+    and Hierarchical Priors for Learned Image Compression"
+    <https://arxiv.org/abs/1809.02736>`_ (NeurIPS 2018), on the sphere, and its context-only
+    variant.
+
+    Each element of ``y`` (level 4 of the geometry) is coded with a Gaussian
     :math:`\mathcal{N}(\mu_i, \sigma_i^2)` whose parameters come, according to
     ``context_model`` (the paper's terms), from
 
-    * :obj:`None`, the *mean and scale hyperprior*: :math:`(\sigma, \mu) = h_s(\hat z)`;
     * ``"full"``, the *joint autoregressive and hierarchical prior*:
-      :math:`(\sigma_i, \mu_i) = e([h_s(\hat z)_i, c(\hat y)_i])`;
+      :math:`(\sigma_i, \mu_i) = e([h_s(\hat z)_i, c(\hat y)_i])`, with the hyperprior of
+      :class:`SphereMeanScaleHyperprior`;
     * ``"autoregressive"``, the *context-only* model: :math:`(\sigma_i, \mu_i) =
       e(c(\hat y)_i)`. There is no hyper-latent: no ``h_a``, ``h_s``, entropy bottleneck nor
       ``z`` string, and only the levels 0 to 4 of the geometry are used.
@@ -301,7 +371,7 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
     ``nn.Linear`` on ``[B, n, C]``): ``4M -> 10M/3 -> 8M/3 -> 2M`` with LeakyReLU, or
     ``2M -> 10M/3 -> 8M/3 -> 2M`` without hyperprior; its output is ``[scales, means]``.
 
-    Quantisation with a context model:
+    Quantisation:
 
     * training: :math:`\tilde y = y + u`, :math:`u \sim \mathcal{U}(-\frac12, \frac12)`, all
       pixels at once; the context reads :math:`\tilde y`, and the likelihood is that of the
@@ -318,30 +388,28 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
       which its bitstream does not decode to.) The evaluation forward pass does not propagate
       gradients through the context model.
 
-    With a context model, the ``y`` stream holds, group after group, the symbols of the
-    group's pixels for every batch element, in increasing NESTED order, channels innermost
-    (:meth:`code_latents`; with ``per_element`` coders, each element's string holds its own
-    rows in that order). Decoding needs the entropy parameters bitwise equal to the encoder's:
+    The ``y`` stream holds, group after group, the symbols of the group's pixels for every
+    batch element, in increasing NESTED order, channels innermost (:meth:`code_latents`; with
+    ``per_element`` coders, each element's string holds its own rows in that order). Decoding
+    needs the entropy parameters bitwise equal to the encoder's (no deterministic mode here):
     decode on the same kind of device, with the same batches of patches.
 
     Args:
         N (int): channels of the hidden stages and of ``z``.
         M (int): channels of the latent ``y``.
-        options (LayerOptions, optional): layer choices; a context model needs ``SDPAConv``.
-        context_model (str, optional): :obj:`None`, ``"autoregressive"`` or ``"full"``.
-            (default: :obj:`None`)
+        options (LayerOptions, optional): layer choices; the context needs ``SDPAConv``.
+        context_model (str, optional): ``"full"`` or ``"autoregressive"``.
+            (default: ``"full"``)
         ar_hops (int, optional): reach of the context convolution, 1 or 2 hops; 2 needs a
             geometry built with ``num_hops=2`` (see :attr:`graph_hops`). (default: :obj:`1`)
     """
-
-    num_levels = 7
 
     def __init__(
         self,
         N: int,
         M: int,
         options: LayerOptions | None = None,
-        context_model: str | None = None,
+        context_model: str = "full",
         ar_hops: int = 1,
     ) -> None:
         super().__init__(N, M, options)
@@ -351,37 +419,29 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
             )
         if ar_hops not in (1, 2):
             raise ValueError(f"ar_hops must be 1 or 2, got {ar_hops!r}")
-        if context_model is not None and self.options.conv != "SDPAConv":
+        if self.options.conv != "SDPAConv":
             raise ValueError("a context model is a masked SDPAConv: it needs conv='SDPAConv'")
         self.context_model = context_model
         self.ar_hops = ar_hops
-        if context_model == "autoregressive":
-            del self.entropy_bottleneck, self.h_a, self.h_s
-            self.num_levels = 5
-            self.latent_names = ("y",)
-        else:
-            self.h_a = nn.ModuleDict({
-                "conv": SphereLevelConv(M, N, 4, self.options, nn.LeakyReLU()),
-                "down": SphereTransform(
-                    [N, N, N], ["leaky_relu", None], self.options, 4, "down"
-                ),
-            })
-            self.h_s = nn.ModuleDict({
-                "up": SphereTransform(
-                    [N, M, M * 3 // 2], ["leaky_relu", "leaky_relu"], self.options, 6, "up"
-                ),
-                "conv": SphereLevelConv(M * 3 // 2, M * 2, 4, self.options, None),
-            })
-        if context_model is not None:
-            self.context_prediction = SDPAConv(M, 2 * M, num_hops=ar_hops, mask="A")
-            hyper_channels = 2 * M if context_model == "full" else 0
-            self.entropy_parameters = nn.Sequential(
-                nn.Linear(hyper_channels + 2 * M, M * 10 // 3),
-                nn.LeakyReLU(),
-                nn.Linear(M * 10 // 3, M * 8 // 3),
-                nn.LeakyReLU(),
-                nn.Linear(M * 8 // 3, 2 * M),
-            )
+        self.hyperprior = context_model == "full"
+        self.num_levels = 7 if self.hyperprior else 5
+        self.latent_names = ("y", "z") if self.hyperprior else ("y",)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.g_a = analysis(N, M, self.options)
+        self.g_s = synthesis(N, M, self.options)
+        if self.hyperprior:
+            self.entropy_bottleneck = EntropyBottleneck(N)
+            self.h_a = mean_scale_hyper_analysis(N, M, self.options)
+            self.h_s = mean_scale_hyper_synthesis(N, M, self.options)
+        self.context_prediction = SDPAConv(M, 2 * M, num_hops=ar_hops, mask="A")
+        hyper_channels = 2 * M if self.hyperprior else 0
+        self.entropy_parameters = nn.Sequential(
+            nn.Linear(hyper_channels + 2 * M, M * 10 // 3),
+            nn.LeakyReLU(),
+            nn.Linear(M * 10 // 3, M * 8 // 3),
+            nn.LeakyReLU(),
+            nn.Linear(M * 8 // 3, 2 * M),
+        )
 
     @property
     def config(self) -> dict:
@@ -390,49 +450,47 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
     @property
     def graph_hops(self) -> int:
         """Hops the geometry's graphs need: also 2 for a 2-hop context model."""
-        return max(super().graph_hops, self.ar_hops if self.context_model else 1)
+        return max(super().graph_hops, self.ar_hops)
+
+    @property
+    def supports_deterministic(self) -> bool:
+        """No: the parameters of each group depend on the decoded ``y`` through the context
+        convolution and the entropy-parameter MLP, which the deterministic mode does not
+        cover."""
+        return False
+
+    def hyper_input(self, y: Tensor) -> Tensor:
+        """What ``h_a`` analyses: ``y`` itself."""
+        return y
 
     def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
         y = self.g_a(x, geometry, patch_ids)
         hyper, likelihoods = None, {}
-        if self.context_model != "autoregressive":
+        if self.hyperprior:
             z = self.hyper_analysis(y, geometry, patch_ids)
             z_hat, likelihoods["z"] = self.entropy_bottleneck(to_entropy_layout(z))
             hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
-        if self.context_model is None:
-            scales_hat, means_hat = to_entropy_layout(hyper).chunk(2, 1)
-            y_hat, y_likelihoods = self.gaussian_conditional(
-                to_entropy_layout(y), scales_hat, means=means_hat
-            )
-            y_hat = from_entropy_layout(y_hat)
+        graph = geometry[Y_LEVEL]
+        if self.training:
+            y_hat = self.gaussian_conditional.quantize(y, "noise")
+            context = self.context_prediction(y_hat, graph, patch_ids)
+            scales_hat, means_hat = self._entropy_parameters(hyper, context)
         else:
-            graph = geometry[Y_LEVEL]
-            if self.training:
-                y_hat = self.gaussian_conditional.quantize(y, "noise")
-                context = self.context_prediction(y_hat, graph, patch_ids)
-                scales_hat, means_hat = self._entropy_parameters(hyper, context)
-            else:
-                groups = decoding_groups(self.context_prediction, graph)
-                y_hat, scales_hat, means_hat = self._quantize_in_order(
-                    y, hyper, graph, patch_ids, groups
-                )
-            y_likelihoods = to_entropy_layout(self._likelihood(y_hat, scales_hat, means_hat))
+            groups = decoding_groups(self.context_prediction, graph)
+            y_hat, scales_hat, means_hat = self._quantize_in_order(
+                y, hyper, graph, patch_ids, groups
+            )
+        y_likelihoods = to_entropy_layout(self._likelihood(y_hat, scales_hat, means_hat))
         x_hat = self.g_s(y_hat, geometry, patch_ids)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, **likelihoods}}
-
-    def hyper_input(self, y: Tensor) -> Tensor:
-        """What ``h_a`` analyses: ``y`` itself (its sign matters for the means)."""
-        return y
 
     def code_latents(
         self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
         batch_size: int | None = None,
     ) -> Tensor:
-        if self.context_model is None:
-            return super().code_latents(coder, x, geometry, patch_ids, batch_size)
         y = self.g_a(x, geometry, patch_ids) if coder.encoding else None
         hyper = None
-        if self.context_model == "full":
+        if self.hyperprior:
             z_hat = self.code_hyper_latent(coder, y, geometry, patch_ids, batch_size)
             hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
         graph = geometry[Y_LEVEL]
@@ -447,18 +505,6 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         groups = decoding_groups(self.context_prediction, graph)
         self._autoregress(y_hat, hyper, graph, patch_ids, groups, code_rows)
         return y_hat
-
-    @property
-    def supports_deterministic(self) -> bool:
-        """Deterministic entropy parameters cover the mean-scale hyperprior without a context
-        model only: with one, the parameters of each group depend on the decoded ``y`` through
-        the context convolution and the entropy-parameter MLP, which are not covered."""
-        return self.context_model is None
-
-    def _split_hyper(self, hyper: Tensor) -> tuple[Tensor, Tensor | None]:
-        """``h_s``'s output ``[B, 2M, n, 1]`` is ``[scales, means]``."""
-        scales, means = hyper.chunk(2, 1)
-        return scales, means
 
     def _entropy_parameters(self, hyper: Tensor | None, context: Tensor) -> tuple[Tensor, Tensor]:
         """``(scales, means)``, each ``[B, R, M]``, from the context ``[B, R, 2M]`` and the

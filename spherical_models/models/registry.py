@@ -9,6 +9,7 @@ from typing import Any
 from spherical_models.models.base import LayerOptions, SphereCompressionModel
 from spherical_models.models.google import (
     SphereFactorizedPrior,
+    SphereJointAutoregressiveHierarchicalPriors,
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
@@ -19,7 +20,14 @@ MODELS: dict[str, type[SphereCompressionModel]] = {
     "SphereScaleHyperprior": SphereScaleHyperprior,
     "SphereMeanScaleHyperprior": SphereMeanScaleHyperprior,
 }
-"""The codecs by the name ``-m`` takes (and checkpoints and ``.oslo`` files record)."""
+"""The codecs by the name ``-m`` takes (the joint model is ``-m SphereMeanScaleHyperprior`` with
+``-cm full|autoregressive``, as in the seed)."""
+
+CLASSES: dict[str, type[SphereCompressionModel]] = {
+    **MODELS,
+    "SphereJointAutoregressiveHierarchicalPriors": SphereJointAutoregressiveHierarchicalPriors,
+}
+"""Every codec by the class name that checkpoints and ``.oslo`` files record."""
 
 MODEL_ALIASES = {
     "factorizedprior": "SphereFactorizedPrior",
@@ -51,19 +59,29 @@ def model_name(text: str) -> str:
     raise ValueError(f"unknown model '{text}' (choose from {', '.join(MODELS)})")
 
 
+def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the model's current name: the seed's ``-m SphereMeanScaleHyperprior -cm
+    full|autoregressive`` (and the checkpoints written before the joint model had a class of
+    its own) name :class:`SphereJointAutoregressiveHierarchicalPriors`."""
+    if config.get("model") == "SphereMeanScaleHyperprior" and config.get("context_model"):
+        return {**config, "model": "SphereJointAutoregressiveHierarchicalPriors"}
+    return dict(config)
+
+
 def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
     """The codec (random initialisation) that a configuration describes: ``model.config`` plus
-    anything else (a checkpoint's ``config``, or the flags'); :class:`OsloError` if it is not
-    one this toolkit builds."""
+    anything else (a checkpoint's ``config``, or the flags'; :func:`canonical_config` first);
+    :class:`OsloError` if it is not one this toolkit builds."""
+    config = canonical_config(config)
     name = config.get("model")
     try:
-        cls = MODELS[name]
+        cls = CLASSES[name]
         options = LayerOptions(**{
             key: config[key] for key in LayerOptions.__dataclass_fields__ if key in config
         })
         kwargs: dict[str, Any] = {}
-        if issubclass(cls, SphereMeanScaleHyperprior):
-            kwargs = {"context_model": config.get("context_model"),
+        if cls is SphereJointAutoregressiveHierarchicalPriors:
+            kwargs = {"context_model": config.get("context_model") or "full",
                       "ar_hops": config.get("ar_hops", 1)}
         return cls(int(config["N"]), int(config["M"]), options, **kwargs)
     except (KeyError, TypeError, ValueError) as error:
