@@ -13,7 +13,7 @@ from utils.structures import build_deepsphere_graph, save_deepsphere_graph
 
 def dense_chebyshev(conv: SphereChebConv, graph: ChebGraph, x: np.ndarray) -> np.ndarray:
     """``sum_k T_k(L~) x Theta_k + b`` with ``L~ = 2L/2 - I``, ``L = I - D^-1/2 W D^-1/2``."""
-    n = graph.num_nodes
+    n = graph.num_pixels
     source, target = graph.edge_index.numpy()
     w = scipy.sparse.coo_matrix(
         (graph.edge_weight[0].double().numpy(), (source, target)), shape=(n, n)
@@ -34,13 +34,13 @@ def dense_chebyshev(conv: SphereChebConv, graph: ChebGraph, x: np.ndarray) -> np
 @pytest.mark.parametrize("K", [1, 2, 3, 4])
 def test_whole_sphere_equals_dense_reference(weight_type, K):
     graph = ChebGraph.from_structure(build_deepsphere_graph(2, -1, 1, weight_type))
-    assert graph.num_nodes == 12 * 4**2 and graph.num_weight_sets == 1
+    assert graph.num_pixels == 12 * 4**2 and graph.num_weight_slices == 1
     torch.manual_seed(0)
     conv = SphereChebConv(3, 5, K=K).double()
     torch.nn.init.normal_(conv.cheb.bias)
-    x = torch.randn(2, graph.num_nodes, 3, dtype=torch.float64)
+    x = torch.randn(2, graph.num_pixels, 3, dtype=torch.float64)
     out = conv(x, graph)
-    assert out.shape == (2, graph.num_nodes, 5)
+    assert out.shape == (2, graph.num_pixels, 5)
     for b in range(2):
         expected = dense_chebyshev(conv, graph, x[b].numpy())
         np.testing.assert_allclose(out[b].detach().numpy(), expected, rtol=1e-10, atol=1e-10)
@@ -51,7 +51,7 @@ def test_batch_equals_chebconv_on_each_patch(weight_type):
     structure = build_deepsphere_graph(4, 2, 1, weight_type)
     graph = ChebGraph.from_structure(structure)
     expected_sets = 12 * 4**2 if weight_type == "gaussian" else 1
-    assert graph.num_nodes == 16 and graph.num_weight_sets == expected_sets
+    assert graph.num_pixels == 16 and graph.num_weight_slices == expected_sets
     torch.manual_seed(0)
     conv = SphereChebConv(4, 6)
     torch.nn.init.normal_(conv.cheb.bias)
@@ -59,7 +59,7 @@ def test_batch_equals_chebconv_on_each_patch(weight_type):
     reference.load_state_dict(conv.cheb.state_dict())
 
     patch_ids = torch.tensor([5, 0, 191, 77])
-    x = torch.randn(len(patch_ids), graph.num_nodes, 4)
+    x = torch.randn(len(patch_ids), graph.num_pixels, 4)
     out = conv(x, graph, patch_ids)
     edge_index = torch.from_numpy(structure.edge_index)
     for b, patch in enumerate(patch_ids.tolist()):

@@ -178,7 +178,7 @@ def test_strided_chebconv_block_keeps_child_zero(hr, pr):
     block = SphereConvBlock(3, 4, conv="ChebConv").to(DOUBLE)
     g = cheb_graph(hr, pr)
     patch_ids = torch.tensor([5, 100]) if pr >= 0 else None
-    x = torch.randn(2, g.num_nodes, 3, dtype=DOUBLE)
+    x = torch.randn(2, g.num_pixels, 3, dtype=DOUBLE)
     assert_strided_is_child_zero(block, x, g, patch_ids)
 
 

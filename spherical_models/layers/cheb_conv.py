@@ -33,7 +33,7 @@ class ChebGraph(torch.nn.Module):
     Args:
         edge_index (Tensor): symmetric edges ``[2, E]`` (source, target), ``int64``.
         edge_weight (Tensor): edge weights ``[P, E]``, ``float32``.
-        num_nodes (int): nodes of one graph.
+        num_pixels (int): pixels (nodes) of one graph.
         healpix_res (int, optional): resolution of the map, for reference. (default: ``-1``)
         patch_res (int, optional): patch resolution, negative for the whole sphere.
             (default: ``-1``)
@@ -46,7 +46,7 @@ class ChebGraph(torch.nn.Module):
         self,
         edge_index: Tensor,
         edge_weight: Tensor,
-        num_nodes: int,
+        num_pixels: int,
         healpix_res: int = -1,
         patch_res: int = -1,
     ) -> None:
@@ -63,7 +63,7 @@ class ChebGraph(torch.nn.Module):
             )
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.register_buffer("edge_weight", edge_weight, persistent=False)
-        self.num_nodes = int(num_nodes)
+        self.num_pixels = int(num_pixels)
         self.healpix_res = healpix_res
         self.patch_res = patch_res
 
@@ -97,17 +97,12 @@ class ChebGraph(torch.nn.Module):
         return cls.from_structure(graph)
 
     @property
-    def num_pixels(self) -> int:
-        """Pixels of one graph (its nodes), as :attr:`OsloGraph.num_pixels`."""
-        return self.num_nodes
-
-    @property
     def num_edges(self) -> int:
         """Edges ``E`` of one graph (both directions counted)."""
         return self.edge_index.size(1)
 
     @property
-    def num_weight_sets(self) -> int:
+    def num_weight_slices(self) -> int:
         """``P``: 1 if all graphs share their edge weights, else the number of patches."""
         return self.edge_weight.size(0)
 
@@ -116,20 +111,20 @@ class ChebGraph(torch.nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Edges and weights of ``batch_size`` disjoint copies of the graph.
 
-        Copy ``b`` has nodes ``[b * num_nodes, (b + 1) * num_nodes)`` and the weights of patch
+        Copy ``b`` has nodes ``[b * num_pixels, (b + 1) * num_pixels)`` and the weights of patch
         ``patch_ids[b]`` (required when :math:`P > 1`, ignored when :math:`P = 1`).
 
         Returns:
             ``edge_index`` ``[2, batch_size * E]`` and ``edge_weight`` ``[batch_size * E]``.
         """
         device = self.edge_index.device
-        offsets = torch.arange(batch_size, device=device) * self.num_nodes
+        offsets = torch.arange(batch_size, device=device) * self.num_pixels
         edge_index = (self.edge_index.unsqueeze(1) + offsets.view(1, -1, 1)).reshape(2, -1)
-        if self.num_weight_sets == 1:
+        if self.num_weight_slices == 1:
             edge_weight = self.edge_weight.expand(batch_size, -1)
         elif patch_ids is None:
             raise ValueError(
-                f"this graph has per-patch weights ({self.num_weight_sets} patches): pass patch_ids"
+                f"this graph has per-patch weights ({self.num_weight_slices} patches): pass patch_ids"
             )
         elif patch_ids.shape != (batch_size,):
             raise ValueError(f"patch_ids must be [{batch_size}], got {list(patch_ids.shape)}")
@@ -140,8 +135,8 @@ class ChebGraph(torch.nn.Module):
     def extra_repr(self) -> str:
         return (
             f"healpix_res={self.healpix_res}, patch_res={self.patch_res}, "
-            f"num_nodes={self.num_nodes}, num_edges={self.num_edges}, "
-            f"num_weight_sets={self.num_weight_sets}"
+            f"num_pixels={self.num_pixels}, num_edges={self.num_edges}, "
+            f"num_weight_slices={self.num_weight_slices}"
         )
 
 
@@ -183,7 +178,7 @@ class SphereChebConv(torch.nn.Module):
 
     Shapes:
         - **input:** ``x`` :math:`(B, N, C_{in})` in NESTED order, :math:`N` the graph's
-          ``num_nodes``; ``graph`` a :class:`ChebGraph`; ``patch_ids`` :math:`(B)`
+          ``num_pixels``; ``graph`` a :class:`ChebGraph`; ``patch_ids`` :math:`(B)`
           ``int64`` patch of each batch element, needed when the graph has per-patch weights;
           ``stride`` (bool, default ``False``)
         - **output:** :math:`(B, N, C_{out})`, or with ``stride`` :math:`(B, N / 4, C_{out})`,
@@ -211,8 +206,8 @@ class SphereChebConv(torch.nn.Module):
         stride: bool = False,
     ) -> Tensor:
         batch, pixels, channels = x.shape
-        if pixels != graph.num_nodes:
-            raise ValueError(f"input has {pixels} pixels, the graph {graph.num_nodes} nodes")
+        if pixels != graph.num_pixels:
+            raise ValueError(f"input has {pixels} pixels, the graph {graph.num_pixels}")
         edge_index, edge_weight = graph.disjoint_union(batch, patch_ids)
         out = self.cheb(
             x.reshape(batch * pixels, channels),
