@@ -124,7 +124,8 @@ class ChebGraph(torch.nn.Module):
             edge_weight = self.edge_weight.expand(batch_size, -1)
         elif patch_ids is None:
             raise ValueError(
-                f"this graph has per-patch weights ({self.num_weight_slices} patches): pass patch_ids"
+                f"this graph has per-patch weights ({self.num_weight_slices} patches): pass "
+                f"patch_ids"
             )
         elif patch_ids.shape != (batch_size,):
             raise ValueError(f"patch_ids must be [{batch_size}], got {list(patch_ids.shape)}")
