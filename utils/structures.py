@@ -97,6 +97,23 @@ def neighbour_table(healpix_res: int, patch_res: int, num_hops: int) -> np.ndarr
     return patch_neighbours(patch_res, num_hops)
 
 
+def _checked_table(
+    healpix_res: int, patch_res: int, num_hops: int, weight_type: str
+) -> tuple[int, np.ndarray]:
+    """Check a build request; returns ``pr`` (``-1`` for the sphere) and its ``[n, K]`` table.
+
+    Raises :class:`OsloError` unless ``0 <= hr <= 13`` and ``pr <= hr``
+    (:func:`check_resolutions`) and ``weight_type`` is one of :data:`WEIGHT_TYPES`. The table is
+    :func:`neighbour_table`'s: patch-local indices for ``pr >= 0``, global ones on the whole
+    sphere, -1 where a neighbour is missing.
+    """
+    check_resolutions(healpix_res, patch_res)
+    if weight_type not in WEIGHT_TYPES:
+        raise OsloError(f"unknown weight type '{weight_type}' (choose from {WEIGHT_TYPES})")
+    patch_res = max(patch_res, -1)
+    return patch_res, neighbour_table(healpix_res, patch_res, num_hops)
+
+
 def edge_distances(
     healpix_res: int,
     patch_res: int,
@@ -181,11 +198,7 @@ def build_oslo_structure(
     use_euclidean: bool = False,
 ) -> OsloStructure:
     """Build the OSLO structure of one ``(hr, pr)`` pair (``pr < 0``: whole sphere)."""
-    check_resolutions(healpix_res, patch_res)
-    if weight_type not in WEIGHT_TYPES:
-        raise OsloError(f"unknown weight type '{weight_type}' (choose from {WEIGHT_TYPES})")
-    patch_res = max(patch_res, -1)
-    table = neighbour_table(healpix_res, patch_res, num_hops)
+    patch_res, table = _checked_table(healpix_res, patch_res, num_hops, weight_type)
     valid = table >= 0
     rows = np.broadcast_to(np.arange(len(table), dtype=np.int64)[:, None], table.shape)
     index = np.where(valid, table, rows)
@@ -202,22 +215,32 @@ def build_oslo_structure(
 
 
 def _metadata(kind: str, healpix_res: int, patch_res: int, num_hops: int, **extra) -> dict:
-    meta = dict(
-        kind=kind, format_version=FORMAT_VERSION, ordering="nested",
-        healpix_res=healpix_res, patch_res=patch_res, num_hops=num_hops, **extra,
+    """What a structure file holds (``kind`` ``"oslo"`` or ``"deepsphere"``, NESTED ordering,
+    the resolutions, the hops and ``extra``): written with it, checked when it is loaded."""
+    return dict(
+        kind=kind, ordering="nested", healpix_res=healpix_res, patch_res=patch_res,
+        num_hops=num_hops, **extra,
     )
-    return {key: np.asarray(value) for key, value in meta.items()}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``arrays``, then ``meta`` with :data:`FORMAT_VERSION`, atomically to ``path``."""
+    # the key order is the archive's member order: kind, format_version, then the rest
+    meta = {"kind": meta["kind"], "format_version": FORMAT_VERSION, **meta}
+    save_npz(path, **arrays, **{key: np.asarray(value) for key, value in meta.items()})
+    return path
 
 
 def save_oslo_structure(folder: str | os.PathLike, structure: OsloStructure) -> Path:
     """Write ``structure`` atomically into ``folder``; returns the file's path."""
     s = structure
-    path = Path(folder) / oslo_structure_filename(
-        s.healpix_res, s.patch_res, s.num_hops, s.weight_type
+    return _save(
+        Path(folder) / oslo_structure_filename(
+            s.healpix_res, s.patch_res, s.num_hops, s.weight_type
+        ),
+        dict(index=s.index, weight=s.weight),
+        _metadata("oslo", s.healpix_res, s.patch_res, s.num_hops, weight_type=s.weight_type),
     )
-    meta = _metadata("oslo", s.healpix_res, s.patch_res, s.num_hops, weight_type=s.weight_type)
-    save_npz(path, index=s.index, weight=s.weight, **meta)
-    return path
 
 
 def _open_checked(path: Path, expected: dict, arrays: tuple[str, ...]) -> dict:
@@ -268,10 +291,7 @@ def load_oslo_structure(
             f"'{folder}': create it with python generate_and_save_healpix_oslo_struct.py "
             f"-o {folder} -hr {healpix_res} -pr {patch_res} -nh {num_hops}{weight_flag}"
         )
-    expected = dict(
-        kind="oslo", ordering="nested", healpix_res=healpix_res, patch_res=patch_res,
-        num_hops=hops, weight_type=weight_type,
-    )
+    expected = _metadata("oslo", healpix_res, patch_res, hops, weight_type=weight_type)
     content = _open_checked(path, expected, ("index", "weight"))
     index, weight = content["index"], content["weight"]
     rows = 4**patch_res if patch_res >= 0 else 12 * 4**healpix_res
@@ -311,11 +331,7 @@ def build_deepsphere_graph(
     use_euclidean: bool = False,
 ) -> DeepSphereGraph:
     """Build the DeepSphere graph of one ``(hr, pr)`` pair (``pr < 0``: whole sphere)."""
-    check_resolutions(healpix_res, patch_res)
-    if weight_type not in WEIGHT_TYPES:
-        raise OsloError(f"unknown weight type '{weight_type}' (choose from {WEIGHT_TYPES})")
-    patch_res = max(patch_res, -1)
-    table = neighbour_table(healpix_res, patch_res, num_hops)
+    patch_res, table = _checked_table(healpix_res, patch_res, num_hops, weight_type)
     rows, cols = np.nonzero(table >= 0)
     source, target = rows.astype(np.int64), table[rows, cols]
     n = np.int64(len(table))
@@ -336,15 +352,16 @@ def build_deepsphere_graph(
 def save_deepsphere_graph(folder: str | os.PathLike, graph: DeepSphereGraph) -> Path:
     """Write ``graph`` atomically into ``folder``; returns the file's path."""
     g = graph
-    path = Path(folder) / deepsphere_graph_filename(
-        g.healpix_res, g.patch_res, g.num_hops, g.weight_type, g.use_euclidean
+    return _save(
+        Path(folder) / deepsphere_graph_filename(
+            g.healpix_res, g.patch_res, g.num_hops, g.weight_type, g.use_euclidean
+        ),
+        dict(edge_index=g.edge_index, edge_weight=g.edge_weight),
+        _metadata(
+            "deepsphere", g.healpix_res, g.patch_res, g.num_hops, weight_type=g.weight_type,
+            use_euclidean=g.use_euclidean, sigma=g.sigma,
+        ),
     )
-    meta = _metadata(
-        "deepsphere", g.healpix_res, g.patch_res, g.num_hops, weight_type=g.weight_type,
-        use_euclidean=g.use_euclidean, sigma=g.sigma,
-    )
-    save_npz(path, edge_index=g.edge_index, edge_weight=g.edge_weight, **meta)
-    return path
 
 
 def load_deepsphere_graph(
@@ -367,9 +384,9 @@ def load_deepsphere_graph(
             f"it with python generate_and_save_healpix_deepsphere_graph.py -o {folder} "
             f"-hr {healpix_res} -pr {patch_res} -nh {num_hops} -w {weight_type}{euclid}"
         )
-    expected = dict(
-        kind="deepsphere", ordering="nested", healpix_res=healpix_res, patch_res=patch_res,
-        num_hops=num_hops, weight_type=weight_type, use_euclidean=use_euclidean,
+    expected = _metadata(
+        "deepsphere", healpix_res, patch_res, num_hops, weight_type=weight_type,
+        use_euclidean=use_euclidean,
     )
     content = _open_checked(path, expected, ("edge_index", "edge_weight", "sigma"))
     graph = DeepSphereGraph(
