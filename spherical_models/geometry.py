@@ -16,6 +16,7 @@ from torch import nn
 from spherical_models.graph import OsloGraph
 from spherical_models.layers.cheb_conv import ChebGraph
 from utils.errors import OsloError
+from utils.healpix import input_pixels
 from utils.structures import build_deepsphere_graph, build_oslo_structure, check_resolutions
 
 
@@ -79,8 +80,7 @@ class SphereGeometry(nn.Module):
     @property
     def num_pixels(self) -> int:
         """Pixels of one input (a patch or the whole sphere)."""
-        patch_res = self.patch_res
-        return 4**patch_res if patch_res >= 0 else 12 * 4**self.healpix_res
+        return input_pixels(self.healpix_res, self.patch_res)
 
     @classmethod
     def from_folder(

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from utils.errors import OsloError
-from utils.healpix import npix_of, num_patches
+from utils.healpix import input_pixels, num_patches
 from utils.io import check_map, load_map, read_list
 
 REGIONS = ("north cap", "equatorial belt", "south cap")
@@ -95,7 +95,7 @@ class MapPatches(Dataset):
     @property
     def patch_pixels(self) -> int:
         """Pixels of one item."""
-        return 4**self.patch_res if self.patch_res >= 0 else npix_of(self.healpix_res)
+        return input_pixels(self.healpix_res, self.patch_res)
 
     @property
     def patches_per_map(self) -> int:

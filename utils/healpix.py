@@ -293,6 +293,12 @@ def num_patches(healpix_res: int, patch_res: int) -> int:
     return npix_of(healpix_res - patch_res)
 
 
+def input_pixels(healpix_res: int, patch_res: int) -> int:
+    """Pixels of one input of a network: ``4**pr`` for a patch, ``12 * 4**hr`` for the whole
+    sphere (``pr < 0``)."""
+    return 4**patch_res if patch_res >= 0 else npix_of(healpix_res)
+
+
 def patch_pixels(patch_res: int, patch: int | np.ndarray) -> np.ndarray:
     """NESTED pixels of patch(es) ``patch``: ``[4**pr]`` for one patch, ``[m, 4**pr]`` for many.
 

@@ -40,6 +40,7 @@ from utils.errors import OsloError
 from utils.healpix import (
     MAX_RESOLUTION,
     all_neighbours,
+    input_pixels,
     nside_of,
     num_directions,
     num_patches,
@@ -294,7 +295,7 @@ def load_oslo_structure(
     expected = _metadata("oslo", healpix_res, patch_res, hops, weight_type=weight_type)
     content = _open_checked(path, expected, ("index", "weight"))
     index, weight = content["index"], content["weight"]
-    rows = 4**patch_res if patch_res >= 0 else 12 * 4**healpix_res
+    rows = input_pixels(healpix_res, patch_res)
     if index.shape != (rows, num_directions(hops)) or weight.shape[1:] != index.shape:
         raise OsloError(
             f"structure file '{path}' has arrays {index.shape} and {weight.shape}, "
@@ -320,7 +321,7 @@ class DeepSphereGraph:
     @property
     def num_nodes(self) -> int:
         """Nodes of one graph: ``4**pr`` on patches, ``12 * 4**hr`` on the whole sphere."""
-        return 4**self.patch_res if self.patch_res >= 0 else 12 * 4**self.healpix_res
+        return input_pixels(self.healpix_res, self.patch_res)
 
 
 def build_deepsphere_graph(
