@@ -1,0 +1,1 @@
+"""HEALPix geometry, files, data sets and quality measures: the floor below the models."""
