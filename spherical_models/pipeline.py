@@ -35,7 +35,7 @@ from spherical_models.models import (
     canonical_config,
     model_from_config,
 )
-from spherical_models.trainer import Trainer
+from spherical_models.trainer import Trainer, training_data
 from spherical_models.training import (
     seed_everything,
 )
@@ -172,8 +172,9 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         val_geometry = geometry
         if val_files and config.patch_res_valtest != prt:
             val_geometry = load_geometry(config, model, config.patch_res_valtest).to(device)
-        Trainer(config, model, recorded, train_files, val_files, geometry, val_geometry, seed,
-                info, device, out_dir, checkpoint).fit()
+        data = training_data(config, train_files, val_files, seed, info, device)
+        Trainer(config, model, recorded, data, geometry, val_geometry, seed, info, device,
+                out_dir, checkpoint).fit()
     if config.test_data:
         evaluate(config, model, test_files, test_geometry.to(device), info, device, out_dir)
     return model

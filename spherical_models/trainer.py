@@ -86,6 +86,43 @@ def wrap_distributed(
     )
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """The loaders of a training run: random patches of the training maps, balanced over the
+    caps and the belt, with their sampler (which the epochs seed and position), and every
+    patch of the validation maps (:obj:`None` without ``-v``)."""
+
+    sampler: BalancedPatchSampler
+    loader: DataLoader
+    val_loader: DataLoader | None
+
+
+def training_data(
+    run: RunConfig,
+    train_files: list[Path],
+    val_files: list[Path],
+    seed: int,
+    info: Distributed,
+    device: torch.device,
+) -> TrainingData:
+    """The loaders of ``run`` over the maps ``train_files`` (``-i``) and ``val_files``
+    (``-v``, may be empty), for this process of ``info``."""
+    hr, prt = run.healpix_res, max(run.patch_res_train, -1)
+    sampler = BalancedPatchSampler(
+        len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
+    )
+    workers = run.dataloader_num_workers
+    loader = make_loader(MapPatches(train_files, hr, prt), sampler, run.batch_size_train,
+                         workers, device)
+    val_loader = None
+    if val_files:
+        val_data = MapPatches(val_files, hr, run.patch_res_valtest)
+        val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
+                                        info.world_size)
+        val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
+    return TrainingData(sampler, loader, val_loader)
+
+
 @dataclass
 class TrainState:
     """Where training stands: last completed epoch, per-epoch losses, best loss, and the
@@ -105,7 +142,7 @@ class Trainer:
         model: the codec (on ``device``; loaded from the checkpoint if resuming).
         checkpoint_config: what every checkpoint records and must match
             (:func:`spherical_models.pipeline.run_config`).
-        train_files, val_files: the maps of ``-i`` and ``-v`` (may be empty).
+        data: the loaders (:func:`training_data`).
         geometry: the structures at ``(-hr, -prt)`` (on ``device``).
         val_geometry: those at ``(-hr, -prvt)`` for the validation (may be ``geometry``).
         seed: the run's seed.
@@ -120,8 +157,7 @@ class Trainer:
         run: RunConfig,
         model: SphereCompressionModel,
         checkpoint_config: dict[str, Any],
-        train_files: list[Path],
-        val_files: list[Path],
+        data: TrainingData,
         geometry: SphereGeometry,
         val_geometry: SphereGeometry,
         seed: int,
@@ -137,10 +173,8 @@ class Trainer:
         self.info = info
         self.device = device
         self.out_dir = out_dir
-        hr, prt = run.healpix_res, max(run.patch_res_train, -1)
         self.geometry = geometry
         self.val_geometry = val_geometry
-        prvt = run.patch_res_valtest
         self.optimizer, self.aux_optimizer = configure_optimizers(
             model, run.learning_rate, run.aux_learning_rate
         )
@@ -151,19 +185,7 @@ class Trainer:
         self._rng: list = []
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.sampler = BalancedPatchSampler(
-            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
-        )
-        workers = run.dataloader_num_workers
-        self.loader = make_loader(MapPatches(train_files, hr, prt), self.sampler,
-                                  run.batch_size_train, workers, device)
-        self.val_loader = None
-        if val_files:
-            val_data = MapPatches(val_files, hr, prvt)
-            val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map,
-                                            info.rank, info.world_size)
-            self.val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest,
-                                          workers, device)
+        self.sampler, self.loader, self.val_loader = data.sampler, data.loader, data.val_loader
         self.model = wrap_distributed(model, info, device)
         progress = info.is_main and not run.no_progress
         self.ctx = EpochContext(
