@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 80
 DEMO_CHANNELS ?= 64 96
 DEMO_CI_DIR ?= demo_ci_output
 
-.PHONY: install demo demo-ci rd-study test lint bench clean
+.PHONY: install demo demo-ci rd-study test lint bench gpu-check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_model
 	$(BIN)/python -m benchmarks.bench_sphere_memory
 	$(BIN)/python -m benchmarks.bench_codec
+
+# On a CUDA machine (a few minutes): training steps on both convolution paths, evaluation,
+# CPU-encoded file decoded on CUDA, one NCCL torchrun step; without a GPU it says so.
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py
 
 clean:
 	rm -rf $(DEMO_DIR) $(DEMO_CI_DIR) .pytest_cache .ruff_cache

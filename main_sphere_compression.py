@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from spherical_models.cli import HelpFormatter, run
+from spherical_models.cli import HelpFormatter, add_lr_schedule_arguments, run
 from spherical_models.layers.blocks import (
     CONV_TYPES,
     NONLINEARITIES,
@@ -144,12 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-interval", type=int, default=10,
                        help="save checkpoint_<epoch>.pth.tar every this many epochs")
     train.add_argument("--no-scheduler", action="store_true",
-                       help="keep the learning rate fixed (no ReduceLROnPlateau)")
+                       help="keep the learning rate fixed (no ReduceLROnPlateau; only with "
+                       "--lr-schedule plateau)")
+    add_lr_schedule_arguments(train)
     train.add_argument("--scheduler-patience", type=int, default=20,
-                       help="epochs without improvement before ReduceLROnPlateau divides the "
-                       "learning rate by sqrt(10)")
+                       help="with --lr-schedule plateau: epochs without improvement before "
+                       "ReduceLROnPlateau divides the learning rate by sqrt(10)")
     train.add_argument("--validation-start", type=int, default=1,
-                       help="first epoch with validation and scheduler steps")
+                       help="first epoch with validation and, with --lr-schedule plateau, "
+                       "scheduler steps")
     train.add_argument("--checkpoint-file",
                        help="checkpoint to resume training from, or to evaluate")
     train.add_argument("--weight-transfer", metavar="FILE",

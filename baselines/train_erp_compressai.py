@@ -16,8 +16,10 @@ Training (-i): ``-np`` random ``--crop-size`` crops per image and epoch (they wr
 longitude), drawn from the seed and the epoch, in batches of -bst; loss
 ``bpp + lambda * 255**2 * MSE`` (``compressai.losses.RateDistortionLoss``, bpp per pixel of the
 crop); Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``, gradient clipping, the
-entropy bottleneck's auxiliary loss; ``ReduceLROnPlateau`` on the training loss (factor
-``sqrt(0.1)``, --scheduler-patience epochs; --no-scheduler), as step 3 without validation.
+entropy bottleneck's auxiliary loss; the learning-rate schedule of step 3 (--lr-schedule,
+:func:`spherical_models.training.make_scheduler`): ``ReduceLROnPlateau`` on the training loss
+(factor ``sqrt(0.1)``, --scheduler-patience epochs; --no-scheduler), as step 3 without
+validation, or step / cosine decay over -e epochs.
 Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
 ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
 --checkpoint-file resumes at the epoch after the checkpoint's.
@@ -66,7 +68,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from spherical_models.checkpoint import check_checkpoint, read_torch_file, save_checkpoint
-from spherical_models.cli import HelpFormatter, add_sphere_points_argument
+from spherical_models.cli import (
+    HelpFormatter,
+    add_lr_schedule_arguments,
+    add_sphere_points_argument,
+    check_lr_schedule,
+)
 from spherical_models.distributed import synchronize
 from spherical_models.evaluation import (
     RECONSTRUCTION_SUFFIX,
@@ -76,11 +83,14 @@ from spherical_models.evaluation import (
     tensor_bits,
 )
 from spherical_models.training import (
+    EpochContext,
     Meters,
     configure_optimizers,
     epoch_seed,
     make_scheduler,
     seed_everything,
+    step_scheduler,
+    train_step,
     write_config,
     write_log_csv,
 )
@@ -166,10 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Adam learning rate of the entropy bottleneck's quantiles")
     add("--clip-max-norm", type=float, default=1.0, help="gradient clipping norm (0: none)")
     add("--no-scheduler", action="store_true",
-        help="keep the learning rate fixed (no ReduceLROnPlateau)")
+        help="keep the learning rate fixed (no ReduceLROnPlateau; only with --lr-schedule "
+             "plateau)")
+    add_lr_schedule_arguments(parser, monitored="the training loss")
     add("--scheduler-patience", type=int, default=20,
-        help="epochs without improvement of the training loss before ReduceLROnPlateau "
-             "divides the learning rate by sqrt(10)")
+        help="with --lr-schedule plateau: epochs without improvement of the training loss "
+             "before ReduceLROnPlateau divides the learning rate by sqrt(10)")
     add("--seed", type=int, default=0,
         help="seed of the weights' initialisation and of each epoch's crops and noise")
     add("--checkpoint-file", default=None, metavar="CKPT",
@@ -215,6 +227,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise OsloError(f"--seed must be >= 0, got {args.seed}")
     if args.scheduler_patience < 0:
         raise OsloError(f"--scheduler-patience must be >= 0, got {args.scheduler_patience}")
+    check_lr_schedule(args)
     if args.checkpoint_interval < 0:
         raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
     if args.train_data is not None:
@@ -288,7 +301,7 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     n, m = model_channels(args)
     return {"model": args.model, "N": n, "M": m, "lambda": args.lmbda,
             "erp_width": args.erp_width, "healpix_res": args.healpix_res,
-            "crop_size": args.crop_size, "seed": args.seed}
+            "crop_size": args.crop_size, "seed": args.seed, "lr_schedule": args.lr_schedule}
 
 
 def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,6 +313,8 @@ def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise OsloError(f"checkpoint '{path}' has format version {checkpoint.get('version')}, "
                         f"this script reads version {CHECKPOINT_VERSION}")
+    # checkpoints written before --lr-schedule were trained with the plateau schedule
+    checkpoint = {**checkpoint, "config": {"lr_schedule": "plateau", **checkpoint["config"]}}
     check_checkpoint(checkpoint, expected, path)
     return checkpoint
 
@@ -320,31 +335,6 @@ def model_of(checkpoint: Mapping[str, Any], path: str) -> CompressionModel:
 # Training
 
 
-def train_step(
-    model: CompressionModel, x: Tensor, criterion: RateDistortionLoss,
-    optimizer: torch.optim.Optimizer, aux_optimizer: torch.optim.Optimizer | None,
-    clip_max_norm: float,
-) -> tuple[dict[str, Tensor], float]:
-    """One step on crops ``x`` ``[B, 3, h, w]``: rate-distortion loss, clipping, model step,
-    then the auxiliary loss of the entropy bottleneck and its step (CompressAI's
-    ``examples/train.py``). Returns the loss terms (detached) and the auxiliary loss."""
-    optimizer.zero_grad(set_to_none=True)
-    losses = criterion(model(x), x)
-    losses["loss"].backward()
-    if clip_max_norm > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
-    optimizer.step()
-    aux_value = 0.0
-    if aux_optimizer is not None:
-        aux_optimizer.zero_grad(set_to_none=True)
-        aux_loss = model.aux_loss()
-        aux_loss.backward()
-        aux_optimizer.step()
-        aux_value = aux_loss.item()
-    return {k: v.detach() for k, v in losses.items()}, aux_value
-
-
 def train(
     args: argparse.Namespace, entries: Sequence[Entry], device: torch.device
 ) -> CompressionModel:
@@ -357,7 +347,8 @@ def train(
     model = MODELS[args.model](config["N"], config["M"])
     start, history, checkpoint = 1, [], None
     if args.checkpoint_file is not None:
-        expected = {k: config[k] for k in ("model", "N", "M", "lambda", "erp_width")}
+        expected = {k: config[k] for k in ("model", "N", "M", "lambda", "erp_width",
+                                           "lr_schedule")}
         checkpoint = load_checkpoint(args.checkpoint_file, expected)
         model = model_of(checkpoint, args.checkpoint_file)
         start, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
@@ -365,8 +356,10 @@ def train(
     model.to(device)
     optimizer, aux_optimizer = configure_optimizers(model, args.learning_rate,
                                                     args.aux_learning_rate)
-    scheduler = None if args.no_scheduler else make_scheduler(optimizer,
-                                                              args.scheduler_patience)
+    scheduler = None if args.no_scheduler else make_scheduler(
+        optimizer, args.scheduler_patience, schedule=args.lr_schedule, epochs=args.epochs,
+        step_at=args.lr_step_at, step_factor=args.lr_step_factor, lr_min=args.lr_min,
+    )
     if checkpoint is not None:  # torch moves the optimiser states to the parameters' device
         optimizer.load_state_dict(checkpoint["optimizer"])
         if aux_optimizer is not None:
@@ -380,6 +373,8 @@ def train(
     write_config(out, vars(args), config, script="baselines/train_erp_compressai.py",
                  section="model")
     criterion = RateDistortionLoss(lmbda=args.lmbda)
+    context = EpochContext(criterion, optimizer, aux_optimizer, geometry=None, device=device,
+                           clip_max_norm=args.clip_max_norm)
     log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
              args.model, config["N"], config["M"], len(entries), args.erp_width,
              args.erp_width // 2, start, args.epochs)
@@ -402,14 +397,13 @@ def train(
         for first in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                           disable=True if args.no_progress else None, dynamic_ncols=True):
             x = crops[first : first + args.batch_size_train].to(device).float().div_(255)
-            losses, aux = train_step(model, x, criterion, optimizer, aux_optimizer,
-                                     args.clip_max_norm)
+            losses, aux = train_step(model, model, x, context)
             meters.add(losses, len(x), aux)
         synchronize(device)
         summary = meters.summary()
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
-            scheduler.step(summary["loss"])
+            step_scheduler(scheduler, summary["loss"])
         history.append({"epoch": epoch, "loss": summary["loss"], "bpp": summary["bpp"],
                         "mse": summary["mse"], "lr": lr,
                         "seconds": time.perf_counter() - began})

@@ -503,7 +503,7 @@ def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) ->
 
 def bd_rows(curves: Sequence[Curve], anchor: Curve) -> list[dict]:
     """BD-rate and BD-PSNR of every curve against the anchor on :data:`BD_METRICS`, with pchip
-    (and cubic where both fronts have 4 points or more).
+    (and cubic where both fronts have 4 points or more), then akima.
 
     An under-trained model can land below the curve of its neighbours (a higher lambda giving
     a lower PSNR). The deltas are computed on each curve's Pareto front (:meth:`Curve.front`),
@@ -518,7 +518,7 @@ def bd_rows(curves: Sequence[Curve], anchor: Curve) -> list[dict]:
             notes = [f"{key}: {len(front['bpp'])} of {total} points on the front in {metric}"
                      for key, (front, total) in fronts.items() if len(front["bpp"]) < total]
             sizes = [len(front["bpp"]) for front, _ in fronts.values()]
-            methods = ["pchip", "cubic"] if min(sizes) >= 4 else ["pchip"]
+            methods = ["pchip", "cubic", "akima"] if min(sizes) >= 4 else ["pchip", "akima"]
             for interpolation in methods:
                 rate = quality = math.nan
                 note = list(notes)
@@ -615,13 +615,13 @@ def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
     lines += ["", f"## BD-rates against {anchor.method.label}", "",
               "Negative BD-rate: fewer bits than the anchor at equal quality. pchip "
               "interpolation (cubic where both curves have 4 points or more on their "
-              "Pareto fronts).", "",
+              "Pareto fronts), and akima.", "",
               "| method | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
               "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
               "|---|---|---:|---:|---:|---:|"]
     by_key = {(r["method"], r["interpolation"], r["metric"]): r for r in rows}
     for curve in curves:
-        for interpolation in ("pchip", "cubic"):
+        for interpolation in ("pchip", "cubic", "akima"):
             found = [by_key.get((curve.method.key, interpolation, m)) for m in BD_METRICS]
             if None in found:
                 continue

@@ -1,5 +1,6 @@
 """Bjontegaard deltas (BD-rate in %, BD-PSNR in dB) of RD curves against an anchor curve, on
-S-PSNR and WS-PSNR, Y and RGB, with the bjontegaard package (cubic and pchip interpolation).
+S-PSNR and WS-PSNR, Y and RGB, with the bjontegaard package (cubic and pchip interpolation,
+akima on request: -M akima).
 
 A curve is a label and the CSVs of misc/compute_spherical_psnr.py --csv, one per rate point
 (e.g. one per lambda); each CSV gives one point, its 'mean' row (bpp and PSNRs). The first -c is
@@ -23,7 +24,8 @@ from utils.io import write_text
 from utils.metrics import METRIC_NAMES
 from utils.rd import bd_values, read_curve
 
-METHODS = ("cubic", "pchip")
+METHODS = ("cubic", "pchip", "akima")
+DEFAULT_METHODS = ("cubic", "pchip")
 RESULT_COLUMNS = ("curve", "anchor", "method", "metric", "bd_rate_percent", "bd_psnr_db")
 
 
@@ -33,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--curve", nargs="+", action="append", required=True,
                         metavar=("LABEL", "CSV"),
                         help="a label and its RD CSVs (one point each); the first is the anchor")
-    parser.add_argument("-M", "--method", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="interpolations (cubic needs at least 4 points per curve)")
+    parser.add_argument("-M", "--method", nargs="+", choices=METHODS,
+                        default=list(DEFAULT_METHODS),
+                        help="interpolations (cubic needs at least 4 points per curve; "
+                        "akima, also from 2 points, is linear with 2)")
     parser.add_argument("--csv", default=None,
                         help=f"write the results ({','.join(RESULT_COLUMNS)})")
     return parser

@@ -87,6 +87,7 @@ FLAG_OF_KEY = {
     "patch_res_train": "-prt/--patch-res-train",
     "weight_type": "-w/--weight-type",
     "use_euclidean": "--use-euclidean",
+    "lr_schedule": "--lr-schedule",
 }
 """The flag that sets each entry of a checkpoint's configuration (for error messages)."""
 

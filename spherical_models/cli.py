@@ -66,6 +66,49 @@ def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
              "sphere_<10*4**k+2>.txt is generated")
 
 
+LR_SCHEDULE_CHOICES = ("plateau", "step", "cosine")
+"""``--lr-schedule`` (:data:`spherical_models.training.LR_SCHEDULES`, without importing torch)."""
+
+
+def add_lr_schedule_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                              monitored: str = "the validation loss (else the training loss)",
+                              ) -> None:
+    """``--lr-schedule --lr-step-at --lr-step-factor --lr-min`` (the training scripts), next to
+    their ``-e`` and ``--scheduler-patience``; ``monitored`` is what ``plateau`` watches."""
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULE_CHOICES, default="plateau",
+        help=f"learning-rate schedule. plateau: ReduceLROnPlateau on {monitored}, the rate "
+        "divided by sqrt(10) after --scheduler-patience epochs without improvement; step: the "
+        "rate times --lr-step-factor at each fraction --lr-step-at of -e, from epoch 1; "
+        "cosine: cosine decay from the rate to --lr-min over -e epochs, from epoch 1 (step and "
+        "cosine change the rate after every epoch; a resumed run follows the flags' -e)")
+    parser.add_argument(
+        "--lr-step-at", type=float, nargs="+", default=[0.6, 0.9], metavar="FRACTION",
+        help="with --lr-schedule step: fractions of -e, in (0, 1), after whose epoch "
+        "(round(fraction * e)) the rate is multiplied by --lr-step-factor")
+    parser.add_argument(
+        "--lr-step-factor", type=float, default=0.1,
+        help="with --lr-schedule step: factor (> 0) of the learning rate at each --lr-step-at")
+    parser.add_argument(
+        "--lr-min", type=float, default=0.0,
+        help="with --lr-schedule cosine: final learning rate, in [0, -lr]")
+
+
+def check_lr_schedule(args: argparse.Namespace) -> None:
+    """Refuse, with one line, values of the schedule flags out of range (the flags of
+    :func:`add_lr_schedule_arguments`, ``--no-scheduler`` and ``-lr``)."""
+    if args.no_scheduler and args.lr_schedule != "plateau":
+        raise OsloError(f"--no-scheduler and --lr-schedule {args.lr_schedule} exclude each other")
+    bad = [f for f in args.lr_step_at if not 0 < f < 1]
+    if bad:
+        raise OsloError(f"--lr-step-at fractions must be in (0, 1), got {bad[0]:g}")
+    if not args.lr_step_factor > 0:
+        raise OsloError(f"--lr-step-factor must be positive, got {args.lr_step_factor:g}")
+    if not 0 <= args.lr_min <= args.learning_rate:
+        raise OsloError(f"--lr-min must be in [0, -lr {args.learning_rate:g}], got "
+                        f"{args.lr_min:g}")
+
+
 # ---------------------------------------------------------------------------------------------
 # main_sphere_compression.py
 
@@ -78,8 +121,8 @@ class RunConfig:
     Attributes are the flags' destinations; besides them: ``patch_res_valtest`` is ``-prvt``
     or ``-prt`` (-1: whole sphere), ``weight_type`` ``-w`` or the convolution's default,
     ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``),
-    ``context_model`` :obj:`None` for ``none``, and ``arguments`` every flag as given (for
-    ``config.txt`` and checkpoints).
+    ``context_model`` :obj:`None` for ``none``, ``lr_step_at`` a tuple, and ``arguments``
+    every flag as given (for ``config.txt`` and checkpoints).
     """
 
     # data and structures
@@ -119,6 +162,10 @@ class RunConfig:
     checkpoint_interval: int
     no_scheduler: bool
     scheduler_patience: int
+    lr_schedule: str
+    lr_step_at: tuple[float, ...]
+    lr_step_factor: float
+    lr_min: float
     validation_start: int
     checkpoint_file: str | None
     weight_transfer: str | None
@@ -145,6 +192,7 @@ class RunConfig:
             "weight_type": args.weight_type or ("gaussian" if args.conv_name == "ChebConv"
                                                 else "identity"),
             "channels": tuple(args.channels) if args.channels else None,
+            "lr_step_at": tuple(args.lr_step_at),
             "context_model": None if args.context_model == "none" else args.context_model,
             "arguments": {k: (list(v) if isinstance(v, tuple) else v)
                           for k, v in vars(args).items()},
@@ -183,6 +231,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.max_epochs < 0 or args.dataloader_num_workers < 0 or args.scheduler_patience < 0:
         raise OsloError("-e/--max-epochs, --dataloader-num-workers and --scheduler-patience "
                         "must not be negative")
+    check_lr_schedule(args)
     if args.scale_table_levels is not None and not 2 <= args.scale_table_levels <= 65536:
         raise OsloError(f"--scale-table-levels must be in 2..65536, got "
                         f"{args.scale_table_levels}")

@@ -67,8 +67,8 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
 
 def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, Any]:
     """What a checkpoint records and must match: the model's configuration (name, N, M, layer
-    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt`` and the structures'
-    weights."""
+    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, the structures' weights
+    and ``--lr-schedule`` (the last two checked only when resuming training)."""
     return {
         **model.config,
         "quality": config.quality,
@@ -77,7 +77,12 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
         "patch_res_train": config.patch_res_train,
         "weight_type": config.weight_type,
         "use_euclidean": config.use_euclidean,
+        "lr_schedule": config.lr_schedule,
     }
+
+
+TRAINING_ONLY_KEYS = ("patch_res_train", "lr_schedule")
+"""Entries of :func:`run_config` that a checkpoint must match only to resume training."""
 
 
 def scale_table_levels(config: RunConfig, checkpoint: dict | None) -> int:
@@ -141,9 +146,11 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
     recorded = run_config(config, model)
     if checkpoint is not None:
         expected = recorded if config.train_data else {
-            k: v for k, v in recorded.items() if k != "patch_res_train"
+            k: v for k, v in recorded.items() if k not in TRAINING_ONLY_KEYS
         }
-        checkpoint = {**checkpoint, "config": canonical_config(checkpoint.get("config", {}))}
+        # checkpoints written before --lr-schedule were trained with the plateau schedule
+        checkpoint = {**checkpoint, "config": {"lr_schedule": "plateau",
+                                               **canonical_config(checkpoint.get("config", {}))}}
         check_checkpoint(checkpoint, expected, config.checkpoint_file)
     levels = scale_table_levels(config, checkpoint)
     recorded["scale_table_levels"] = model.scale_table_levels = levels

@@ -36,6 +36,7 @@ from spherical_models.training import (
     ignore_interrupts,
     make_scheduler,
     split_parameters,
+    step_scheduler,
     train_one_epoch,
     validate,
     write_config,
@@ -178,8 +179,10 @@ class Trainer:
         self.optimizer, self.aux_optimizer = configure_optimizers(
             model, run.learning_rate, run.aux_learning_rate
         )
-        self.scheduler = (
-            None if run.no_scheduler else make_scheduler(self.optimizer, run.scheduler_patience)
+        self.scheduler = None if run.no_scheduler else make_scheduler(
+            self.optimizer, run.scheduler_patience, schedule=run.lr_schedule,
+            epochs=run.max_epochs, step_at=run.lr_step_at, step_factor=run.lr_step_factor,
+            lr_min=run.lr_min,
         )
         self.state = TrainState()
         self._rng: list = []
@@ -325,8 +328,9 @@ class Trainer:
         validated = "val_loss" in row
         monitored = row["val_loss"] if validated else row["loss"]
         can_be_best = validated or self.val_loader is None
-        if self.scheduler is not None and epoch >= run.validation_start:
-            self.scheduler.step(monitored)
+        if self.scheduler is not None and (run.lr_schedule != "plateau"
+                                           or epoch >= run.validation_start):
+            step_scheduler(self.scheduler, monitored)  # plateau from --validation-start
         is_best = can_be_best and monitored < self.state.best_loss
         if is_best:
             self.state.best_loss = monitored

@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,13 +91,97 @@ def configure_optimizers(
     return optimizer, aux_optimizer
 
 
+LR_SCHEDULES = ("plateau", "step", "cosine")
+"""The learning-rate schedules of ``--lr-schedule``: ``plateau`` (``ReduceLROnPlateau`` on a
+loss), ``step`` (a factor at fractions of the epochs), ``cosine`` (cosine decay over the
+epochs)."""
+
+
+class EpochSchedule(torch.optim.lr_scheduler.LRScheduler):
+    r"""A learning rate that is a closed form of the epochs done, stepped once per epoch
+    (``step()`` without argument at the end of each epoch; epoch ``e`` trains at the rate of
+    ``e - 1`` steps).
+
+    ``step``: :math:`\text{lr} \cdot \text{factor}^k` after :math:`t` steps, where :math:`k`
+    counts the milestones :math:`\le t`, the milestones being ``round(fraction * epochs)``.
+    ``cosine``: :math:`\text{lr}_{min} + (\text{lr} - \text{lr}_{min})
+    (1 + \cos(\pi \min(t, T) / T)) / 2` with :math:`T` = ``epochs``.
+
+    Its :meth:`state_dict` holds where the schedule stands (steps done, base rates), not its
+    parameters: those come from the arguments (the flags) when resuming.
+    """
+
+    PARAMETERS = ("kind", "epochs", "milestones", "factor", "lr_min")
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        kind: str,
+        epochs: int,
+        step_at: Sequence[float] = (0.6, 0.9),
+        step_factor: float = 0.1,
+        lr_min: float = 0.0,
+    ) -> None:
+        if kind not in ("step", "cosine"):
+            raise ValueError(f"unknown epoch schedule '{kind}'")
+        self.kind = kind
+        self.epochs = max(int(epochs), 1)
+        self.milestones = tuple(round(fraction * epochs) for fraction in step_at)
+        self.factor = float(step_factor)
+        self.lr_min = float(lr_min)
+        super().__init__(optimizer)
+
+    def lr_after(self, base_lr: float, steps: int) -> float:
+        """The learning rate after ``steps`` epochs from ``base_lr`` (the closed form)."""
+        if self.kind == "step":
+            return base_lr * self.factor ** sum(steps >= m for m in self.milestones)
+        t = min(steps, self.epochs)
+        return self.lr_min + (base_lr - self.lr_min) * (1 + math.cos(math.pi * t / self.epochs)) / 2
+
+    def get_lr(self) -> list[float]:
+        return [self.lr_after(float(base), self.last_epoch) for base in self.base_lrs]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k not in self.PARAMETERS}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict({k: v for k, v in state_dict.items()
+                                 if k not in self.PARAMETERS})
+
+
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, patience: int
-) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
-    """``ReduceLROnPlateau`` on a loss, factor ``sqrt(0.1)``, ``patience`` epochs."""
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=SCHEDULER_FACTOR, patience=patience
-    )
+    optimizer: torch.optim.Optimizer,
+    patience: int = 20,
+    *,
+    schedule: str = "plateau",
+    epochs: int = 0,
+    step_at: Sequence[float] = (0.6, 0.9),
+    step_factor: float = 0.1,
+    lr_min: float = 0.0,
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | EpochSchedule:
+    """The learning-rate scheduler of ``--lr-schedule`` (:data:`LR_SCHEDULES`).
+
+    ``plateau``: ``ReduceLROnPlateau`` on a loss, factor ``sqrt(0.1)``, ``patience`` epochs
+    (``step(loss)``). ``step`` and ``cosine``: :class:`EpochSchedule` over ``epochs`` epochs
+    (``step()`` once per epoch): the rate times ``step_factor`` at each fraction ``step_at``
+    of ``epochs``, or cosine decay to ``lr_min``.
+    """
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=SCHEDULER_FACTOR, patience=patience
+        )
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule '{schedule}' (choose from "
+                         f"{', '.join(LR_SCHEDULES)})")
+    return EpochSchedule(optimizer, schedule, epochs, step_at, step_factor, lr_min)
+
+
+def step_scheduler(scheduler: Any, loss: float) -> None:
+    """One epoch's step: ``ReduceLROnPlateau`` on ``loss``, the others without it."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(loss)
+    else:
+        scheduler.step()
 
 
 @dataclass
@@ -217,14 +301,15 @@ def to_device(
 
 
 def train_step(
-    model: nn.Module, module: nn.Module, x: Tensor, patch_ids: Tensor | None, ctx: EpochContext
+    forward: Callable[[Tensor], dict], module: nn.Module, x: Tensor, ctx: EpochContext
 ) -> tuple[dict[str, Tensor], float]:
     """One optimisation step: rate-distortion loss, backward, clipping, model step, then the
-    auxiliary loss of the entropy bottlenecks and its step.
+    auxiliary loss of the entropy bottlenecks and its step (CompressAI's ``examples/train.py``).
 
-    ``model`` is what runs the forward pass (``module`` itself, or its
-    ``DistributedDataParallel`` wrapper, which averages the gradients across processes); the
-    ``quantiles``, which DDP ignores, have their gradients averaged here.
+    ``forward(x)`` runs the model: a spherical codec with its geometry and patch ids, through
+    ``module`` itself or its ``DistributedDataParallel`` wrapper (which averages the gradients
+    across processes), or a planar CompressAI model (the ERP baseline). ``module`` gives the
+    auxiliary loss; the ``quantiles``, which DDP ignores, have their gradients averaged here.
 
     Returns:
         The loss terms (detached) and the auxiliary loss.
@@ -232,8 +317,7 @@ def train_step(
     ctx.optimizer.zero_grad(set_to_none=True)
     if ctx.aux_optimizer is not None:
         ctx.aux_optimizer.zero_grad(set_to_none=True)
-    output = model(x, ctx.geometry, patch_ids)
-    losses = ctx.criterion(output, x)
+    losses = ctx.criterion(forward(x), x)
     losses["loss"].backward()
     if ctx.clip_max_norm > 0:
         params = [p for group in ctx.optimizer.param_groups for p in group["params"]]
@@ -292,7 +376,9 @@ def train_one_epoch(
                 break
             meters.data_seconds += time.perf_counter() - wait
             x, patch_ids = to_device(x, patch_ids, ctx.device)
-            losses, aux = train_step(model, module, x, patch_ids, ctx)
+            losses, aux = train_step(
+                lambda inputs, ids=patch_ids: model(inputs, ctx.geometry, ids), module, x, ctx
+            )
             meters.add(losses, x.shape[0], aux)
             bar.update()
             bar.set_postfix(loss=f"{losses['loss'].item():.4g}",

@@ -2,11 +2,13 @@
 
 import math
 
+import bjontegaard
 import pytest
 
 from misc.compute_bd_rate import build_parser, main
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
+from utils.rd import read_curve
 
 BPP = (0.1, 0.2, 0.4, 0.8, 1.6)
 
@@ -55,6 +57,26 @@ def test_pchip_accepts_three_points_cubic_refuses_them(tmp_path):
     assert all(r["bd_psnr_db"] == pytest.approx(0.5, abs=1e-6) for r in results)
     with pytest.raises(OsloError, match="at least 4 points"):
         main(["-c", "a", *a, "-c", "b", *b])
+
+
+def test_akima_on_request_matches_bjontegaard(tmp_path):
+    """-M akima adds akima rows (also from 3 points), equal to the package's own values; the
+    default rows stay cubic and pchip."""
+    anchor = write_curve(tmp_path, "a", bpp=BPP[:3])
+    other = write_curve(tmp_path, "b", rate_scale=0.9, psnr_offset=0.3, bpp=BPP[:3])
+    results = main(["-c", "anchor", *anchor, "-c", "other", *other, "-M", "pchip", "akima",
+                    "--csv", str(tmp_path / "bd.csv")])
+    assert [r["method"] for r in results] == ["pchip"] * 4 + ["akima"] * 4
+    a_curve, b_curve = read_curve("a", anchor), read_curve("b", other)
+    for r in results[4:]:
+        metric = r["metric"]
+        args = (a_curve["bpp"], a_curve[metric], b_curve["bpp"], b_curve[metric])
+        assert r["bd_rate_percent"] == pytest.approx(
+            bjontegaard.bd_rate(*args, method="akima", require_matching_points=False), abs=1e-12)
+        assert r["bd_psnr_db"] == pytest.approx(
+            bjontegaard.bd_psnr(*args, method="akima", require_matching_points=False), abs=1e-12)
+    lines = (tmp_path / "bd.csv").read_text().splitlines()
+    assert sum(",akima," in line for line in lines) == 4
 
 
 def test_flags():

@@ -115,14 +115,15 @@ def test_help_documents_every_flag_with_its_default():
         "--attention", "-cm", "--context-model", "-arhops", "--ar-hops", "-nl",
         "--non-linearity", "-sc", "--skip-conn-aggr", "--single-conv", "--validation-start",
         "--only-npy-valtest", "--skip-tested", "--seed", "--print-freq", "--weight-transfer",
-        "--channels",
+        "--channels", "--lr-schedule", "--lr-step-at", "--lr-step-factor", "--lr-min",
     ]
     for flag in flags:
         assert f"{flag} " in text or f"{flag}," in text, flag
     for default in ("(default: 0.0018)", "(default: 1000)", "(default: 0.0001)",
                     "(default: 0.001)", "(default: 1.0)", "(default: 10)", "(default: 8)",
                     "(default: 20)", "(default: reconstruction)", "(default: stride)",
-                    "(default: pixel_shuffle)", "(default: SphereScaleHyperprior)"):
+                    "(default: pixel_shuffle)", "(default: SphereScaleHyperprior)",
+                    "(default: plateau)", "(default: [0.6, 0.9])"):
         assert default in text, default
 
 
@@ -400,3 +401,35 @@ def test_ddp_two_processes_end_with_identical_weights(data, tmp_path):
     rows = list(csv.DictReader((out / "log.csv").open()))
     assert len(rows) == 2 and all(r["val_loss"] for r in rows)
     assert "world_size = 2" in (out / "config.txt").read_text()
+
+
+def test_resuming_with_another_lr_schedule_is_refused_in_one_line(data, trained, monkeypatch,
+                                                                  capsys):
+    args = [*train_args(data, data.root / "refused_schedule", 4), "--lr-schedule", "cosine",
+            "--checkpoint-file", str(trained / "checkpoint_2.pth.tar")]
+    code, errors = run_cli(monkeypatch, capsys, args)
+    assert code == 2 and len(errors) == 1, errors
+    assert ("it was trained with --lr-schedule plateau, the flags give --lr-schedule cosine"
+            in errors[0]), errors
+
+
+def test_step_schedule_trains_and_resumes_with_the_same_learning_rates(data, tmp_path):
+    """-e 4, x0.1 after epoch 2 (0.5 * 4): the rates of log.csv, and a run resumed from the
+    checkpoint of epoch 1 repeats them (and the weights) exactly."""
+    flags = ["--lr-schedule", "step", "--lr-step-at", "0.5", "-lr", "1e-3"]
+    out, resumed = tmp_path / "step", tmp_path / "resumed"
+    script.main([*train_args(data, out, 4), *flags])
+    script.main([*train_args(data, resumed, 4), *flags, "--checkpoint-file",
+                 str(out / "checkpoint_1.pth.tar")])
+
+    def rates(folder):
+        with (folder / "log.csv").open() as handle:
+            return [float(row["lr"]) for row in csv.DictReader(handle)]
+
+    assert rates(out) == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4], rel=1e-9)
+    assert rates(resumed) == rates(out)
+    assert history(resumed) == history(out)
+    assert_same_weights(final_weights(resumed), final_weights(out))
+    checkpoint = torch.load(out / "final.pth.tar", weights_only=True)
+    assert checkpoint["config"]["lr_schedule"] == "step"
+    assert checkpoint["lr_scheduler"]["last_epoch"] == 4

@@ -4,8 +4,10 @@ each other and against independent recomputations."""
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
+import bjontegaard
 import numpy as np
 import pytest
 from PIL import Image
@@ -127,6 +129,36 @@ def test_bd_table_is_recomputed_from_the_points(study):
         full = len(curves[row["method"]]["bpp"])
         assert (f"{row['method']}: {sizes[1]} of {full} points" in row["note"]) == (sizes[1] < full)
     assert finite >= 2  # WebP and JPEG 2000 against JPEG at least
+
+
+def test_akima_rows_match_bjontegaard(study):
+    """Every (method, metric) has an akima row beside pchip, equal to the package's own
+    ``bd_rate`` / ``bd_psnr`` with ``method="akima"`` on the two Pareto fronts."""
+    root, _ = study
+    curves = {}
+    for row in read_rows(root / "results" / "rd_points.csv"):
+        curve = curves.setdefault(row["method"], {k: [] for k in ("bpp", *METRIC_NAMES)})
+        for key in curve:
+            curve[key].append(float(row[key]))
+    curves = {k: {m: np.array(v) for m, v in c.items()} for k, c in curves.items()}
+    rows = read_rows(root / "results" / "bd_rates.csv")
+    pchip = {(r["method"], r["metric"]) for r in rows if r["interpolation"] == "pchip"}
+    akima = [r for r in rows if r["interpolation"] == "akima"]
+    assert {(r["method"], r["metric"]) for r in akima} == pchip
+    for row in akima:
+        metric = row["metric"]
+        anchor = pareto_front(curves[row["anchor"]], metric)
+        curve = pareto_front(curves[row["method"]], metric)
+        if min(len(anchor["bpp"]), len(curve["bpp"])) < 2:
+            assert math.isnan(float(row["bd_rate_percent"]))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            args = (anchor["bpp"], anchor[metric], curve["bpp"], curve[metric])
+            rate = bjontegaard.bd_rate(*args, method="akima", require_matching_points=False)
+            quality = bjontegaard.bd_psnr(*args, method="akima", require_matching_points=False)
+        assert float(row["bd_rate_percent"]) == pytest.approx(rate, abs=1e-3, nan_ok=True)
+        assert float(row["bd_psnr_db"]) == pytest.approx(quality, abs=1e-4, nan_ok=True)
 
 
 def test_report_shows_the_csv_numbers(study):

@@ -151,7 +151,8 @@ def read_curve(label: str, paths: Sequence[str | os.PathLike],
 def bd_values(anchor: dict[str, np.ndarray], curve: dict[str, np.ndarray], metric: str,
               method: str) -> tuple[float, float]:
     """``(BD-rate in %, BD-PSNR in dB)`` of ``curve`` against ``anchor`` on ``metric``
-    (``method``: ``cubic`` or ``pchip`` interpolation); the package's warnings (too little
+    (``method``: ``cubic``, ``pchip`` or ``akima``
+    interpolation); the package's warnings (too little
     overlap) are logged."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
