@@ -239,7 +239,8 @@ def test_actual_rate_is_the_coded_gaussians_within_the_rans_overheads(ar_hops, e
     * the rANS string adds its flush (8 bytes) and its 32-bit alignment (up to 3 bytes): 88
       bits; the 16-bit quantisation of the CDFs costs each symbol at most ``-log2(1 - n
       2^-16)`` for a table of ``n`` entries with probability at least ``2^-16`` each, under
-      0.5% here;
+      0.5% here (and the coder may pay less than the model in the tails, where its floor of
+      ``2^-16`` is above the likelihoods' ``1e-9``: only the upper bound holds);
     * rounding a scale up by at most the table's ratio ``r`` costs a symbol at most ``log2 r``
       bits against its likelihood (the mass of a bin falls at most by the factor by which its
       scale grows; symbols in the tails even gain): 0.031 bits for the 256 levels used here,
@@ -277,7 +278,6 @@ def test_actual_rate_is_the_coded_gaussians_within_the_rans_overheads(ar_hops, e
     per_symbol = math.log2(ratio)
     assert theoretical > 5000
     assert table_bits.item() <= theoretical + per_symbol * symbols + 1e-6 * theoretical
-    assert table_bits.item() - 0.005 * theoretical <= actual
     assert actual <= table_bits.item() * 1.005 + 88, (actual, table_bits.item(), theoretical)
 
 
