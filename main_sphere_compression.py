@@ -21,7 +21,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from spherical_models.cli import HelpFormatter, add_lr_schedule_arguments, run
+from spherical_models.cli import (
+    PATIENCE_UNITS,
+    HelpFormatter,
+    add_lr_schedule_arguments,
+    run,
+)
 from spherical_models.layers.blocks import (
     CONV_TYPES,
     NONLINEARITIES,
@@ -149,7 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_lr_schedule_arguments(train)
     train.add_argument("--scheduler-patience", type=int, default=20,
                        help="with --lr-schedule plateau: epochs without improvement before "
-                       "ReduceLROnPlateau divides the learning rate by sqrt(10)")
+                       "ReduceLROnPlateau divides the learning rate by sqrt(10) (see "
+                       "--patience-unit)")
+    train.add_argument("--patience-unit", choices=PATIENCE_UNITS, default="epochs",
+                       help="what --scheduler-patience counts: epochs, or optimisation steps "
+                       "(batches of a process), turned into ceil(patience / steps per epoch) "
+                       "epochs so that it means the same whatever the epoch length")
+    train.add_argument("--plateau-patches", type=int, default=0, metavar="N",
+                       help="without -v: ReduceLROnPlateau (and checkpoint_best_loss) watches "
+                       "the loss, in evaluation mode, on N training patches chosen once from "
+                       "--seed (the same every epoch, balanced over caps and belt) instead of "
+                       "the training loss; 0: the training loss. Ignored with -v")
     train.add_argument("--validation-start", type=int, default=1,
                        help="first epoch with validation and, with --lr-schedule plateau, "
                        "scheduler steps")

@@ -88,6 +88,8 @@ FLAG_OF_KEY = {
     "weight_type": "-w/--weight-type",
     "use_euclidean": "--use-euclidean",
     "lr_schedule": "--lr-schedule",
+    "patience_unit": "--patience-unit",
+    "plateau_patches": "--plateau-patches",
 }
 """The flag that sets each entry of a checkpoint's configuration (for error messages)."""
 

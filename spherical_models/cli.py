@@ -66,6 +66,9 @@ def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
              "sphere_<10*4**k+2>.txt is generated")
 
 
+PATIENCE_UNITS = ("epochs", "steps")
+"""``--patience-unit``: what ``--scheduler-patience`` counts."""
+
 LR_SCHEDULE_CHOICES = ("plateau", "step", "cosine")
 """``--lr-schedule`` (:data:`spherical_models.training.LR_SCHEDULES`, without importing torch)."""
 
@@ -162,6 +165,8 @@ class RunConfig:
     checkpoint_interval: int
     no_scheduler: bool
     scheduler_patience: int
+    patience_unit: str
+    plateau_patches: int
     lr_schedule: str
     lr_step_at: tuple[float, ...]
     lr_step_factor: float
@@ -232,6 +237,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise OsloError("-e/--max-epochs, --dataloader-num-workers and --scheduler-patience "
                         "must not be negative")
     check_lr_schedule(args)
+    if args.plateau_patches < 0:
+        raise OsloError(f"--plateau-patches must not be negative, got {args.plateau_patches}")
+    if args.plateau_patches and (args.no_scheduler or args.lr_schedule != "plateau"):
+        raise OsloError("--plateau-patches needs the plateau scheduler (--lr-schedule plateau, "
+                        "without --no-scheduler)")
     if args.scale_table_levels is not None and not 2 <= args.scale_table_levels <= 65536:
         raise OsloError(f"--scale-table-levels must be in 2..65536, got "
                         f"{args.scale_table_levels}")

@@ -67,8 +67,9 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
 
 def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, Any]:
     """What a checkpoint records and must match: the model's configuration (name, N, M, layer
-    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, the structures' weights
-    and ``--lr-schedule`` (the last two checked only when resuming training)."""
+    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, the structures' weights,
+    ``--lr-schedule``, ``--patience-unit`` and ``--plateau-patches`` (:data:`TRAINING_ONLY_KEYS`
+    checked only when resuming training)."""
     return {
         **model.config,
         "quality": config.quality,
@@ -78,11 +79,18 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
         "weight_type": config.weight_type,
         "use_euclidean": config.use_euclidean,
         "lr_schedule": config.lr_schedule,
+        "patience_unit": config.patience_unit,
+        "plateau_patches": config.plateau_patches,
     }
 
 
-TRAINING_ONLY_KEYS = ("patch_res_train", "lr_schedule")
+TRAINING_ONLY_KEYS = ("patch_res_train", "lr_schedule", "patience_unit", "plateau_patches")
 """Entries of :func:`run_config` that a checkpoint must match only to resume training."""
+
+OLD_CHECKPOINT_DEFAULTS = {"lr_schedule": "plateau", "patience_unit": "epochs",
+                           "plateau_patches": 0}
+"""What checkpoints written before ``--lr-schedule``, ``--patience-unit`` and
+``--plateau-patches`` were trained with."""
 
 
 def scale_table_levels(config: RunConfig, checkpoint: dict | None) -> int:
@@ -148,8 +156,8 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         expected = recorded if config.train_data else {
             k: v for k, v in recorded.items() if k not in TRAINING_ONLY_KEYS
         }
-        # checkpoints written before --lr-schedule were trained with the plateau schedule
-        checkpoint = {**checkpoint, "config": {"lr_schedule": "plateau",
+        # checkpoints written before these flags were trained with their defaults
+        checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS,
                                                **canonical_config(checkpoint.get("config", {}))}}
         check_checkpoint(checkpoint, expected, config.checkpoint_file)
     levels = scale_table_levels(config, checkpoint)

@@ -35,6 +35,7 @@ from spherical_models.training import (
     epoch_seed,
     ignore_interrupts,
     make_scheduler,
+    patience_epochs,
     split_parameters,
     step_scheduler,
     train_one_epoch,
@@ -43,7 +44,13 @@ from spherical_models.training import (
     write_logs,
 )
 from utils.cli import get_logger
-from utils.datasets import AllPatchesSampler, BalancedPatchSampler, MapPatches
+from utils.datasets import (
+    AllPatchesSampler,
+    BalancedPatchSampler,
+    FixedPairsSampler,
+    MapPatches,
+    fixed_patch_pairs,
+)
 from utils.errors import OsloError
 
 INTERRUPTED_CHECKPOINT = "interrupted.pth.tar"
@@ -90,12 +97,15 @@ def wrap_distributed(
 @dataclass(frozen=True)
 class TrainingData:
     """The loaders of a training run: random patches of the training maps, balanced over the
-    caps and the belt, with their sampler (which the epochs seed and position), and every
-    patch of the validation maps (:obj:`None` without ``-v``)."""
+    caps and the belt, with their sampler (which the epochs seed and position), every
+    patch of the validation maps (:obj:`None` without ``-v``), and the fixed training patches
+    that the plateau scheduler watches (``--plateau-patches`` without ``-v``, else
+    :obj:`None`)."""
 
     sampler: BalancedPatchSampler
     loader: DataLoader
     val_loader: DataLoader | None
+    plateau_loader: DataLoader | None = None
 
 
 def training_data(
@@ -121,7 +131,14 @@ def training_data(
         val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
                                         info.world_size)
         val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
-    return TrainingData(sampler, loader, val_loader)
+    plateau_loader = None
+    if run.plateau_patches > 0 and not val_files:
+        pairs = fixed_patch_pairs(len(train_files), hr, prt, run.plateau_patches, seed)
+        plateau_loader = make_loader(
+            MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
+            run.batch_size_valtest, workers, device,
+        )
+    return TrainingData(sampler, loader, val_loader, plateau_loader)
 
 
 @dataclass
@@ -179,8 +196,12 @@ class Trainer:
         self.optimizer, self.aux_optimizer = configure_optimizers(
             model, run.learning_rate, run.aux_learning_rate
         )
+        steps_per_epoch = math.ceil(
+            len(data.sampler.images) * data.sampler.patches_per_image / run.batch_size_train)
+        self.patience = patience_epochs(run.scheduler_patience, run.patience_unit,
+                                        steps_per_epoch)
         self.scheduler = None if run.no_scheduler else make_scheduler(
-            self.optimizer, run.scheduler_patience, schedule=run.lr_schedule,
+            self.optimizer, self.patience, schedule=run.lr_schedule,
             epochs=run.max_epochs, step_at=run.lr_step_at, step_factor=run.lr_step_factor,
             lr_min=run.lr_min,
         )
@@ -189,6 +210,7 @@ class Trainer:
         if checkpoint is not None:
             self._restore(checkpoint)
         self.sampler, self.loader, self.val_loader = data.sampler, data.loader, data.val_loader
+        self.plateau_loader = data.plateau_loader
         self.model = wrap_distributed(model, info, device)
         progress = info.is_main and not run.no_progress
         self.ctx = EpochContext(
@@ -278,6 +300,10 @@ class Trainer:
             val = validate(self.module, self.val_loader, self.ctx.criterion, self.val_geometry,
                            self.device, self.info, self.ctx.progress)
             row.update({f"val_{k}": v for k, v in val.items() if k != "aux_loss"})
+        if self.plateau_loader is not None and epoch >= self.run.validation_start:
+            fixed = validate(self.module, self.plateau_loader, self.ctx.criterion, self.geometry,
+                             self.device, self.info, self.ctx.progress)
+            row["plateau_loss"] = fixed["loss"]
         row["seconds"] = time.perf_counter() - start
         return row
 
@@ -289,6 +315,8 @@ class Trainer:
         if "val_loss" in row:
             text += (f" | validation loss {row['val_loss']:.4f}, bpp {row['val_bpp']:.4f}, "
                      f"PSNR {row['val_psnr']:.2f} dB")
+        if "plateau_loss" in row:
+            text += f" | plateau patches loss {row['plateau_loss']:.4f}"
         text += f" | lr {row['lr']:.3g}, {row['seconds']:.1f} s"
         get_logger().info(text)
 
@@ -323,11 +351,14 @@ class Trainer:
             get_logger().info("training done: checkpoints and logs in '%s'", self.out_dir)
 
     def _end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        """Scheduler step, best loss, logs and checkpoints of a finished epoch."""
+        """Scheduler step, best loss, logs and checkpoints of a finished epoch.
+
+        Both watch the validation loss with ``-v``; else the loss on the ``--plateau-patches``
+        (from ``--validation-start``); else the training loss."""
         run = self.run
-        validated = "val_loss" in row
-        monitored = row["val_loss"] if validated else row["loss"]
-        can_be_best = validated or self.val_loader is None
+        validated = "val_loss" in row or "plateau_loss" in row
+        monitored = row.get("val_loss", row.get("plateau_loss", row["loss"]))
+        can_be_best = validated or (self.val_loader is None and self.plateau_loader is None)
         if self.scheduler is not None and (run.lr_schedule != "plateau"
                                            or epoch >= run.validation_start):
             step_scheduler(self.scheduler, monitored)  # plateau from --validation-start

@@ -176,6 +176,17 @@ def make_scheduler(
     return EpochSchedule(optimizer, schedule, epochs, step_at, step_factor, lr_min)
 
 
+def patience_epochs(patience: int, unit: str = "epochs", steps_per_epoch: int = 1) -> int:
+    """``--scheduler-patience`` in epochs: ``patience`` itself for ``unit`` ``epochs``; for
+    ``steps`` (optimisation steps), ``ceil(patience / steps_per_epoch)`` epochs, so that it
+    means the same whatever the epoch length."""
+    if unit == "epochs":
+        return patience
+    if unit != "steps":
+        raise ValueError(f"unknown patience unit '{unit}' (choose from epochs, steps)")
+    return math.ceil(patience / max(steps_per_epoch, 1))
+
+
 def step_scheduler(scheduler: Any, loss: float) -> None:
     """One epoch's step: ``ReduceLROnPlateau`` on ``loss``, the others without it."""
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -441,11 +452,11 @@ def seed_everything(seed: int) -> None:
 
 LOG_COLUMNS = (
     "epoch", "loss", "bpp", "mse", "psnr", "lr", "seconds", "aux_loss", "data_seconds",
-    "val_loss", "val_bpp", "val_mse", "val_psnr",
+    "val_loss", "val_bpp", "val_mse", "val_psnr", "plateau_loss",
 )
 """Columns of ``log.csv``: training means of the epoch, learning rate, wall seconds of the
-epoch, auxiliary loss, seconds spent waiting for data, and the validation means (empty when
-not validated that epoch)."""
+epoch, auxiliary loss, seconds spent waiting for data, the validation means (empty when
+not validated that epoch), and the loss on the ``--plateau-patches`` (empty without them)."""
 
 
 def _format(value: Any) -> str:

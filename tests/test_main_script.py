@@ -116,6 +116,7 @@ def test_help_documents_every_flag_with_its_default():
         "--non-linearity", "-sc", "--skip-conn-aggr", "--single-conv", "--validation-start",
         "--only-npy-valtest", "--skip-tested", "--seed", "--print-freq", "--weight-transfer",
         "--channels", "--lr-schedule", "--lr-step-at", "--lr-step-factor", "--lr-min",
+        "--patience-unit", "--plateau-patches",
     ]
     for flag in flags:
         assert f"{flag} " in text or f"{flag}," in text, flag
@@ -123,7 +124,9 @@ def test_help_documents_every_flag_with_its_default():
                     "(default: 0.001)", "(default: 1.0)", "(default: 10)", "(default: 8)",
                     "(default: 20)", "(default: reconstruction)", "(default: stride)",
                     "(default: pixel_shuffle)", "(default: SphereScaleHyperprior)",
-                    "(default: plateau)", "(default: [0.6, 0.9])"):
+                    "(default: plateau)", "(default: [0.6, 0.9])", "(default: epochs)",
+                    "--patience-unit {epochs,steps}", "--plateau-patches N",
+                    "the training loss. Ignored with -v (default: 0)"):
         assert default in text, default
 
 
@@ -433,3 +436,107 @@ def test_step_schedule_trains_and_resumes_with_the_same_learning_rates(data, tmp
     checkpoint = torch.load(out / "final.pth.tar", weights_only=True)
     assert checkpoint["config"]["lr_schedule"] == "step"
     assert checkpoint["lr_scheduler"]["last_epoch"] == 4
+
+
+# --- --plateau-patches and --patience-unit ----------------------------------------------------
+
+
+def plateau_args(data, out, epochs, *flags):
+    """Training without -v: 2 maps x 3 patches, batches of 2 (3 steps per epoch)."""
+    return [*base_args(data), "-i", str(data.train), "-o", str(out), "-e", str(epochs),
+            "--checkpoint-interval", "1", "--plateau-patches", "5", *flags]
+
+
+def test_plateau_patches_are_fixed_and_their_loss_drives_the_scheduler(data, tmp_path,
+                                                                       monkeypatch):
+    """The scheduler watches the loss on the same 5 patches every epoch, also after a resume,
+    and that loss is the model's loss on those patches computed directly."""
+    import spherical_models.trainer as trainer_module
+    from spherical_models.cli import RunConfig
+    from spherical_models.pipeline import build_model, load_geometry
+    from utils.datasets import MapPatches, fixed_patch_pairs, read_map_list
+
+    seen, monitored = [], []
+    validate, step = trainer_module.validate, trainer_module.step_scheduler
+
+    def recording_validate(module, loader, *args, **kwargs):
+        seen.append([tuple(pair) for pair in loader.sampler])
+        return validate(module, loader, *args, **kwargs)
+
+    def recording_step(scheduler, loss):
+        monitored.append(loss)
+        step(scheduler, loss)
+
+    monkeypatch.setattr(trainer_module, "validate", recording_validate)
+    monkeypatch.setattr(trainer_module, "step_scheduler", recording_step)
+    out, resumed = tmp_path / "plateau", tmp_path / "resumed"
+    script.main(plateau_args(data, out, 3))
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    plateau = [float(r["plateau_loss"]) for r in rows]
+    assert monitored == pytest.approx(plateau, rel=1e-9)
+    assert not any(r["val_loss"] for r in rows)
+    assert [float(r["loss"]) for r in rows] != pytest.approx(plateau)  # not the training loss
+    expected = [tuple(pair) for pair in fixed_patch_pairs(2, HR, PR, 5, seed=1).tolist()]
+    assert len(seen) == 3 and all(pairs == expected for pairs in seen)
+    assert len(set(expected)) == 5 and {image for image, _ in expected} == {0, 1}
+
+    seen.clear()
+    monitored.clear()
+    script.main([*plateau_args(data, resumed, 3), "--checkpoint-file",
+                 str(out / "checkpoint_1.pth.tar")])
+    assert len(seen) == 2 and all(pairs == expected for pairs in seen)
+    assert list(csv.DictReader((resumed / "log.csv").open())) != []
+    assert [float(r["plateau_loss"]) for r in csv.DictReader((resumed / "log.csv").open())] \
+        == plateau
+    assert_same_weights(final_weights(resumed), final_weights(out))
+
+    # the loss of the epoch-2 weights on the 5 patches, computed directly
+    args = script.build_parser().parse_args(plateau_args(data, out, 3))
+    config = RunConfig.from_args(args)
+    model = build_model(config)
+    checkpoint = checkpoints.load_checkpoint(out / "checkpoint_2.pth.tar")
+    model.scale_table_levels = checkpoint["config"]["scale_table_levels"]
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    dataset = MapPatches(read_map_list(data.train, HR), HR, PR)
+    items = [dataset[pair] for pair in expected]
+    x = torch.stack([item[0] for item in items])
+    ids = torch.tensor([item[1] for item in items])
+    with torch.no_grad():
+        loss = training.RateDistortionLoss(0.01)(model(x, load_geometry(config, model, PR), ids),
+                                                 x)["loss"].item()
+    assert loss == pytest.approx(plateau[1], rel=1e-5)
+    assert checkpoint["config"]["plateau_patches"] == 5
+    assert checkpoint["config"]["patience_unit"] == "epochs"
+
+
+def test_patience_in_steps_becomes_epochs_and_is_checked_on_resume(data, tmp_path,
+                                                                  monkeypatch, capsys):
+    out = tmp_path / "steps"
+    script.main([*base_args(data), "-i", str(data.train), "-o", str(out), "-e", "1",
+                 "--patience-unit", "steps", "--scheduler-patience", "7"])
+    checkpoint = checkpoints.load_checkpoint(out / "final.pth.tar")
+    assert checkpoint["lr_scheduler"]["patience"] == 3  # ceil(7 / 3 steps per epoch)
+    assert checkpoint["config"]["patience_unit"] == "steps"
+    assert checkpoint["config"]["plateau_patches"] == 0
+    code, errors = run_cli(monkeypatch, capsys, [
+        *base_args(data), "-i", str(data.train), "-o", str(tmp_path / "refused"), "-e", "1",
+        "--checkpoint-file", str(out / "final.pth.tar")])
+    assert code == 2 and len(errors) == 1, errors
+    assert ("it was trained with --patience-unit steps, the flags give --patience-unit epochs"
+            in errors[0]), errors
+
+
+def test_checkpoints_without_the_plateau_flags_count_as_their_defaults(data, trained, tmp_path,
+                                                                       monkeypatch, capsys):
+    checkpoint = checkpoints.load_checkpoint(trained / "final.pth.tar")
+    for key in ("patience_unit", "plateau_patches"):
+        del checkpoint["config"][key]
+    old = checkpoints.save_checkpoint(tmp_path / "old.pth.tar", checkpoint)
+    script.main([*train_args(data, tmp_path / "accepted", 3), "--checkpoint-file", str(old)])
+    code, errors = run_cli(monkeypatch, capsys, [
+        *train_args(data, tmp_path / "refused", 3), "--plateau-patches", "4",
+        "--checkpoint-file", str(old)])
+    assert code == 2 and len(errors) == 1, errors
+    assert ("it was trained with --plateau-patches 0, the flags give --plateau-patches 4"
+            in errors[0]), errors

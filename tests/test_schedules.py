@@ -5,13 +5,20 @@ range."""
 import io
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import main_sphere_compression as script
 from baselines import train_erp_compressai as baseline
 from spherical_models.cli import check_arguments
-from spherical_models.training import SCHEDULER_FACTOR, make_scheduler, step_scheduler
+from spherical_models.training import (
+    SCHEDULER_FACTOR,
+    make_scheduler,
+    patience_epochs,
+    step_scheduler,
+)
+from utils.datasets import FixedPairsSampler, fixed_patch_pairs, patch_regions
 from utils.errors import OsloError
 
 LR = 1e-2
@@ -130,6 +137,11 @@ def main_args(tmp_path, *flags):
     (["--lr-schedule", "cosine", "--lr-min", "1e-3"], "--lr-min must be in [0, -lr 0.0001]"),
     (["--lr-schedule", "cosine", "--no-scheduler"], "--no-scheduler and --lr-schedule cosine "
      "exclude each other"),
+    (["--plateau-patches", "-1"], "--plateau-patches must not be negative, got -1"),
+    (["--plateau-patches", "4", "--lr-schedule", "step"], "--plateau-patches needs the plateau "
+     "scheduler"),
+    (["--plateau-patches", "4", "--no-scheduler"], "--plateau-patches needs the plateau "
+     "scheduler"),
 ])
 def test_schedule_flags_out_of_range_are_refused_in_one_line(tmp_path, flags, message):
     with pytest.raises(OsloError) as error:
@@ -162,3 +174,44 @@ def test_baseline_refuses_the_same_flags(tmp_path):
         "1.5"])
     with pytest.raises(OsloError, match=r"--lr-step-at fractions must be in \(0, 1\), got 1.5"):
         baseline.check_args(args)
+
+
+@pytest.mark.parametrize("patience,steps", [(0, 3), (1, 3), (3, 3), (4, 3), (7, 3), (20, 1),
+                                            (20, 7), (100, 1000), (1000, 999)])
+def test_patience_in_steps_is_ceil_of_steps_over_steps_per_epoch(patience, steps):
+    assert patience_epochs(patience, "steps", steps) == -(-patience // steps)
+    assert patience_epochs(patience, "steps", steps) == math.ceil(patience / steps)
+    assert patience_epochs(patience, "epochs", steps) == patience  # the default: unchanged
+    assert patience_epochs(patience) == patience
+    with pytest.raises(ValueError):
+        patience_epochs(patience, "hours", steps)
+
+
+def test_plateau_flags_default_to_todays_behaviour(tmp_path):
+    args = main_args(tmp_path)
+    assert (args.plateau_patches, args.patience_unit) == (0, "epochs")
+    check_arguments(main_args(tmp_path, "--plateau-patches", "8", "--patience-unit", "steps"))
+
+
+@pytest.mark.parametrize("images,hr,pr,count", [(2, 3, 1, 5), (3, 3, 2, 7), (1, 2, 0, 12),
+                                                (1, 2, 0, 20), (4, 3, -1, 3), (2, 3, -1, 5)])
+def test_fixed_patch_pairs_depend_only_on_the_seed_and_are_balanced(images, hr, pr, count):
+    pairs = fixed_patch_pairs(images, hr, pr, count, seed=7)
+    assert (pairs == fixed_patch_pairs(images, hr, pr, count, seed=7)).all()
+    if pr < 0:
+        assert len(pairs) == min(count, images) and (pairs[:, 1] == -1).all()
+        assert len(set(pairs[:, 0].tolist())) == len(pairs)
+        return
+    assert pairs.shape == (count, 2)
+    assert not (pairs == fixed_patch_pairs(images, hr, pr, count, seed=8)).all()
+    regions = patch_regions(hr, pr)
+    for image in range(images):
+        mine = pairs[pairs[:, 0] == image, 1]
+        assert abs(len(mine) - count / images) < 1
+        counts = np.bincount(regions[mine], minlength=3)
+        assert counts.max() - counts.min() <= 1
+        if len(mine) <= len(regions):
+            assert len(set(mine.tolist())) == len(mine)
+    shares = [list(FixedPairsSampler(pairs, rank, 3)) for rank in range(3)]
+    assert sorted(pair for share in shares for pair in share) == sorted(map(tuple, pairs.tolist()))
+    assert list(FixedPairsSampler(pairs)) == list(map(tuple, pairs.tolist()))

@@ -232,3 +232,56 @@ class AllPatchesSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+
+FIXED_PATCHES_STREAM = 0x504C4154
+"""Second entry of the seed of :func:`fixed_patch_pairs` (apart from the epochs' draws)."""
+
+
+def fixed_patch_pairs(
+    num_images: int, healpix_res: int, patch_res: int, count: int, seed: int
+) -> np.ndarray:
+    """``count`` training ``(image, patch)`` pairs ``[count, 2]`` chosen once from ``seed``
+    (``--plateau-patches``): the same whatever the epoch, the process or a resumption.
+
+    The maps take turns (map ``i`` gives ``count // num_images`` patches, one more for the
+    first ``count % num_images``); each map's patches are balanced over the three regions like
+    :class:`BalancedPatchSampler` and distinct while its regions allow it. Whole-map training
+    (negative ``patch_res``) gives ``min(count, num_images)`` distinct maps (patch -1). The draw
+    is ``numpy.random.default_rng([seed, FIXED_PATCHES_STREAM])``.
+    """
+    rng = np.random.default_rng([seed, FIXED_PATCHES_STREAM])
+    if patch_res < 0:
+        images = np.sort(rng.choice(num_images, min(count, num_images), replace=False))
+        return np.stack([images, np.full_like(images, -1)], axis=1).astype(np.int64)
+    regions = patch_regions(healpix_res, patch_res)
+    region_patches = [np.flatnonzero(regions == r) for r in range(3)]
+    pairs = []
+    for image in range(num_images):
+        n_image = count // num_images + (image < count % num_images)
+        first = rng.integers(3)
+        per_region = [n_image // 3 + ((r - first) % 3 < n_image % 3) for r in range(3)]
+        for region, n in zip(region_patches, per_region, strict=True):
+            patches = np.sort(rng.choice(region, n, replace=n > len(region)))
+            pairs.append(np.stack([np.full(n, image), patches], axis=1))
+    return np.concatenate(pairs).astype(np.int64)
+
+
+class FixedPairsSampler(Sampler):
+    """Given ``(image, patch)`` pairs, in order; with ``world_size > 1``, this process's share
+    of them (``rank, rank + world_size, ...``, no padding).
+
+    Args:
+        pairs: ``[n, 2]`` pairs (:func:`fixed_patch_pairs`).
+        rank, world_size: this process and the number of processes.
+    """
+
+    def __init__(self, pairs: np.ndarray, rank: int = 0, world_size: int = 1) -> None:
+        self.pairs = np.asarray(pairs, dtype=np.int64)[shard(len(pairs), rank, world_size,
+                                                             pad=False)]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        yield from map(tuple, self.pairs.tolist())
+
+    def __len__(self) -> int:
+        return len(self.pairs)
