@@ -19,6 +19,10 @@ hand. A step whose output exists is skipped, so an interrupted study resumes whe
 every step run. The methods share one bpp axis: bits per HEALPix pixel at the study's
 resolution, also for the ERP methods.
 
+With ``--seeds s1 s2 ...``, every learned point is trained once per seed (run folders
+``lambda<l>_seed<s>``); the report gives the BD values per seed, their mean and range, and those
+of the mean curves, and marks a ranking the seeds' range does not support.
+
 Presets:
 
 * ``--tiny``: resolution 6, tiny models and one epoch; for the tests (about a minute).
@@ -227,10 +231,12 @@ class Inputs:
 class Layout:
     """The folders and files of a study in ``root``; ``separate_training``: the training
     images come from their own folder (two runs of step 1, in ``data/train`` and
-    ``data/test``), else from step 1's split in ``data``."""
+    ``data/test``), else from step 1's split in ``data``; ``seeds``: the training seeds of
+    every learned point (its folder gets a ``_seed<s>`` suffix when there are several)."""
 
     root: Path
     separate_training: bool = False
+    seeds: tuple[int, ...] = (0,)
 
     @property
     def data(self) -> Path:
@@ -254,15 +260,17 @@ class Layout:
     def results(self) -> Path:
         return self.root / "results"
 
-    def run(self, method: Method, lmbda: float) -> Path:
-        """Folder of the training run of a learned method at ``lmbda``."""
-        return self.root / "runs" / method.key / f"lambda{lmbda:g}"
+    def run(self, method: Method, lmbda: float, seed: int = 0) -> Path:
+        """Folder of the training run of a learned method at ``lmbda`` with ``seed``
+        (``lambda<l>``, or ``lambda<l>_seed<s>`` when the study has several seeds)."""
+        suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
+        return self.root / "runs" / method.key / f"lambda{lmbda:g}{suffix}"
 
-    def rd_csv(self, method: Method, point: tuple[float, int] | str) -> Path:
+    def rd_csv(self, method: Method, point: tuple[float, int] | str, seed: int = 0) -> Path:
         """The RD CSV (one point) of a learned method's run or a classic codec's quality."""
         if method.kind == "classic":
             return self.classic / method.model / f"{point}.csv"
-        return self.run(method, point[0]) / "reconstruction" / "rd.csv"
+        return self.run(method, point[0], seed) / "reconstruction" / "rd.csv"
 
 
 def map_prefix(preset: Preset) -> str:
@@ -321,16 +329,18 @@ def model_size(preset: Preset, quality: int) -> tuple[str, ...]:
 
 
 def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[float, int],
-                  inputs: Inputs) -> list[Step]:
-    """Training, evaluation and metrics of a learned method at one (lambda, quality)."""
+                  inputs: Inputs, seed: int = 0) -> list[Step]:
+    """Training (with ``--seed seed``), evaluation and metrics of a learned method at one
+    (lambda, quality)."""
     lmbda, quality = point
-    run = layout.run(method, lmbda)
+    run = layout.run(method, lmbda, seed)
+    rd = layout.rd_csv(method, point, seed)
     train_list, test_list = str(layout.data_list("train")), str(layout.data_list("test"))
     image_dir, image_ext, sphere_points = inputs.image_dir, inputs.image_ext, inputs.sphere_points
     gpu = ("-g",) if preset.gpu else ()
-    tag = f"{method.key} lambda={lmbda:g}"
+    tag = f"{method.key} lambda={lmbda:g}" + (f" seed={seed}" if len(layout.seeds) > 1 else "")
     common = ("-O" if method.kind == "erp" else "-o", str(run), *model_size(preset, quality),
-              "--lambda", f"{lmbda:g}", "--seed", "0", "--no-progress", *gpu)
+              "--lambda", f"{lmbda:g}", "--seed", str(seed), "--no-progress", *gpu)
     if method.kind == "erp":
         script = "baselines/train_erp_compressai.py"
         common = ("-m", method.model, "-o", image_dir, "-oe", image_ext,
@@ -345,8 +355,7 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
                  "--checkpoint-interval", str(preset.epochs))
         evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
         return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar"),
-                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate),
-                     layout.rd_csv(method, point))]
+                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate), rd)]
     script = "main_sphere_compression.py"
     common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
               "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), *common,
@@ -366,13 +375,12 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", test_list,
                "--test-files-prefix", prefix, "-r", str(run), "-rf", "reconstruction",
                "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
-               "-ratef", prefix, "-s", sphere_points, "--csv", str(layout.rd_csv(method, point)))
+               "-ratef", prefix, "-s", sphere_points, "--csv", str(rd))
     return [
         Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher),
         Step(f"{tag}: evaluation", script, (*common, *evaluate),
              run / "reconstruction" / "rates.txt"),
-        Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics,
-             layout.rd_csv(method, point)),
+        Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics, rd),
     ]
 
 
@@ -401,8 +409,9 @@ def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
         if method.kind == "classic":
             steps.append(classic_step(preset, layout, method, inputs))
             continue
-        for point in preset.points:
-            steps += learned_steps(preset, layout, method, point, inputs)
+        for seed in layout.seeds:
+            for point in preset.points:
+                steps += learned_steps(preset, layout, method, point, inputs, seed)
     return steps
 
 
@@ -458,10 +467,13 @@ def run_steps(steps: Sequence[Step], log_path: Path) -> float:
 
 @dataclass
 class Curve:
-    """The points of one method, sorted by bpp: ``(point label, RD mean row)``."""
+    """The points of one method, sorted by bpp: ``(point label, RD mean row)``; ``seed``: the
+    training seed of a learned method's points, :obj:`None` for a classic codec or the mean
+    over the seeds (:func:`mean_curve`)."""
 
     method: Method
     points: list[tuple[str, dict[str, float]]]
+    seed: int | None = None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """``{"bpp": [n], metric: [n]}``, as misc/compute_bd_rate.py and plot_rd_curves.py
@@ -482,57 +494,140 @@ class Curve:
         return {key: array[keep] for key, array in values.items()}
 
 
-def rd_files(preset: Preset, layout: Layout, method: Method) -> list[tuple[str, Path]]:
+def rd_files(preset: Preset, layout: Layout, method: Method,
+             seed: int = 0) -> list[tuple[str, Path]]:
     """``(point label, RD CSV)`` of every point of a method: ``q<quality>`` of a classic
-    codec, ``lambda=<l>`` of a learned method."""
+    codec, ``lambda=<l>`` of a learned method (trained with ``seed``)."""
     if method.kind == "classic":
         return [(label, layout.rd_csv(method, label))
                 for label in classic_points(preset, method.model)]
-    return [(f"lambda={p[0]:g}", layout.rd_csv(method, p)) for p in preset.points]
+    return [(f"lambda={p[0]:g}", layout.rd_csv(method, p, seed)) for p in preset.points]
 
 
-def collect_curves(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Curve]:
-    """The RD points of every method, read back from their RD CSVs."""
-    curves = []
-    for method in methods:
-        rows = [(label, read_point(path)) for label, path in rd_files(preset, layout, method)]
-        rows.sort(key=lambda row: row[1]["bpp"])
-        curves.append(Curve(method, rows))
-    return curves
+def all_rd_files(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Path]:
+    """The RD CSVs of every method, point and seed of the study."""
+    return [path for method in methods
+            for seed in (layout.seeds if method.kind != "classic" else (0,))
+            for _, path in rd_files(preset, layout, method, seed)]
 
 
-def bd_rows(curves: Sequence[Curve], anchor: Curve) -> list[dict]:
-    """BD-rate and BD-PSNR of every curve against the anchor on :data:`BD_METRICS`, with pchip
-    (and cubic where both fronts have 4 points or more), then akima.
+def read_curve_points(preset: Preset, layout: Layout, method: Method, seed: int | None) -> Curve:
+    """The curve of a method (at ``seed``, :obj:`None` for a classic codec) from its RD CSVs."""
+    rows = [(label, read_point(path))
+            for label, path in rd_files(preset, layout, method, seed or 0)]
+    rows.sort(key=lambda row: row[1]["bpp"])
+    return Curve(method, rows, seed)
+
+
+def collect_curves(preset: Preset, layout: Layout,
+                   methods: Sequence[Method]) -> dict[str, list[Curve]]:
+    """The RD points of every method, read back from their RD CSVs: by method, one curve per
+    seed (a single curve, of seed :obj:`None`, for a classic codec)."""
+    return {method.key: [read_curve_points(preset, layout, method, seed)
+                         for seed in (layout.seeds if method.kind != "classic" else (None,))]
+            for method in methods}
+
+
+def mean_curve(curves: Sequence[Curve]) -> Curve:
+    """The curve of the mean bpp and metrics of each point over the seeds' curves (the curve
+    itself if there is one)."""
+    if len(curves) == 1:
+        return replace(curves[0], seed=None)
+    by_label: dict[str, list[dict[str, float]]] = {}
+    for curve in curves:
+        for label, point in curve.points:
+            by_label.setdefault(label, []).append(point)
+    rows = [(label, {key: float(np.mean([p[key] for p in points])) for key in points[0]})
+            for label, points in by_label.items()]
+    rows.sort(key=lambda row: row[1]["bpp"])
+    return Curve(curves[0].method, rows, None)
+
+
+def pair_rows(curve: Curve, anchor: Curve, seed: str) -> list[dict]:
+    """BD-rate and BD-PSNR of ``curve`` against ``anchor`` on :data:`BD_METRICS`, with pchip
+    (and cubic where both fronts have 4 points or more), then akima; ``seed``: the rows'
+    ``seed`` field."""
+    rows = []
+    for metric in BD_METRICS:
+        fronts = [(c.method.key, c.front(metric), len(c.points)) for c in (anchor, curve)]
+        notes = [f"{key}: {len(front['bpp'])} of {total} points on the front in {metric}"
+                 for key, front, total in fronts if len(front["bpp"]) < total]
+        sizes = [len(front["bpp"]) for _, front, _ in fronts]
+        methods = ["pchip", "cubic", "akima"] if min(sizes) >= 4 else ["pchip", "akima"]
+        for interpolation in methods:
+            rate = quality = math.nan
+            note = list(notes)
+            if min(sizes) >= 2:
+                rate, quality = bd_values(fronts[0][1], fronts[1][1], metric, interpolation)
+                if math.isnan(rate):
+                    note.append(f"{curve.method.key}: no overlap with the anchor in {metric}")
+            rows.append({"method": curve.method.key, "anchor": anchor.method.key, "seed": seed,
+                         "interpolation": interpolation, "metric": metric,
+                         "bd_rate_percent": rate, "bd_psnr_db": quality,
+                         "note": "; ".join(note)})
+    return rows
+
+
+SPREAD_COLUMNS = ("bd_rate_mean", "bd_rate_min", "bd_rate_max", "bd_psnr_mean", "bd_psnr_min",
+                  "bd_psnr_max")
+"""Columns of ``bd_rates.csv`` on the rows of the mean curve: the per-seed values' statistics."""
+
+
+def spread(rows: Sequence[dict]) -> dict[str, float]:
+    """Mean, min and max of the finite per-seed BD-rates and BD-PSNRs (nan if none)."""
+    values = {}
+    for name, key in (("bd_rate", "bd_rate_percent"), ("bd_psnr", "bd_psnr_db")):
+        finite = [r[key] for r in rows if math.isfinite(r[key])]
+        for stat, function in (("mean", np.mean), ("min", np.min), ("max", np.max)):
+            values[f"{name}_{stat}"] = float(function(finite)) if finite else math.nan
+    return values
+
+
+def unsupported(row: dict) -> bool:
+    """Whether the seeds' BD-rates have opposite signs (the ranking is not supported)."""
+    low, high = row.get("bd_rate_min", math.nan), row.get("bd_rate_max", math.nan)
+    return low < 0 < high
+
+
+def bd_rows(curves: dict[str, list[Curve]], anchor_key: str) -> list[dict]:
+    """BD-rate and BD-PSNR of every method against the anchor (:func:`pair_rows`).
 
     An under-trained model can land below the curve of its neighbours (a higher lambda giving
     a lower PSNR). The deltas are computed on each curve's Pareto front (:meth:`Curve.front`),
     and a note says which curves lost points to it; ``nan`` where a front has fewer than 2
-    points."""
+    points.
+
+    Per seed ``s``: the method's curve of seed ``s`` against the anchor's of seed ``s`` (a
+    classic codec's curve is the same for every seed; two classic codecs: one row, seed
+    ``""``). With several seeds, then the rows of seed ``mean``: the BD values of the mean
+    curves (:func:`mean_curve`) with the mean, min and max of the per-seed values
+    (:data:`SPREAD_COLUMNS`); a note where the min and max BD-rates have opposite signs."""
+    anchors = curves[anchor_key]
     rows = []
-    for curve in curves:
-        if curve is anchor:
+    for key, own in curves.items():
+        if key == anchor_key:
             continue
-        for metric in BD_METRICS:
-            fronts = {c.method.key: (c.front(metric), len(c.points)) for c in (anchor, curve)}
-            notes = [f"{key}: {len(front['bpp'])} of {total} points on the front in {metric}"
-                     for key, (front, total) in fronts.items() if len(front["bpp"]) < total]
-            sizes = [len(front["bpp"]) for front, _ in fronts.values()]
-            methods = ["pchip", "cubic", "akima"] if min(sizes) >= 4 else ["pchip", "akima"]
-            for interpolation in methods:
-                rate = quality = math.nan
-                note = list(notes)
-                if min(sizes) >= 2:
-                    rate, quality = bd_values(fronts[anchor.method.key][0],
-                                              fronts[curve.method.key][0], metric,
-                                              interpolation)
-                    if math.isnan(rate):
-                        note.append(f"{curve.method.key}: no overlap with the anchor in "
-                                    f"{metric}")
-                rows.append({"method": curve.method.key, "anchor": anchor.method.key,
-                             "interpolation": interpolation, "metric": metric,
-                             "bd_rate_percent": rate, "bd_psnr_db": quality,
-                             "note": "; ".join(note)})
+        if len(own) == 1 and len(anchors) == 1 and own[0].seed is None \
+                and anchors[0].seed is None:
+            rows += pair_rows(own[0], anchors[0], "")
+            continue
+        count = max(len(own), len(anchors))
+        seeded = [pair_rows(own[i % len(own)], anchors[i % len(anchors)],
+                            str((own if own[0].seed is not None else anchors)[i].seed))
+                  for i in range(count)]
+        for group in seeded:
+            rows += group
+        if count == 1:
+            continue
+        for row in pair_rows(mean_curve(own), mean_curve(anchors), "mean"):
+            same = [r for group in seeded for r in group
+                    if (r["interpolation"], r["metric"]) == (row["interpolation"],
+                                                             row["metric"])]
+            row.update(spread(same))
+            if unsupported(row):
+                row["note"] = "; ".join(n for n in (row["note"], "ranking unsupported: the "
+                                        "seeds' BD-rates have opposite signs") if n)
+            rows.append(row)
     return rows
 
 
@@ -540,28 +635,43 @@ def _number(value: float, digits: int) -> str:
     return "nan" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def points_csv(curves: Sequence[Curve]) -> str:
-    """``rd_points.csv``: method, label, point, bpp and every metric, one row per point."""
+def point_value(label: str) -> str:
+    """The lambda of ``lambda=<l>`` or the quality of ``q<quality>``."""
+    return label.split("=", 1)[1] if label.startswith("lambda=") else label.removeprefix("q")
+
+
+def point_label(method: Method, value: str) -> str:
+    """The point label of a lambda or a classic codec's quality (:func:`point_value`)."""
+    return f"q{value}" if method.kind == "classic" else f"lambda={value}"
+
+
+def points_csv(curves: dict[str, list[Curve]]) -> str:
+    """``rd_points.csv``: method, seed (empty for a classic codec), lambda (a classic codec's
+    quality), bpp and every metric, one row per test-set mean."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "label", "point", "bpp", *METRIC_NAMES])
-    for curve in curves:
-        for label, point in curve.points:
-            writer.writerow([curve.method.key, curve.method.label, label, f"{point['bpp']:.6f}",
-                             *(f"{point[m]:.4f}" for m in METRIC_NAMES)])
+    writer.writerow(["method", "seed", "lambda", "bpp", *METRIC_NAMES])
+    for key, own in curves.items():
+        for curve in own:
+            for label, point in curve.points:
+                writer.writerow([key, "" if curve.seed is None else curve.seed,
+                                 point_value(label), f"{point['bpp']:.6f}",
+                                 *(f"{point[m]:.4f}" for m in METRIC_NAMES)])
     return buffer.getvalue()
 
 
 def bd_csv(rows: Sequence[dict]) -> str:
-    """``bd_rates.csv``: one row per (method, interpolation, metric)."""
+    """``bd_rates.csv``: one row per (method, seed, interpolation, metric)."""
     buffer = io.StringIO()
-    columns = ("method", "anchor", "interpolation", "metric", "bd_rate_percent", "bd_psnr_db",
-               "note")
+    columns = ("method", "anchor", "seed", "interpolation", "metric", "bd_rate_percent",
+               "bd_psnr_db", *SPREAD_COLUMNS, "note")
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
+        stats = {c: _number(row[c], 3 if c.startswith("bd_rate") else 4) if c in row else ""
+                 for c in SPREAD_COLUMNS}
         writer.writerow({**row, "bd_rate_percent": _number(row["bd_rate_percent"], 3),
-                         "bd_psnr_db": _number(row["bd_psnr_db"], 4)})
+                         "bd_psnr_db": _number(row["bd_psnr_db"], 4), **stats})
     return buffer.getvalue()
 
 
@@ -580,12 +690,54 @@ def machine_description() -> str:
             f"{device}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
-                    rows: Sequence[dict], anchor: Curve, command: str, seconds: float,
+
+
+def _bd_cell(row: dict, key: str, digits: int) -> str:
+    """A BD value of the report; on a mean-curve row, with the seeds' mean and range, and
+    ``unsupported`` where the seeds' BD-rates have opposite signs."""
+    text = _number(row[key], digits)
+    name = "bd_rate" if key == "bd_rate_percent" else "bd_psnr"
+    if f"{name}_mean" not in row:
+        return text
+    text += (f" (seeds: mean {_number(row[name + '_mean'], digits)}, "
+             f"{_number(row[name + '_min'], digits)} to {_number(row[name + '_max'], digits)})")
+    if name == "bd_rate" and unsupported(row):
+        text += " unsupported"
+    return text
+
+
+def _bd_table(rows: Sequence[dict], labels: dict[str, str], seeds: Sequence[str],
+              show_seed: bool) -> list[str]:
+    """The BD table of the rows of the given ``seed`` fields, by method and interpolation."""
+    lines = ["| method | seed | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
+             "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
+             "|---|---|---|---:|---:|---:|---:|"] if show_seed else \
+        ["| method | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
+         "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
+         "|---|---|---:|---:|---:|---:|"]
+    by_key = {(r["method"], r["seed"], r["interpolation"], r["metric"]): r for r in rows}
+    for key, label in labels.items():
+        for seed in seeds:
+            for interpolation in ("pchip", "cubic", "akima"):
+                found = [by_key.get((key, seed, interpolation, m)) for m in BD_METRICS]
+                if None in found:
+                    continue
+                cells = [_bd_cell(r, "bd_rate_percent", 2) for r in found] \
+                    + [_bd_cell(r, "bd_psnr_db", 3) for r in found]
+                first = f"| {label} | {seed} | " if show_seed else f"| {label} | "
+                lines.append(first + f"{interpolation} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve]],
+                    rows: Sequence[dict], anchor: Method, command: str, seconds: float,
                     inputs: Inputs) -> str:
-    """``report.md``: the setting, the RD tables and the BD-rate table."""
+    """``report.md``: the setting, the RD tables and the BD-rate tables."""
     size = (f"(N, M) = {preset.channels}" if preset.channels
             else "(N, M) of each point's quality")
+    several = len(layout.seeds) > 1
+    seeds = (f"seeds {', '.join(map(str, layout.seeds))} (every learned point trained once per "
+             "seed)" if several else f"seed {layout.seeds[0]}")
     lines = [
         f"# RD study, preset `{preset.name}`", "",
         f"- Command: `{command}`",
@@ -600,41 +752,45 @@ def report_markdown(preset: Preset, layout: Layout, curves: Sequence[Curve],
         f"- Learned models: {size}, {preset.epochs} epoch(s) of {preset.patches_per_map} patches "
         f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g} "
         f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement of "
-        "the training loss",
+        f"the training loss; {seeds}",
         "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
         "for every method", "",
         "## Rate and quality (mean over the test images)", "",
-        "| method | point | bpp | S-PSNR Y (dB) | WS-PSNR Y (dB) | S-PSNR RGB (dB) "
+        "| method | seed | point | bpp | S-PSNR Y (dB) | WS-PSNR Y (dB) | S-PSNR RGB (dB) "
         "| WS-PSNR RGB (dB) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for curve in curves:
-        for label, point in curve.points:
-            lines.append(f"| {curve.method.label} | {label} | {point['bpp']:.4f} | "
-                         + " | ".join(f"{point[m]:.2f}" for m in METRIC_NAMES) + " |")
-    lines += ["", f"## BD-rates against {anchor.method.label}", "",
+    for own in curves.values():
+        shown = [*own, replace(mean_curve(own), seed="mean")] if len(own) > 1 else own
+        for curve in shown:
+            seed = "" if curve.seed is None else curve.seed
+            for label, point in curve.points:
+                lines.append(f"| {curve.method.label} | {seed} | {label} | {point['bpp']:.4f} | "
+                             + " | ".join(f"{point[m]:.2f}" for m in METRIC_NAMES) + " |")
+    labels = {own[0].method.key: own[0].method.label for own in curves.values()}
+    lines += ["", f"## BD-rates against {anchor.label}", "",
               "Negative BD-rate: fewer bits than the anchor at equal quality. pchip "
               "interpolation (cubic where both curves have 4 points or more on their "
-              "Pareto fronts), and akima.", "",
-              "| method | interpolation | BD-rate S-PSNR Y (%) | BD-rate WS-PSNR Y (%) "
-              "| BD-PSNR S-PSNR Y (dB) | BD-PSNR WS-PSNR Y (dB) |",
-              "|---|---|---:|---:|---:|---:|"]
-    by_key = {(r["method"], r["interpolation"], r["metric"]): r for r in rows}
-    for curve in curves:
-        for interpolation in ("pchip", "cubic", "akima"):
-            found = [by_key.get((curve.method.key, interpolation, m)) for m in BD_METRICS]
-            if None in found:
-                continue
-            rates = [_number(r["bd_rate_percent"], 2) for r in found]
-            psnrs = [_number(r["bd_psnr_db"], 3) for r in found]
-            lines.append(f"| {curve.method.label} | {interpolation} | "
-                         + " | ".join(rates + psnrs) + " |")
-    notes = sorted({n for r in rows for n in r["note"].split("; ") if n})
+              "Pareto fronts), and akima."]
+    if several:
+        lines += ["", "The BD values of the mean curves (the mean bpp and PSNRs of each "
+                  "lambda over the seeds), then the mean and the range (min to max) of the "
+                  "per-seed values (each seed's curve against the anchor's of the same seed). "
+                  "`unsupported`: the seeds' BD-rates have opposite signs, so the sign of the "
+                  "BD-rate (the ranking against the anchor) is not supported by the seeds.", ""]
+        lines += _bd_table(rows, labels, ["mean", ""], True)
+        lines += ["", "### Per seed", ""]
+        lines += _bd_table(rows, labels, [str(s) for s in layout.seeds], True)
+    else:
+        lines += ["", *_bd_table(rows, labels, [str(layout.seeds[0]), ""], False)]
+    notes = sorted({n for r in rows for n in r["note"].split("; ")
+                    if n and not n.startswith("ranking unsupported")})
     if notes:
         lines += ["", "Points below their curve's Pareto front (a higher lambda with a lower "
                   "PSNR) are left out of the BD values: " + "; ".join(notes) + ". A front "
                   "of fewer than 2 points, or curves that do not overlap, give nan."]
-    lines += ["", "Plot: `rd_curves.png`; numbers: `rd_points.csv`, `bd_rates.csv`."]
+    lines += ["", "Plot: `rd_curves.png` (the mean curves); numbers: `rd_points.csv`, "
+              "`bd_rates.csv`."]
     return "\n".join(lines) + "\n"
 
 
@@ -642,27 +798,29 @@ def write_report(preset: Preset, layout: Layout, methods: Sequence[Method], anch
                  command: str, inputs: Inputs) -> list[dict]:
     """Read the RD CSVs back; write ``rd_points.csv``, ``bd_rates.csv``, ``rd_curves.png`` and
     ``report.md`` in ``<out>/results``. Returns the BD rows."""
-    missing = [str(path) for method in methods for _, path in rd_files(preset, layout, method)
+    missing = [str(path) for path in all_rd_files(preset, layout, methods)
                if not path.is_file()]
     if missing:
         raise OsloError(f"{len(missing)} RD file(s) missing, e.g. '{missing[0]}': run the "
                         "study (or commands.sh) first")
     curves = collect_curves(preset, layout, methods)
-    anchor = next(c for c in curves if c.method.key == anchor_key)
-    rows = bd_rows(curves, anchor)
+    rows = bd_rows(curves, anchor_key)
     results = layout.results
     results.mkdir(parents=True, exist_ok=True)
     write_text(results / "rd_points.csv", points_csv(curves))
     write_text(results / "bd_rates.csv", bd_csv(rows))
     line = {"sphere": "-", "erp": "--", "classic": ":"}
-    plot({c.method.label: c.arrays() for c in curves}, BD_METRICS, results / "rd_curves.png",
+    means = [mean_curve(own) for own in curves.values()]
+    plot({c.method.label: c.arrays() for c in means}, BD_METRICS, results / "rd_curves.png",
          f"RD study ({preset.name}): HEALPix resolution {preset.healpix_res}, "
-         f"{len(read_list_lines(layout.data_list('test')))} test image(s)",
-         styles={c.method.label: {"linestyle": line[c.method.kind]} for c in curves},
+         f"{len(read_list_lines(layout.data_list('test')))} test image(s)"
+         + (f", mean of {len(layout.seeds)} seeds" if len(layout.seeds) > 1 else ""),
+         styles={c.method.label: {"linestyle": line[c.method.kind]} for c in means},
          xlabel=f"bits per HEALPix pixel at resolution {preset.healpix_res} (bpp)")
     seconds = step_seconds(layout.root / "steps.csv")
     write_text(results / "report.md",
-               report_markdown(preset, layout, curves, rows, anchor, command, seconds, inputs))
+               report_markdown(preset, layout, curves, rows, METHODS[anchor_key], command,
+                               seconds, inputs))
     return rows
 
 
@@ -718,6 +876,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--anchor", default="erp_sh", choices=list(METHODS),
         help="the curve the BD-rates are measured against")
     add("--epochs", type=int, default=None, help="override the preset's training epochs")
+    add("--seeds", type=int, nargs="+", default=[0],
+        help="train every learned point once per seed (--seed of its training); with several, "
+             "the run folders get a _seed<s> suffix and the report gives the BD values per "
+             "seed, their mean and range, and those of the mean curves")
     add("-s", "--sphere-points", default=None,
         help="S-PSNR's sphere points (default: the preset's, generated if missing)")
     add("--report-only", action="store_true",
@@ -734,6 +896,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if args.epochs < 1:
             raise OsloError(f"--epochs must be >= 1, got {args.epochs}")
         preset = replace(preset, epochs=args.epochs)
+    seeds = tuple(dict.fromkeys(args.seeds))
+    if min(seeds) < 0:
+        raise OsloError(f"--seeds must be >= 0, got {min(seeds)}")
     methods = [METHODS[key] for key in dict.fromkeys(args.methods)]
     if args.anchor not in args.methods:
         raise OsloError(f"the anchor '{args.anchor}' is not among --methods")
@@ -746,13 +911,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             raise OsloError(f"image folder '{folder}' does not exist")
     inputs = Inputs(args.image_dir, args.image_ext, train_dir,
                     args.sphere_points or preset.sphere_points)
-    layout = Layout(Path(args.output_dir), separate_training=train_dir is not None)
+    layout = Layout(Path(args.output_dir), separate_training=train_dir is not None, seeds=seeds)
     steps = study_steps(preset, layout, methods, inputs)
     command = shlex.join(["python", "experiments/rd_study.py", f"--{preset.name}",
                           "-O", str(layout.root), "-i", args.image_dir,
                           "--train-image-dir", train_dir or "none", "-e", args.image_ext,
                           "--methods", *args.methods, "--anchor", args.anchor,
                           *(("--epochs", str(preset.epochs)) if args.epochs else ()),
+                          *(("--seeds", *map(str, seeds)) if seeds != (0,) else ()),
                           "-s", inputs.sphere_points])
     layout.root.mkdir(parents=True, exist_ok=True)
     write_text(layout.root / "commands.sh", commands_script(steps, f"{command} --report-only"))

@@ -4,6 +4,7 @@ each other and against independent recomputations."""
 
 import csv
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def test_points_are_the_mean_rows_of_the_rd_files(study):
             files = {label: layout.rd_csv(method, label) for label in labels}
         else:
             files = {f"lambda={p[0]:g}": layout.rd_csv(method, p) for p in preset.points}
-        mine = {r["point"]: r for r in rows if r["method"] == method.key}
+        mine = {rd_study.point_label(method, r["lambda"]): r
+                for r in rows if r["method"] == method.key}
+        assert {r["seed"] for r in mine.values()} == {"" if method.kind == "classic" else "0"}
         assert set(mine) == set(files)
         for label, path in files.items():
             point = read_point(path)
@@ -165,12 +168,129 @@ def test_report_shows_the_csv_numbers(study):
     root, _ = study
     report = (root / "results" / "report.md").read_text()
     for row in read_rows(root / "results" / "rd_points.csv"):
-        assert f"| {row['label']} | {row['point']} | {float(row['bpp']):.4f} | " \
+        method = rd_study.METHODS[row["method"]]
+        label = rd_study.point_label(method, row["lambda"])
+        assert f"| {method.label} | {row['seed']} | {label} | {float(row['bpp']):.4f} | " \
                f"{float(row['s_psnr_y']):.2f} |" in report
     for row in read_rows(root / "results" / "bd_rates.csv"):
         if row["interpolation"] == "pchip" and row["metric"] == "s_psnr_y":
             value = float(row["bd_rate_percent"])
             assert ("nan" if math.isnan(value) else f"{value:.2f}") in report
+
+
+@pytest.fixture(scope="module")
+def two_seeds(study, tmp_path_factory):
+    """The tiny study with seeds 0 and 1, one sphere and one ERP method against JPEG; the
+    data, structures and JPEG files of ``study`` are copied, so only the trainings run."""
+    source, argv = study
+    root = tmp_path_factory.mktemp("rd_seeds") / "tiny"
+    for name in ("data", "structures", "classic"):
+        shutil.copytree(source / name, root / name)
+    argv = [*argv, "--seeds", "0", "1", "--methods", "oslo_fp", "erp_fp", "jpeg"]
+    argv[argv.index("-O") + 1] = str(root)
+    rows = rd_study.main(argv)
+    return root, rows
+
+
+def test_two_seeds_train_every_point_twice(two_seeds):
+    root, _ = two_seeds
+    preset = rd_study.PRESETS["tiny"]
+    commands = (root / "commands.sh").read_text()
+    points = read_rows(root / "results" / "rd_points.csv")
+    assert list(points[0]) == ["method", "seed", "lambda", "bpp", *METRIC_NAMES]
+    layout = rd_study.Layout(root, seeds=(0, 1))
+    for key in ("oslo_fp", "erp_fp"):
+        method = rd_study.METHODS[key]
+        found = {(r["seed"], r["lambda"]) for r in points if r["method"] == key}
+        assert found == {(s, f"{p[0]:g}") for s in ("0", "1") for p in preset.points}
+        for seed in (0, 1):
+            run = layout.run(method, preset.points[0][0], seed)
+            assert run.name == f"lambda{preset.points[0][0]:g}_seed{seed}"
+            assert f"-o {run} " in commands or f"-O {run} " in commands
+            assert f"--lambda {preset.points[0][0]:g} --seed {seed} " in commands
+        rates = [read_point(layout.rd_csv(method, preset.points[0], s))["bpp"] for s in (0, 1)]
+        assert rates[0] != rates[1]  # two trainings, not one
+    assert {r["seed"] for r in points if r["method"] == "jpeg"} == {""}
+    report_command = commands.rstrip().splitlines()[-1]
+    assert " --seeds 0 1 " in report_command and report_command.endswith("--report-only")
+
+
+def test_two_seeds_bd_rows_per_seed_and_of_the_mean_curve(two_seeds):
+    root, returned = two_seeds
+    by_lambda = {}
+    for row in read_rows(root / "results" / "rd_points.csv"):
+        by_lambda.setdefault((row["method"], row["seed"]), {})[row["lambda"]] = {
+            k: float(row[k]) for k in ("bpp", *METRIC_NAMES)}
+    lambdas = {key: sorted(points) for key, points in by_lambda.items()}
+    curves = {key: {k: np.array([points[lmbda][k] for lmbda in lambdas[key]])
+                    for k in ("bpp", *METRIC_NAMES)} for key, points in by_lambda.items()}
+    rows = read_rows(root / "results" / "bd_rates.csv")
+    assert len(rows) == len(returned)
+    assert {(r["method"], r["seed"]) for r in rows} == {
+        (m, s) for m in ("oslo_fp", "erp_fp") for s in ("0", "1", "mean")}
+    anchor = curves[("jpeg", "")]
+    for row in rows:
+        metric, interpolation = row["metric"], row["interpolation"]
+        if row["seed"] == "mean":  # the BD of the mean curve, and the per-seed statistics
+            seeds = [curves[(row["method"], s)] for s in ("0", "1")]  # same lambda order
+            curve = {k: np.mean([c[k] for c in seeds], axis=0) for k in seeds[0]}
+            order = np.argsort(curve["bpp"], kind="stable")
+            curve = {k: v[order] for k, v in curve.items()}
+            per_seed = [float(r["bd_rate_percent"]) for r in rows
+                        if (r["method"], r["metric"], r["interpolation"])
+                        == (row["method"], metric, interpolation) and r["seed"] in ("0", "1")]
+            finite = [v for v in per_seed if math.isfinite(v)]
+            if finite:
+                assert float(row["bd_rate_mean"]) == pytest.approx(np.mean(finite), abs=2e-3)
+                assert float(row["bd_rate_min"]) == pytest.approx(min(finite), abs=1e-3)
+                assert float(row["bd_rate_max"]) == pytest.approx(max(finite), abs=1e-3)
+                opposite = min(finite) < 0 < max(finite)
+                assert ("ranking unsupported" in row["note"]) == opposite
+        else:
+            curve = curves[(row["method"], row["seed"])]
+            assert row["bd_rate_mean"] == ""
+        front, base = pareto_front(curve, metric), pareto_front(anchor, metric)
+        if min(len(front["bpp"]), len(base["bpp"])) < 2:
+            assert math.isnan(float(row["bd_rate_percent"]))
+            continue
+        rate, quality = bd_values(base, front, metric, interpolation)
+        assert float(row["bd_rate_percent"]) == pytest.approx(rate, abs=1e-3, nan_ok=True)
+        assert float(row["bd_psnr_db"]) == pytest.approx(quality, abs=1e-4, nan_ok=True)
+    report = (root / "results" / "report.md").read_text()
+    assert "### Per seed" in report
+    for row in rows:
+        if row["seed"] == "mean" and rd_study.unsupported(
+                {k: float(row[k]) for k in ("bd_rate_min", "bd_rate_max")}):
+            assert "unsupported" in report
+
+
+def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
+    """Synthetic curves: seed 0 below the anchor's rate, seed 1 above it."""
+    def curve(key, seed, bpps):
+        points = [(f"lambda={i}", {"bpp": b, **{m: 30.0 + 3 * i for m in METRIC_NAMES}})
+                  for i, b in enumerate(bpps)]
+        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+
+    curves = {"jpeg": [curve("jpeg", None, [1.0, 2.0, 3.0])],
+              "oslo_fp": [curve("oslo_fp", 0, [0.8, 1.6, 2.4]),
+                          curve("oslo_fp", 1, [1.1, 2.2, 3.3])]}
+    rows = rd_study.bd_rows(curves, "jpeg")
+    mean = [r for r in rows if r["seed"] == "mean"]
+    assert {r["seed"] for r in rows} == {"0", "1", "mean"} and mean
+    for row in mean:
+        per_seed = [r["bd_rate_percent"] for r in rows if r["seed"] in ("0", "1")
+                    and (r["metric"], r["interpolation"]) == (row["metric"],
+                                                              row["interpolation"])]
+        assert min(per_seed) < 0 < max(per_seed)
+        assert row["bd_rate_min"] == pytest.approx(min(per_seed))
+        assert row["bd_rate_max"] == pytest.approx(max(per_seed))
+        assert row["bd_rate_mean"] == pytest.approx(np.mean(per_seed))
+        assert "ranking unsupported" in row["note"]
+        assert rd_study._bd_cell(row, "bd_rate_percent", 2).endswith(" unsupported")
+        mean_curve = rd_study.mean_curve(curves["oslo_fp"]).front(row["metric"])
+        anchor = curves["jpeg"][0].front(row["metric"])
+        assert row["bd_rate_percent"] == pytest.approx(
+            bd_values(anchor, mean_curve, row["metric"], row["interpolation"])[0])
 
 
 def test_a_second_run_skips_every_step(study):
