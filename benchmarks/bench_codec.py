@@ -78,7 +78,11 @@ def overheads(paths: list[Path]) -> list[dict]:
 def main() -> None:
     from spherical_models import codec
     from spherical_models.map_coding import map_batches, to_input
-    from spherical_models.models import QUALITY_CHANNELS, SphereScaleHyperprior
+    from spherical_models.models import (
+        DEFAULT_SCALE_TABLE_LEVELS,
+        QUALITY_CHANNELS,
+        SphereScaleHyperprior,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--healpix-res", type=int, default=9, help="resolution of the map")
@@ -132,7 +136,7 @@ def main() -> None:
         for (_, ids), coded in zip(batches, encoded, strict=True):
             model.decompress(coded["strings"], coded["shape"], geometry, ids)
 
-    loaded.set_mode(True)
+    loaded.set_mode(True, DEFAULT_SCALE_TABLE_LEVELS)
     seconds["encode_patch"], encoded = timed(per_patch_encode, args.repeats)
     seconds["decode_patch"], _ = timed(lambda: per_patch_decode(encoded), args.repeats)
     sizes["patch"] = sum(len(s) for coded in encoded for latent in coded["strings"]

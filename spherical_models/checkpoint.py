@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
 from utils.errors import OsloError
 from utils.io import atomic_path
 
@@ -217,3 +218,9 @@ def checkpoint_state(
 
 # ---------------------------------------------------------------------------------------------
 # Training logs
+
+
+def recorded_scale_table_levels(config: Mapping[str, Any]) -> int:
+    """The scale table levels a checkpoint's configuration records: 64 (CompressAI's) for the
+    checkpoints written before they were recorded."""
+    return int(config.get("scale_table_levels", DEFAULT_SCALE_TABLE_LEVELS))

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spherical_models.checkpoint import load_checkpoint
+from spherical_models.checkpoint import load_checkpoint, recorded_scale_table_levels
 from spherical_models.geometry import SphereGeometry
 from spherical_models.map_coding import CodedMap, compress_map, decompress_map
 from spherical_models.models import SphereCompressionModel, model_from_config
-from spherical_models.models.base import DEFAULT_SCALE_TABLE_LEVELS
 from spherical_models.oslo_format import (  # noqa: F401 (the format, re-exported)
     FORMAT_VERSION,
     HASH_BYTES,
@@ -86,31 +85,25 @@ class Codec:
     _geometries: dict[tuple[int, int], SphereGeometry] = field(default_factory=dict)
     _mode: tuple[bool, int] | None = None
 
-    @property
-    def scale_table_levels(self) -> int:
-        """The checkpoint's scale table levels (64 for checkpoints that do not say)."""
-        return int(self.config.get("scale_table_levels", DEFAULT_SCALE_TABLE_LEVELS))
-
-    def deterministic_default(self, deterministic: bool | None) -> bool:
-        """``deterministic``, or where it is :obj:`None`, whether the model supports it."""
-        return self.model.supports_deterministic if deterministic is None else deterministic
-
-    def set_mode(self, deterministic: bool, scale_table_levels: int | None = None) -> None:
-        """Turn the deterministic mode on or off and choose the scale table (default: the
-        checkpoint's), and update the CDF tables for them."""
-        levels = self.scale_table_levels if scale_table_levels is None else scale_table_levels
-        if self._mode == (deterministic, levels):
-            return
-        if deterministic and not self.model.supports_deterministic:
+    def set_mode(self, deterministic: bool | None, levels: int) -> bool:
+        """Set the deterministic mode (:obj:`None`: on where the model supports it) and the
+        scale table of ``levels`` entries, update the CDF tables for them, and return the
+        mode."""
+        try:
+            deterministic = self.model.resolve_deterministic(deterministic)
+        except ValueError:
             raise OsloError(
                 f"the deterministic mode is not available for {self.config['model']} with the "
                 f"context model '{self.config.get('context_model')}': use --no-deterministic "
                 f"(then decode on the same kind of machine)"
-            )
+            ) from None
+        if self._mode == (deterministic, levels):
+            return deterministic
         self.model.set_deterministic(deterministic)
         self.model.scale_table_levels = levels
         self.model.update(force=True)
         self._mode = (deterministic, levels)
+        return deterministic
 
     def geometry(self, healpix_res: int, patch_res: int) -> SphereGeometry:
         """The graphs of every level at ``(healpix_res, patch_res)``, built in memory (those
@@ -186,12 +179,13 @@ def encode_map(
     patch_res = codec.default_patch_res if patch_res is None else max(patch_res, -1)
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise OsloError(f"batch size {batch_size} outside 1..{MAX_BATCH_SIZE}")
-    levels = codec.scale_table_levels if scale_table_levels is None else scale_table_levels
+    levels = scale_table_levels
+    if levels is None:
+        levels = recorded_scale_table_levels(codec.config)
     if not 2 <= levels <= MAX_SCALE_TABLE_LEVELS:
         raise OsloError(f"scale table levels {levels} outside 2..{MAX_SCALE_TABLE_LEVELS}")
     geometry = codec.geometry(healpix_res, patch_res)
-    deterministic = codec.deterministic_default(deterministic)
-    codec.set_mode(deterministic, levels)
+    deterministic = codec.set_mode(deterministic, levels)
     coded = compress_map(codec.model, geometry, hp_map, patch_res, batch_size, codec.device)
     header = Header(
         model=codec.config["model"], quality=int(codec.config.get("quality", 0)),

@@ -134,13 +134,6 @@ class CodedLatents:
     strings: dict[str, bytes | list[bytes]]
     checksums: dict[str, int | list[int]]
 
-    def num_bytes(self) -> int:
-        """Total bytes of the strings."""
-        total = 0
-        for value in self.strings.values():
-            total += len(value) if isinstance(value, bytes) else sum(len(s) for s in value)
-        return total
-
 
 class LatentCoder:
     """Base of :class:`LatentEncoder` and :class:`LatentDecoder`: the one call a model's coding

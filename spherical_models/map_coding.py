@@ -125,15 +125,14 @@ def decompress_map(
     batches = list(patch_batches(patches, coded.batch_size))
     decoder = LatentDecoder(coded.strings, coded.checksums,
                             model.latent_symbols(geometry, patches))
-    latents = []
-    for first, last in batches:
-        ids = None if coded.patch_res < 0 else torch.arange(first, last, device=device)
-        latents.append(model.code_latents(decoder, None, geometry, ids, last - first))
+    ids = [None if coded.patch_res < 0 else torch.arange(first, last, device=device)
+           for first, last in batches]
+    latents = [model.code_latents(decoder, None, geometry, batch_ids, last - first)
+               for (first, last), batch_ids in zip(batches, ids, strict=True)]
     decoder.verify()
     hp_map = np.empty((coded.num_pixels, 3), dtype=np.uint8)
     size = coded.num_pixels // patches
-    for (first, last), y_hat in zip(batches, latents, strict=True):
-        ids = None if coded.patch_res < 0 else torch.arange(first, last, device=device)
-        x_hat = model.reconstruct(y_hat, geometry, ids)
+    for (first, last), batch_ids, y_hat in zip(batches, ids, latents, strict=True):
+        x_hat = model.reconstruct(y_hat, geometry, batch_ids)
         hp_map[first * size : last * size] = to_uint8(x_hat).reshape(-1, 3)
     return hp_map

@@ -14,6 +14,7 @@ import torch
 from spherical_models.checkpoint import (
     check_checkpoint,
     load_checkpoint,
+    recorded_scale_table_levels,
 )
 from spherical_models.cli import RunConfig
 from spherical_models.distributed import (
@@ -27,7 +28,6 @@ from spherical_models.distributed import (
 from spherical_models.evaluation import evaluate_maps
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import (
-    DEFAULT_SCALE_TABLE_LEVELS,
     QUALITY_CHANNELS,
     SCALE_TABLE_LEVELS,
     LayerOptions,
@@ -99,8 +99,7 @@ def scale_table_levels(config: RunConfig, checkpoint: dict | None) -> int:
     if config.scale_table_levels is not None:
         return config.scale_table_levels
     if checkpoint is not None:
-        return int(checkpoint.get("config", {}).get("scale_table_levels",
-                                                     DEFAULT_SCALE_TABLE_LEVELS))
+        return recorded_scale_table_levels(checkpoint.get("config", {}))
     return SCALE_TABLE_LEVELS
 
 
@@ -207,13 +206,11 @@ def evaluate(
     """Step 4 on the maps ``files`` of ``-t``, ``geometry`` at ``-prvt``
     (:func:`spherical_models.evaluation.evaluate_maps`)."""
     patch_res = config.patch_res_valtest
-    deterministic = config.deterministic
-    if deterministic is None:
-        deterministic = model.supports_deterministic
-    elif deterministic and not model.supports_deterministic:
+    try:
+        model.set_deterministic(model.resolve_deterministic(config.deterministic))
+    except ValueError:
         raise OsloError(f"--deterministic is not available for {config.model} with a context "
-                        f"model (-cm {config.context_model}): use --no-deterministic")
-    model.set_deterministic(deterministic)
+                        f"model (-cm {config.context_model}): use --no-deterministic") from None
     model.update(force=True)
     model.eval()
     folder = out_dir / config.foldername_valtest

@@ -91,6 +91,15 @@ def decode(data, source, out, model="SphereScaleHyperprior", *extra):
     return out
 
 
+def refusal_lines(monkeypatch, capsys, *argv):
+    """stderr lines of ``oslo_codec.py *argv`` run as a command, which must exit with 2."""
+    monkeypatch.setattr(sys, "argv", ["oslo_codec.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(oslo_codec.main)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
 # --- the evaluation path, threads, devices ------------------------------------------------------
 
 
@@ -136,14 +145,9 @@ def test_a_decoder_whose_scale_indexes_differ_by_one_level_is_refused(data, tmp_
 
     monkeypatch.setattr(model_cls, "coding_parameters", perturbed)
     out = tmp_path / "s.npy"
-    monkeypatch.setattr(sys, "argv", ["oslo_codec.py", "decode", "-i", str(oslo),
-                                      "--checkpoint", str(data.checkpoints[
-                                          "SphereScaleHyperprior"]), "-o", str(out),
-                                      "--no-progress"])
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(oslo_codec.main)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = refusal_lines(monkeypatch, capsys, "decode", "-i", str(oslo), "--checkpoint",
+                        str(data.checkpoints["SphereScaleHyperprior"]), "-o", str(out),
+                        "--no-progress")
     assert err == [f"error: '{oslo}': decoded y does not match the encoder's: a different "
                    "platform, thread count, device or corrupted data"]
     assert not out.exists() and not list(tmp_path.glob("*.npy*"))
@@ -331,11 +335,7 @@ def test_framing_is_validated_even_with_a_valid_crc(valid):
 
 def test_the_command_prints_one_line_and_exits_2(valid, tmp_path, monkeypatch, capsys):
     bad = write(tmp_path, valid.data[:-1])
-    monkeypatch.setattr(sys, "argv", ["oslo_codec.py", "info", "-i", str(bad)])
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(oslo_codec.main)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = refusal_lines(monkeypatch, capsys, "info", "-i", str(bad))
     assert err == [f"error: '{bad}': corrupt file: CRC-32 mismatch (the file is truncated or "
                    "altered)"]
 

@@ -18,6 +18,12 @@ from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 DEFAULT_SCALE_TABLE_LEVELS = 64
 """Entries of the scale table of ``y`` (CompressAI's 64) for checkpoints that do not say."""
 
+Y_LEVEL = 4
+"""Geometry level of the latent ``y`` (four down-sampling stages)."""
+
+Z_LEVEL = 6
+"""Geometry level of the hyper-latent ``z`` (two more)."""
+
 SCALE_TABLE_LEVELS = 256
 """Entries of the scale table of ``y`` of new models. Rounding a scale up to the next entry
 costs a symbol at most ``log2 r`` bits, ``r = (256 / 0.11)^(1 / (L - 1))`` the ratio of two
@@ -128,10 +134,9 @@ class SphereCompressionModel(CompressionModel):
 
     def latent_symbols(self, geometry, batch_size: int = 1) -> dict[str, int]:
         """Symbols of each latent for ``batch_size`` inputs on ``geometry``."""
-        y_pixels = geometry[4].num_pixels
-        symbols = {"y": batch_size * self.M * y_pixels}
+        symbols = {"y": batch_size * self.M * geometry[Y_LEVEL].num_pixels}
         if "z" in self.latent_names:
-            symbols["z"] = batch_size * self.N * geometry[6].num_pixels
+            symbols["z"] = batch_size * self.N * geometry[Z_LEVEL].num_pixels
         return symbols
 
     def compressed_shape(self, geometry) -> tuple[int, int]:
@@ -208,6 +213,19 @@ class SphereCompressionModel(CompressionModel):
         """Deterministic entropy parameters (:meth:`set_deterministic`); off by default."""
         return self.__dict__.get("_deterministic", False)
 
+    def resolve_deterministic(self, requested: bool | None) -> bool:
+        """The mode to use for a request: ``requested``, or where it is :obj:`None`,
+        :attr:`supports_deterministic`; :class:`ValueError` for ``True`` on a model that does
+        not support it."""
+        if requested is None:
+            return self.supports_deterministic
+        if requested and not self.supports_deterministic:
+            raise ValueError(
+                f"deterministic entropy parameters are not available for {type(self).__name__} "
+                f"with a context model"
+            )
+        return requested
+
     def set_deterministic(self, enabled: bool = True) -> None:
         """Make what ``compress`` and ``decompress`` derive from the hyper-latent bit-identical
         across thread counts and devices, so that a bitstream decodes on another machine.
@@ -239,12 +257,7 @@ class SphereCompressionModel(CompressionModel):
             ValueError: for a model with a context model (its entropy parameters depend on the
                 decoded ``y``; not covered).
         """
-        if enabled and not self.supports_deterministic:
-            raise ValueError(
-                f"deterministic entropy parameters are not available for {type(self).__name__} "
-                f"with a context model"
-            )
-        self.__dict__["_deterministic"] = bool(enabled)
+        self.__dict__["_deterministic"] = self.resolve_deterministic(bool(enabled))
         self.__dict__["_float64_copies"] = {}
 
     def run_float64(

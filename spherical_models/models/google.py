@@ -16,17 +16,13 @@ from spherical_models.entropy_coding import LatentCoder, bottleneck_parameters
 from spherical_models.layers.blocks import SphereAttention, SphereConvBlock
 from spherical_models.layers.sdpa_conv import SDPAConv
 from spherical_models.models.base import (
+    Y_LEVEL,
+    Z_LEVEL,
     LayerOptions,
     SphereCompressionModel,
     from_entropy_layout,
     to_entropy_layout,
 )
-
-Y_LEVEL = 4
-"""Geometry level of the latent ``y`` (four down-sampling stages)."""
-
-Z_LEVEL = 6
-"""Geometry level of the hyper-latent ``z`` (two more)."""
 
 
 def code_bottleneck(
