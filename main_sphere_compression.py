@@ -22,6 +22,7 @@ import argparse
 from collections.abc import Sequence
 
 from spherical_models.cli import (
+    PATCH_BORDERS,
     PATIENCE_UNITS,
     HelpFormatter,
     add_lr_schedule_arguments,
@@ -86,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "sphere")
     data.add_argument("-prvt", "--patch-res-valtest", type=int, default=None,
                       help="patch resolution for validation and evaluation; -1: whole sphere "
-                      "(default: -prt)")
+                      "(default: -prt, or -1 with --patch-border sphere)")
+    data.add_argument("--patch-border", choices=PATCH_BORDERS, default="cut",
+                      help="what a training patch meets at its border. cut: nothing, its "
+                      "neighbours outside the patch are dropped (the paper; a zero-padded "
+                      "image); sphere: its true neighbours on the sphere, across face edges "
+                      "too, so that the model never learns a border it will not meet when it "
+                      "codes the whole sphere: the model trains on whole maps (the 12 faces "
+                      "padded with their neighbours at every layer), -np and -bst counting "
+                      "patches of -prt (ceil(maps * np / P) maps an epoch, max(1, bst // P) a "
+                      "batch, P = 12 * 4**(hr - prt) patches a map); recorded in the checkpoint")
     data.add_argument("-np", "--n-patch-per-sample", type=int, default=12,
                       help="random patches per training map and epoch, balanced over the north "
                       "cap, equatorial belt and south cap")

@@ -86,6 +86,7 @@ FLAG_OF_KEY = {
     "ar_hops": "-arhops/--ar-hops",
     "healpix_res": "-hr/--healpix-res",
     "patch_res_train": "-prt/--patch-res-train",
+    "patch_border": "--patch-border",
     "weight_type": "-w/--weight-type",
     "use_euclidean": "--use-euclidean",
     "lr_schedule": "--lr-schedule",

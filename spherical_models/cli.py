@@ -67,6 +67,7 @@ def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
 
 
 PATIENCE_UNITS = ("epochs", "steps")
+PATCH_BORDERS = ("cut", "sphere")
 """``--patience-unit``: what ``--scheduler-patience`` counts."""
 
 LR_SCHEDULE_CHOICES = ("plateau", "step", "cosine")
@@ -137,6 +138,7 @@ class RunConfig:
     healpix_res: int
     patch_res_train: int
     patch_res_valtest: int
+    patch_border: str
     n_patch_per_sample: int
     dataloader_num_workers: int
     # model
@@ -247,6 +249,9 @@ def check_arguments(args: argparse.Namespace) -> None:
                         f"{args.scale_table_levels}")
     if args.channels is not None and min(args.channels) < 1:
         raise OsloError(f"--channels must be positive, got {args.channels}")
+    if args.patch_border == "sphere" and args.patch_res_train < 0:
+        raise OsloError("--patch-border sphere needs patches (-prt >= 0): -prt -1 trains on "
+                        "whole maps already")
     if args.patch_res_train > args.healpix_res:
         raise OsloError(f"-prt/--patch-res-train {args.patch_res_train} is above "
                         f"-hr/--healpix-res {args.healpix_res}")
@@ -259,8 +264,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def _valtest_patch_res(args: argparse.Namespace) -> int:
-    """``-prvt``, defaulting to ``-prt``; -1 for the whole sphere."""
-    value = args.patch_res_train if args.patch_res_valtest is None else args.patch_res_valtest
+    """``-prvt``, defaulting to ``-prt`` (-1 with ``--patch-border sphere``); -1 for the whole
+    sphere."""
+    default = -1 if args.patch_border == "sphere" else args.patch_res_train
+    value = default if args.patch_res_valtest is None else args.patch_res_valtest
     return max(value, -1)
 
 

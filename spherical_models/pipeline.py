@@ -67,15 +67,16 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
 
 def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, Any]:
     """What a checkpoint records and must match: the model's configuration (name, N, M, layer
-    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, the structures' weights,
-    ``--lr-schedule``, ``--patience-unit`` and ``--plateau-patches`` (:data:`TRAINING_ONLY_KEYS`
-    checked only when resuming training)."""
+    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, ``--patch-border``, the
+    structures' weights, ``--lr-schedule``, ``--patience-unit`` and ``--plateau-patches``
+    (:data:`TRAINING_ONLY_KEYS` checked only when resuming training)."""
     return {
         **model.config,
         "quality": config.quality,
         "lambda": config.lmbda,
         "healpix_res": config.healpix_res,
         "patch_res_train": config.patch_res_train,
+        "patch_border": config.patch_border,
         "weight_type": config.weight_type,
         "use_euclidean": config.use_euclidean,
         "lr_schedule": config.lr_schedule,
@@ -84,13 +85,14 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
     }
 
 
-TRAINING_ONLY_KEYS = ("patch_res_train", "lr_schedule", "patience_unit", "plateau_patches")
+TRAINING_ONLY_KEYS = ("patch_res_train", "patch_border", "lr_schedule", "patience_unit",
+                      "plateau_patches")
 """Entries of :func:`run_config` that a checkpoint must match only to resume training."""
 
 OLD_CHECKPOINT_DEFAULTS = {"lr_schedule": "plateau", "patience_unit": "epochs",
-                           "plateau_patches": 0}
-"""What checkpoints written before ``--lr-schedule``, ``--patience-unit`` and
-``--plateau-patches`` were trained with."""
+                           "plateau_patches": 0, "patch_border": "cut"}
+"""What checkpoints written before ``--lr-schedule``, ``--patience-unit``,
+``--plateau-patches`` and ``--patch-border`` were trained with."""
 
 
 def scale_table_levels(config: RunConfig, checkpoint: dict | None) -> int:
@@ -180,6 +182,8 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         test_geometry = load_geometry(config, model, config.patch_res_valtest)
     if config.train_data:
         hr, prt = config.healpix_res, max(config.patch_res_train, -1)
+        if config.patch_border == "sphere":
+            prt = -1  # whole maps: every patch meets its true neighbours
         train_files = read_map_list(config.train_data, hr)
         val_files = read_map_list(config.validation_data, hr) if config.validation_data else []
         geometry = load_geometry(config, model, prt).to(device)

@@ -49,9 +49,11 @@ from utils.datasets import (
     BalancedPatchSampler,
     FixedPairsSampler,
     MapPatches,
+    WholeMapSampler,
     fixed_patch_pairs,
 )
 from utils.errors import OsloError
+from utils.healpix import num_patches
 
 INTERRUPTED_CHECKPOINT = "interrupted.pth.tar"
 
@@ -97,15 +99,25 @@ def wrap_distributed(
 @dataclass(frozen=True)
 class TrainingData:
     """The loaders of a training run: random patches of the training maps, balanced over the
-    caps and the belt, with their sampler (which the epochs seed and position), every
-    patch of the validation maps (:obj:`None` without ``-v``), and the fixed training patches
-    that the plateau scheduler watches (``--plateau-patches`` without ``-v``, else
-    :obj:`None`)."""
+    caps and the belt (or whole maps, ``--patch-border sphere``), with their sampler (which
+    the epochs seed and position) and the items of a batch, every patch of the validation maps
+    (:obj:`None` without ``-v``), and the fixed training patches (maps) that the plateau
+    scheduler watches (``--plateau-patches`` without ``-v``, else :obj:`None`)."""
 
-    sampler: BalancedPatchSampler
+    sampler: BalancedPatchSampler | WholeMapSampler
     loader: DataLoader
     val_loader: DataLoader | None
     plateau_loader: DataLoader | None = None
+    batch_size: int = 1
+
+
+def sphere_border_items(run: RunConfig, num_maps: int) -> tuple[int, int]:
+    """``(maps per epoch, maps per batch)`` of ``--patch-border sphere`` training: the patch
+    budget of ``-np`` and ``-bst`` in whole maps of ``P = 12 * 4**(hr - prt)`` patches, i.e.
+    ``ceil(num_maps * np / P)`` maps an epoch and ``max(1, bst // P)`` a batch."""
+    per_map = num_patches(run.healpix_res, run.patch_res_train)
+    return (math.ceil(num_maps * run.n_patch_per_sample / per_map),
+            max(1, run.batch_size_train // per_map))
 
 
 def training_data(
@@ -119,12 +131,20 @@ def training_data(
     """The loaders of ``run`` over the maps ``train_files`` (``-i``) and ``val_files``
     (``-v``, may be empty), for this process of ``info``."""
     hr, prt = run.healpix_res, max(run.patch_res_train, -1)
-    sampler = BalancedPatchSampler(
-        len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
-    )
     workers = run.dataloader_num_workers
-    loader = make_loader(MapPatches(train_files, hr, prt), sampler, run.batch_size_train,
-                         workers, device)
+    plateau_count = run.plateau_patches
+    if run.patch_border == "sphere":
+        maps_per_epoch, batch_size = sphere_border_items(run, len(train_files))
+        sampler = WholeMapSampler(len(train_files), math.ceil(maps_per_epoch / info.world_size),
+                                  seed, info.rank, info.world_size)
+        plateau_count = math.ceil(plateau_count / num_patches(hr, prt))
+        prt = -1
+    else:
+        batch_size = run.batch_size_train
+        sampler = BalancedPatchSampler(
+            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
+        )
+    loader = make_loader(MapPatches(train_files, hr, prt), sampler, batch_size, workers, device)
     val_loader = None
     if val_files:
         val_data = MapPatches(val_files, hr, run.patch_res_valtest)
@@ -132,13 +152,13 @@ def training_data(
                                         info.world_size)
         val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
     plateau_loader = None
-    if run.plateau_patches > 0 and not val_files:
-        pairs = fixed_patch_pairs(len(train_files), hr, prt, run.plateau_patches, seed)
+    if plateau_count > 0 and not val_files:
+        pairs = fixed_patch_pairs(len(train_files), hr, prt, plateau_count, seed)
         plateau_loader = make_loader(
             MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
             run.batch_size_valtest, workers, device,
         )
-    return TrainingData(sampler, loader, val_loader, plateau_loader)
+    return TrainingData(sampler, loader, val_loader, plateau_loader, batch_size)
 
 
 @dataclass
@@ -196,8 +216,8 @@ class Trainer:
         self.optimizer, self.aux_optimizer = configure_optimizers(
             model, run.learning_rate, run.aux_learning_rate
         )
-        steps_per_epoch = math.ceil(
-            len(data.sampler.images) * data.sampler.patches_per_image / run.batch_size_train)
+        self.batch_size = data.batch_size
+        steps_per_epoch = math.ceil(data.sampler.items_per_epoch / self.batch_size)
         self.patience = patience_epochs(run.scheduler_patience, run.patience_unit,
                                         steps_per_epoch)
         self.scheduler = None if run.no_scheduler else make_scheduler(
@@ -286,7 +306,7 @@ class Trainer:
             rank = self.info.rank
             set_rng_state(self._rng[rank], self.device)
             meters = Meters(**position["meters"][rank])
-            self.sampler.set_start(meters.batches * self.run.batch_size_train)
+            self.sampler.set_start(meters.batches * self.batch_size)
             return meters
         torch.manual_seed(epoch_seed(self.seed, epoch, self.info.rank))
         self.sampler.set_start(0)
@@ -329,8 +349,7 @@ class Trainer:
                 "torch": torch.__version__, "resumed_from": run.checkpoint_file,
                 "start_epoch": self.state.epoch + 1,
             })
-        per_epoch = len(self.sampler.images) * self.sampler.patches_per_image
-        total_batches = math.ceil(per_epoch / run.batch_size_train)
+        total_batches = math.ceil(self.sampler.items_per_epoch / self.batch_size)
         with StopRequest() as stop:
             for epoch in range(self.state.epoch + 1, run.max_epochs + 1):
                 start = time.perf_counter()

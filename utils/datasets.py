@@ -178,6 +178,11 @@ class BalancedPatchSampler(Sampler):
             regions = patch_regions(healpix_res, patch_res)
             self._region_patches = [np.flatnonzero(regions == r) for r in range(3)]
 
+    @property
+    def items_per_epoch(self) -> int:
+        """Pairs of a whole epoch."""
+        return len(self.images) * self.patches_per_image
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -207,6 +212,72 @@ class BalancedPatchSampler(Sampler):
 
     def __len__(self) -> int:
         return max(len(self.images) * self.patches_per_image - self.start, 0)
+
+
+class WholeMapSampler(Sampler):
+    """Whole training maps for ``--patch-border sphere``: ``maps_per_epoch`` maps an epoch.
+
+    The maps of this process's shard are read from an endless sequence of random permutations
+    of the shard, epoch ``e`` taking items ``[e k, (e + 1) k)`` (``k = maps_per_epoch``), so
+    that every map is seen equally often whatever the epoch length. Permutation ``j`` is drawn
+    by ``numpy.random.default_rng([seed, WHOLE_MAPS_STREAM, j, rank])``: the epoch's maps depend
+    only on ``(seed, epoch, rank)``, and a resumed epoch gets the same ones.
+
+    Args:
+        num_images: number of maps.
+        maps_per_epoch: maps per epoch and process (at least 1).
+        seed: seed of the draw.
+        rank, world_size: this process and the number of processes (maps sharded like
+            :class:`BalancedPatchSampler`).
+
+    Yields:
+        ``(image, -1)`` pairs (:class:`MapPatches` items of whole maps).
+    """
+
+    def __init__(
+        self, num_images: int, maps_per_epoch: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.images = shard(num_images, rank, world_size, pad=True)
+        self.maps_per_epoch = max(maps_per_epoch, 1)
+        self.seed = seed
+        self.rank = rank
+        self.epoch = 0
+        self.start = 0
+
+    @property
+    def items_per_epoch(self) -> int:
+        """Maps of a whole epoch."""
+        return self.maps_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_start(self, start: int) -> None:
+        """Skip the first ``start`` maps of the epoch."""
+        self.start = start
+
+    def samples(self) -> np.ndarray:
+        """The epoch's ``(image, -1)`` pairs ``[maps_per_epoch, 2]``, in order."""
+        n, k = len(self.images), self.maps_per_epoch
+        items = np.arange((self.epoch - 1) * k, self.epoch * k) if self.epoch > 0 \
+            else np.arange(k)
+        images = np.empty(k, dtype=np.int64)
+        for j in np.unique(items // n):
+            rng = np.random.default_rng([self.seed, WHOLE_MAPS_STREAM, int(j), self.rank])
+            permutation = self.images[rng.permutation(n)]
+            here = items // n == j
+            images[here] = permutation[items[here] % n]
+        return np.stack([images, np.full_like(images, -1)], axis=1)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        yield from map(tuple, self.samples()[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return max(self.maps_per_epoch - self.start, 0)
+
+
+WHOLE_MAPS_STREAM = 0x53504852
+"""Second entry of the seed of :class:`WholeMapSampler`'s permutations."""
 
 
 class AllPatchesSampler(Sampler):
