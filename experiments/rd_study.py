@@ -82,6 +82,12 @@ class Method:
             or ``classic`` (a codec of misc/compress_erp_baseline.py).
         model: the model of the script (``-m``), or the codec name.
         conv: ``SDPAConv`` or ``ChebConv`` for ``sphere`` methods.
+        patch_border: ``--patch-border`` of a ``sphere`` method's training (``cut``, the
+            paper's, or ``sphere``).
+        coding: how a ``sphere`` method codes a map: ``patch`` (patches of the preset's
+            resolution) or ``sphere`` (the whole sphere, ``-prvt -1``).
+        trained_by: the key of the method whose trained models this one evaluates (another
+            coding of the same models: no training of its own), or ``""``.
     """
 
     key: str
@@ -89,6 +95,19 @@ class Method:
     kind: str
     model: str
     conv: str = ""
+    patch_border: str = "cut"
+    coding: str = "patch"
+    trained_by: str = ""
+
+    @property
+    def run_key(self) -> str:
+        """The folder of the training runs this method evaluates."""
+        return self.trained_by or self.key
+
+    @property
+    def reconstruction(self) -> str:
+        """The evaluation folder in a run (one per coding of the run's model)."""
+        return f"reconstruction_{self.key}" if self.trained_by else "reconstruction"
 
 
 METHODS = {
@@ -96,6 +115,13 @@ METHODS = {
     for m in (
         Method("oslo_fp", "OSLO factorized", "sphere", "SphereFactorizedPrior", "SDPAConv"),
         Method("oslo_sh", "OSLO hyperprior", "sphere", "SphereScaleHyperprior", "SDPAConv"),
+        Method("oslo_sh_whole", "OSLO hyperprior, coded whole", "sphere",
+               "SphereScaleHyperprior", "SDPAConv", coding="sphere", trained_by="oslo_sh"),
+        Method("oslo_sh_sphere", "OSLO hyperprior (sphere border), coded whole", "sphere",
+               "SphereScaleHyperprior", "SDPAConv", patch_border="sphere", coding="sphere"),
+        Method("oslo_sh_sphere_patches", "OSLO hyperprior (sphere border), coded by patch",
+               "sphere", "SphereScaleHyperprior", "SDPAConv", patch_border="sphere",
+               trained_by="oslo_sh_sphere"),
         Method("deepsphere_fp", "DeepSphere factorized", "sphere", "SphereFactorizedPrior",
                "ChebConv"),
         Method("deepsphere_sh", "DeepSphere hyperprior", "sphere", "SphereScaleHyperprior",
@@ -264,13 +290,13 @@ class Layout:
         """Folder of the training run of a learned method at ``lmbda`` with ``seed``
         (``lambda<l>``, or ``lambda<l>_seed<s>`` when the study has several seeds)."""
         suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
-        return self.root / "runs" / method.key / f"lambda{lmbda:g}{suffix}"
+        return self.root / "runs" / method.run_key / f"lambda{lmbda:g}{suffix}"
 
     def rd_csv(self, method: Method, point: tuple[float, int] | str, seed: int = 0) -> Path:
         """The RD CSV (one point) of a learned method's run or a classic codec's quality."""
         if method.kind == "classic":
             return self.classic / method.model / f"{point}.csv"
-        return self.run(method, point[0], seed) / "reconstruction" / "rd.csv"
+        return self.run(method, point[0], seed) / method.reconstruction / "rd.csv"
 
 
 def map_prefix(preset: Preset) -> str:
@@ -293,9 +319,11 @@ def sampling_step(preset: Preset, name: str, image_dir: str, image_ext: str, out
         output)
 
 
-def data_steps(preset: Preset, layout: Layout, inputs: Inputs) -> list[Step]:
+def data_steps(preset: Preset, layout: Layout, inputs: Inputs,
+               whole_sphere: bool = False) -> list[Step]:
     """Step 1 (the split, or the training and the test folders), then step 2 for the pairs
-    ``(hr - k, pr - k)``, ``k = 0..min(pr, 6)``."""
+    ``(hr - k, pr - k)``, ``k = 0..min(pr, 6)``, and with ``whole_sphere`` the OSLO structures
+    of the whole sphere at ``hr - k``, ``k = 0..6``."""
     test = layout.data_list("test")
     if inputs.train_image_dir is None:
         steps = [sampling_step(preset, "sampling and split", inputs.image_dir, inputs.image_ext,
@@ -318,6 +346,12 @@ def data_steps(preset: Preset, layout: Layout, inputs: Inputs) -> list[Step]:
         steps.append(Step(f"DeepSphere graph ({hr}, {pr})",
                           "generate_and_save_healpix_deepsphere_graph.py", pair,
                           out / f"deepsphere_graph_hr{hr}_pr{pr}_hops1_gaussian.npz"))
+    for level in range(min(preset.healpix_res, 6) + 1) if whole_sphere else ():
+        hr = preset.healpix_res - level
+        steps.append(Step(f"OSLO structure ({hr}, whole sphere)",
+                          "generate_and_save_healpix_oslo_struct.py",
+                          ("-o", str(out), "-hr", str(hr), "-pr", "-1"),
+                          out / f"oslo_struct_hr{hr}_sphere_hops2.npz"))
     return steps
 
 
@@ -334,6 +368,7 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     (lambda, quality)."""
     lmbda, quality = point
     run = layout.run(method, lmbda, seed)
+    checkpoint = str(run / "final.pth.tar")
     rd = layout.rd_csv(method, point, seed)
     train_list, test_list = str(layout.data_list("train")), str(layout.data_list("test"))
     image_dir, image_ext, sphere_points = inputs.image_dir, inputs.image_ext, inputs.sphere_points
@@ -357,8 +392,10 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
         return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar"),
                 Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate), rd)]
     script = "main_sphere_compression.py"
+    coding = "-1" if method.coding == "sphere" else str(preset.patch_res)
     common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
-              "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), *common,
+              "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), "-prvt", coding,
+              "--patch-border", method.patch_border, *common,
               "-bsvt", str(preset.eval_batch_size))
     validation = ("-v", str(layout.data_list("validation"))) \
         if preset.ratio_validation > 0 else ()
@@ -368,18 +405,20 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
              "--scheduler-patience", str(preset.scheduler_patience),
              "--checkpoint-interval", str(preset.epochs),
              "--print-freq", "0", "--dataloader-num-workers", str(preset.loader_workers))
-    evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"),
-                "--foldername-valtest", "reconstruction")
+    evaluate = ("-t", test_list, "--checkpoint-file", checkpoint,
+                "--foldername-valtest", method.reconstruction)
     launcher = ("torchrun", "--standalone", "--nproc_per_node=${NPROC:-1}") if preset.gpu else ()
     prefix = map_prefix(preset)
     metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", test_list,
-               "--test-files-prefix", prefix, "-r", str(run), "-rf", "reconstruction",
+               "--test-files-prefix", prefix, "-r", str(run), "-rf", method.reconstruction,
                "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
                "-ratef", prefix, "-s", sphere_points, "--csv", str(rd))
+    training = [] if method.trained_by else [
+        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher)]
     return [
-        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher),
+        *training,
         Step(f"{tag}: evaluation", script, (*common, *evaluate),
-             run / "reconstruction" / "rates.txt"),
+             run / method.reconstruction / "rates.txt"),
         Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics, rd),
     ]
 
@@ -404,8 +443,9 @@ def classic_points(preset: Preset, codec: str) -> list[str]:
 def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
                 inputs: Inputs) -> list[Step]:
     """Every step of the study, in order."""
-    steps = data_steps(preset, layout, inputs)
-    for method in methods:
+    whole = any(m.coding == "sphere" or m.patch_border == "sphere" for m in methods)
+    steps = data_steps(preset, layout, inputs, whole_sphere=whole)
+    for method in sorted(methods, key=lambda m: bool(m.trained_by)):  # trained, then derived
         if method.kind == "classic":
             steps.append(classic_step(preset, layout, method, inputs))
             continue
@@ -871,8 +911,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of the training images (default: the preset's: samples/planets for "
              "--tiny and --small, none for --paper); 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
-    add("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
-        help="the curves of the study")
+    add("--methods", nargs="+", choices=list(METHODS), default=None,
+        help="the curves of the study (default: all of them; with --paper, all but the "
+             "sphere-border ones, whose training on whole resolution-10 maps does not fit a "
+             "GPU)")
     add("--anchor", default="erp_sh", choices=list(METHODS),
         help="the curve the BD-rates are measured against")
     add("--epochs", type=int, default=None, help="override the preset's training epochs")
@@ -899,11 +941,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     seeds = tuple(dict.fromkeys(args.seeds))
     if min(seeds) < 0:
         raise OsloError(f"--seeds must be >= 0, got {min(seeds)}")
+    if args.methods is None:
+        args.methods = [key for key, m in METHODS.items()
+                        if preset.name != "paper" or METHODS[m.run_key].patch_border == "cut"]
     methods = [METHODS[key] for key in dict.fromkeys(args.methods)]
     if args.anchor not in args.methods:
         raise OsloError(f"the anchor '{args.anchor}' is not among --methods")
     if len(methods) < 2:
         raise OsloError("give at least two --methods (one of them the anchor)")
+    for method in methods:
+        if method.trained_by and method.trained_by not in args.methods:
+            raise OsloError(f"--methods {method.key} codes the models of {method.trained_by}: "
+                            f"add {method.trained_by}")
     train_dir = preset.train_image_dir if args.train_image_dir is None else \
         None if args.train_image_dir == "none" else args.train_image_dir
     for folder in (args.image_dir, train_dir):

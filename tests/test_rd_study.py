@@ -45,8 +45,9 @@ def test_every_output_is_written(study):
     with Image.open(results / "rd_curves.png") as png:
         assert png.format == "PNG" and png.width > 500 and png.height > 300
     commands = (root / "commands.sh").read_text()
-    # 2 samplings + 7 (hr, pr) pairs x 2 + 4 sphere methods x 2 points x 3 + 2 ERP x 2 x 2 + 3
-    assert commands.count("\npython ") == 2 + 14 + 24 + 8 + 3 + 1
+    # 2 samplings + 7 (hr, pr) pairs x 2 + 7 whole-sphere structures + 5 trained sphere methods
+    # x 2 points x 3 + 2 other codings (no training) x 2 x 2 + 2 ERP x 2 x 2 + 3 classic + report
+    assert commands.count("\npython ") == 2 + 14 + 7 + 30 + 8 + 8 + 3 + 1
     train = (root / "data" / "train" / "train.txt").read_text().split()
     test = (root / "data" / "test" / "test.txt").read_text().split()
     assert len(train) == len(list((REPO / "samples" / "planets").glob("*.jpg"))) == 12
