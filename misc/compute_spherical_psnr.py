@@ -10,7 +10,12 @@ bpp = actual bits / pixels of the reconstruction (12 * 4**r for HEALPix). Metric
 utils/metrics.py (bilinear interpolation in both projections; WS-PSNR on the reconstruction's
 grid; identical inputs give inf). With --metrics cpp viewport, the CSV and the table also have
 cpp_psnr_y,cpp_psnr_rgb (CPP-PSNR) and vp_psnr_y,vp_psnr_rgb (viewport PSNR: mean over 14
-rectilinear viewports of 90 degrees), after the default columns (utils/metrics.py).
+rectilinear viewports of 90 degrees), after the default columns (utils/metrics.py). With
+--metrics seams (HEALPix reconstructions only), the column seam_ratio: the mean absolute error
+of the pixels within --seam-width pixels of their patch's border over that of the other pixels,
+for the patches of resolution --seam-patch-res (default: read from the run's config.txt in the
+reconstruction folder or its parents; utils/seams.py). About 1.0 without seams; nan for
+identical maps.
 
 Example:
     python misc/compute_spherical_psnr.py -o ../oslo_data/images_equirectangular -oe jpg \\
@@ -33,6 +38,7 @@ from utils.errors import OsloError
 from utils.io import load_rgb, original_names, write_text
 from utils.metrics import EXTRA_METRICS, PROJECTIONS, extra_metrics, spherical_psnr
 from utils.rd import Row, mean_row, read_rates, results_csv, results_table
+from utils.seams import run_patch_res
 from utils.sphere_points import load_or_create
 
 
@@ -71,15 +77,41 @@ def build_parser() -> argparse.ArgumentParser:
     add("--metrics", nargs="+", default=[], choices=list(EXTRA_METRICS),
         help="optional metrics, added as columns after the default ones: cpp (CPP-PSNR: "
              "cpp_psnr_y, cpp_psnr_rgb), viewport (mean PSNR of 14 rectilinear viewports of 90 "
-             "degrees, 256x256: vp_psnr_y, vp_psnr_rgb)")
+             "degrees, 256x256: vp_psnr_y, vp_psnr_rgb), seams (HEALPix reconstructions only: "
+             "seam_ratio, the mean absolute error at the patch borders over that inside the "
+             "patches; about 1.0 without seams)")
+    add("--seam-patch-res", type=int, default=None, metavar="PR",
+        help="patch resolution of --metrics seams (patches of 2**PR x 2**PR pixels, 0..the "
+             "map's resolution); default: the run's patch_res_valtest, else patch_res_train, "
+             "from the config.txt nearest to -r/-rf (an error if there is none)")
+    add("--seam-width", type=int, default=1, metavar="W",
+        help="border width of --metrics seams, in pixels")
     add("--threads", type=int, default=2, help="threads for sampling an ERP original on HEALPix")
     return parser
+
+
+def seam_patch_res(args: argparse.Namespace, folder: Path) -> int | None:
+    """The patch resolution of --metrics seams (None without it): --seam-patch-res, else the
+    run's (:func:`utils.seams.run_patch_res`); :class:`OsloError` for ERP reconstructions."""
+    if "seams" not in args.metrics:
+        return None
+    if args.projection != "healpix":
+        raise OsloError("--metrics seams needs HEALPix reconstructions (-p/--projection "
+                        f"healpix), got -p {args.projection}")
+    if args.seam_width < 1:
+        raise OsloError(f"--seam-width must be at least 1, got {args.seam_width}")
+    if args.seam_patch_res is not None:
+        return args.seam_patch_res
+    patch_res, config = run_patch_res(folder)
+    get_logger().info("seams: patch resolution %d from %s", patch_res, config)
+    return patch_res
 
 
 def evaluate(args: argparse.Namespace) -> list[Row]:
     """One :class:`Row` per test image (module docstring)."""
     names = original_names(args.test_data, args.test_files_prefix, args.test_files_suffix)
     folder = Path(args.reconstruction_dir) / args.reconstruction_subfolder
+    patch_res = seam_patch_res(args, folder)
     rates = {name: actual for name, (_, actual) in read_rates(folder / "rates.txt").items()}
     lat, lon = load_or_create(args.sphere_points)
     log = get_logger()
@@ -99,9 +131,12 @@ def evaluate(args: argparse.Namespace) -> list[Row]:
             metrics = spherical_psnr(original, args.projection_original, reconstruction,
                                      args.projection, lat, lon, threads=args.threads)
             metrics.update(extra_metrics(args.metrics, original, args.projection_original,
-                                         reconstruction, args.projection))
+                                         reconstruction, args.projection, patch_res,
+                                         args.seam_width))
         except ValueError as error:
             raise OsloError(f"resolution mismatch for '{name}': {error}") from None
+        except OsloError as error:
+            raise OsloError(f"'{name}': {error}") from None
         pixels = len(reconstruction) if args.projection == "healpix" else \
             reconstruction.shape[0] * reconstruction.shape[1]
         rows.append(Row(name, rates[rate_name] / pixels, metrics))

@@ -30,7 +30,8 @@ NESTED HEALPix maps (``[npix, 3]``), with values in [0, 255] (``uint8`` or float
   boundary of a Craster parabolic projection of the original's ERP size (:func:`cpp_angles`),
   and viewport PSNR, the mean PSNR (dB) of 14 rectilinear 90-degree viewports
   (:data:`VIEWPORT_DIRECTIONS_DEG`, :func:`viewport_angles`); both sample the two images
-  bilinearly, as S-PSNR does.
+  bilinearly, as S-PSNR does; and the seam ratio of patch-wise coding on HEALPix
+  (:func:`utils.seams.seam_ratio`: mean absolute error at the patch borders over that inside).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from utils.sampling import (
     healpix_to_erp,
     resample_erp,
 )
+from utils.seams import seam_ratio
 from utils.visualization import BT601_LUMA
 
 PEAK = 255.0
@@ -197,7 +199,8 @@ def spherical_psnr(
 
 # --- CPP-PSNR and viewport PSNR (beyond the paper; compute_spherical_psnr.py --metrics) ---
 
-EXTRA_METRICS = {"cpp": ("cpp_psnr_y", "cpp_psnr_rgb"), "viewport": ("vp_psnr_y", "vp_psnr_rgb")}
+EXTRA_METRICS = {"cpp": ("cpp_psnr_y", "cpp_psnr_rgb"), "viewport": ("vp_psnr_y", "vp_psnr_rgb"),
+                 "seams": ("seam_ratio",)}
 """Optional metrics by name, and their result keys."""
 
 VIEWPORT_SIZE = 256
@@ -318,9 +321,15 @@ def extra_metrics(
     names: tuple[str, ...] | list[str],
     original: np.ndarray, original_projection: str,
     reconstruction: np.ndarray, projection: str,
+    seam_patch_res: int | None = None, seam_width: int = 1,
 ) -> dict[str, float]:
     """The optional metrics ``names`` (keys of :data:`EXTRA_METRICS`), keyed by their result
-    names (``cpp_psnr_y``, ``cpp_psnr_rgb``, ``vp_psnr_y``, ``vp_psnr_rgb``)."""
+    names (``cpp_psnr_y``, ``cpp_psnr_rgb``, ``vp_psnr_y``, ``vp_psnr_rgb``, ``seam_ratio``).
+
+    ``seams`` is :func:`utils.seams.seam_ratio` at patch resolution ``seam_patch_res`` and
+    border width ``seam_width``, on a HEALPix reconstruction against the original on its grid
+    (:func:`to_grid_of`: an ERP original is sampled as step 1 does); ``ValueError`` for an ERP
+    reconstruction or no ``seam_patch_res``."""
     results = {}
     for name in names:
         if name == "cpp":
@@ -328,6 +337,11 @@ def extra_metrics(
                                                      reconstruction, projection))
         elif name == "viewport":
             values = viewport_psnr(original, original_projection, reconstruction, projection)
+        elif name == "seams":
+            if projection != "healpix" or seam_patch_res is None:
+                raise ValueError("seams needs a HEALPix reconstruction and a patch resolution")
+            reference = to_grid_of(original, original_projection, reconstruction, projection)
+            values = (seam_ratio(reference, reconstruction, seam_patch_res, seam_width),)
         else:
             raise ValueError(f"metric must be one of {tuple(EXTRA_METRICS)}, got {name!r}")
         results.update(zip(EXTRA_METRICS[name], values, strict=True))

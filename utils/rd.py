@@ -52,13 +52,14 @@ def mean_row(rows: Sequence[Row]) -> Row:
 
 
 def format_metrics(values: Sequence[float]) -> list[str]:
-    """PSNRs as CSV fields: 4 decimals, ``inf`` if infinite."""
-    return [f"{v:.4f}" if math.isfinite(v) else "inf" for v in values]
+    """Metrics as CSV fields: 4 decimals, ``inf`` if infinite, ``nan`` if undefined (a seam
+    ratio of identical maps)."""
+    return [f"{v:.4f}" if math.isfinite(v) else str(v) for v in values]
 
 
 def results_csv(rows: Sequence[Row]) -> str:
     """CSV with :data:`CSV_COLUMNS` (then the optional metrics of the rows, if any); bpp with 6
-    decimals, PSNRs with 4 (``inf`` if infinite)."""
+    decimals, metrics with 4 (:func:`format_metrics`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("name", "bpp", *rows[0].metrics))
