@@ -16,7 +16,9 @@ then reports, in ``<out>/results/seams.md`` and ``seams.csv`` (and on the termin
   pixels on the borders of the patches of the preset's resolution over that of the interior
   pixels, mean over the test maps): about 1.0 without seams;
 * the bits of whole-sphere coding over those of patch coding of the same models;
-* the encode and decode seconds per map (``test_results.csv`` of the evaluations).
+* the encode and decode seconds per map (``test_results.csv`` of the evaluations);
+* the training seconds per 1000 patches of each mode (``log.csv`` of the runs: the sphere
+  mode's epoch is ``ceil(maps * np / P)`` whole maps of ``P`` patches).
 
 The study's steps resume where they stopped (see :mod:`experiments.rd_study`).
 
@@ -40,6 +42,7 @@ import numpy as np
 from experiments import rd_study
 from spherical_models.cli import HelpFormatter
 from utils.cli import run_main, setup_logging
+from utils.healpix import num_patches
 from utils.io import load_map, read_list, write_text
 from utils.seams import seam_ratio
 
@@ -82,6 +85,28 @@ def coding_rows(preset: rd_study.Preset, layout: rd_study.Layout,
     return rows
 
 
+def training_rows(preset: rd_study.Preset, layout: rd_study.Layout,
+                  num_train_maps: int) -> list[dict]:
+    """Per trained method, seed and lambda: mean seconds of an epoch, patches of an epoch
+    (whole maps count ``P = 12 * 4**(hr - pr)`` patches) and seconds per 1000 patches."""
+    per_map = num_patches(preset.healpix_res, preset.patch_res)
+    rows = []
+    for key in ("oslo_sh", "oslo_sh_sphere"):
+        method = rd_study.METHODS[key]
+        patches = num_train_maps * preset.patches_per_map
+        if method.patch_border == "sphere":
+            patches = math.ceil(patches / per_map) * per_map
+        for seed in layout.seeds:
+            for lmbda, _ in preset.points:
+                with (layout.run(method, lmbda, seed) / "log.csv").open(newline="") as handle:
+                    seconds = float(np.mean([float(r["seconds"])
+                                             for r in csv.DictReader(handle)]))
+                rows.append({"method": key, "seed": seed, "lambda": lmbda,
+                             "epoch_seconds": seconds, "epoch_patches": patches,
+                             "seconds_per_1000_patches": 1000 * seconds / patches})
+    return rows
+
+
 def whole_over_patch(rows: Sequence[dict]) -> list[dict]:
     """Bits of whole-sphere coding over patch coding of the same model, per seed and lambda."""
     bpp = {(r["method"], r["seed"], r["lambda"]): r["bpp"] for r in rows}
@@ -107,8 +132,8 @@ def _spread(values: Sequence[float], digits: int) -> str:
 
 
 def report(bd: Sequence[dict], rows: Sequence[dict], ratios: Sequence[dict],
-           seeds: Sequence[int], command: str) -> str:
-    """``seams.md``: BD-rates, seam ratios, bits ratios and times."""
+           training: Sequence[dict], seeds: Sequence[int], command: str) -> str:
+    """``seams.md``: BD-rates, seam ratios, bits ratios, coding and training times."""
     lines = ["# Seam-free whole-sphere coding against patch coding", "", f"`{command}`", "",
              "## BD-rate against `oslo_sh` (cut, coded by patch; pchip on the Pareto fronts)",
              "", "| method | metric | BD-rate % mean (min .. max over seeds) |", "|---|---|---|"]
@@ -136,6 +161,18 @@ def report(bd: Sequence[dict], rows: Sequence[dict], ratios: Sequence[dict],
     for _, patch in WHOLE_OVER_PATCH:
         lines.append(f"| {patch} | "
                      f"{_spread([r['ratio'] for r in ratios if r['models'] == patch], 3)} |")
+    lines += ["", "## Training time (mean (min .. max) over seeds and lambdas)", "",
+              "| method | patches an epoch | seconds an epoch | seconds per 1000 patches |",
+              "|---|---|---|---|"]
+    per_patch = {}
+    for key in ("oslo_sh", "oslo_sh_sphere"):
+        own = [r for r in training if r["method"] == key]
+        per_patch[key] = float(np.mean([r["seconds_per_1000_patches"] for r in own]))
+        lines.append(f"| {key} | {own[0]['epoch_patches']} | "
+                     f"{_spread([r['epoch_seconds'] for r in own], 2)} | "
+                     f"{_spread([r['seconds_per_1000_patches'] for r in own], 2)} |")
+    lines += ["", f"Sphere over cut, seconds per patch: "
+              f"{per_patch['oslo_sh_sphere'] / per_patch['oslo_sh']:.2f}x."]
     return "\n".join(lines) + "\n"
 
 
@@ -171,9 +208,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     layout = rd_study.Layout(root, separate_training=True, seeds=tuple(dict.fromkeys(args.seeds)))
     rows = coding_rows(preset, layout, read_list(layout.data_list("test")))
     ratios = whole_over_patch(rows)
+    training = training_rows(preset, layout, len(read_list(layout.data_list("train"))))
     command = " ".join(["python experiments/seam_study.py", *(argv or sys.argv[1:])])
-    text = report(bd, rows, ratios, layout.seeds, command)
+    text = report(bd, rows, ratios, training, layout.seeds, command)
     write_text(layout.results / "seams.csv", rows_csv(rows))
+    write_text(layout.results / "seams_training.csv", rows_csv(training))
     write_text(layout.results / "seams.md", text)
     print(text)
     return text

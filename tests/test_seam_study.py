@@ -29,6 +29,12 @@ def test_report_has_every_coding_and_measure(study):
     for key in seam_study.METHODS[1:]:
         assert f"| {key} | s_psnr_y |" in text
     assert (root / "results" / "seams.md").read_text() == text
+    with (root / "results" / "seams_training.csv").open() as handle:
+        training = list(csv.DictReader(handle))
+    assert {r["method"] for r in training} == {"oslo_sh", "oslo_sh_sphere"}
+    # tiny: 12 maps x 1 patch of (6, 6) an epoch = one whole map of 12 patches
+    assert {r["epoch_patches"] for r in training} == {"12"}
+    assert "Sphere over cut, seconds per patch:" in text
 
 
 def test_whole_and_patch_codings_share_the_trained_models(study):
