@@ -154,6 +154,8 @@ class Preset:
         learning_rate: Adam learning rate of every learned model.
         scheduler_patience: epochs without improvement of the training loss before the
             learning rate is divided by sqrt(10) (``ReduceLROnPlateau``, every learned model).
+        lr_schedule: ``--lr-schedule`` of every learned model: ``plateau`` (with
+            ``scheduler_patience``), ``step`` or ``cosine`` (to 0 over the epochs).
         qualities: qualities of the classic codecs, by codec.
         train_image_dir: a folder of training images (then every image of ``-i`` is a test
             image and ``ratio_train`` is unused), or :obj:`None` for step 1's split of ``-i``.
@@ -177,6 +179,7 @@ class Preset:
     ratio_validation: float
     learning_rate: float
     scheduler_patience: int
+    lr_schedule: str = "plateau"
     qualities: dict[str, str] = field(default_factory=dict)
     train_image_dir: str | None = None
     sphere_points: str = "misc/sphere_655362.txt"
@@ -386,6 +389,7 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
         train = ("-i", train_list, *originals, "-e", str(preset.epochs),
                  "-np", str(preset.patches_per_map), "--crop-size", str(2**preset.patch_res),
                  "-bst", str(preset.batch_size), "-lr", f"{preset.learning_rate:g}",
+                 "--lr-schedule", preset.lr_schedule,
                  "--scheduler-patience", str(preset.scheduler_patience),
                  "--checkpoint-interval", str(preset.epochs))
         evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
@@ -402,6 +406,7 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     train = ("-i", train_list, *validation, "-e", str(preset.epochs),
              "-np", str(preset.patches_per_map), "-bst", str(preset.batch_size),
              "-lr", f"{preset.learning_rate:g}",
+             "--lr-schedule", preset.lr_schedule,
              "--scheduler-patience", str(preset.scheduler_patience),
              "--checkpoint-interval", str(preset.epochs),
              "--print-freq", "0", "--dataloader-num-workers", str(preset.loader_workers))
@@ -791,8 +796,10 @@ def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve
         f"{2**preset.patch_res} x {2**preset.patch_res}",
         f"- Learned models: {size}, {preset.epochs} epoch(s) of {preset.patches_per_map} patches "
         f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g} "
-        f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement of "
-        f"the training loss; {seeds}",
+        + (f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement "
+           "of the training loss" if preset.lr_schedule == "plateau"
+           else f"with the {preset.lr_schedule} schedule (--lr-schedule {preset.lr_schedule})")
+        + f"; {seeds}",
         "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
         "for every method", "",
         "## Rate and quality (mean over the test images)", "",
@@ -918,6 +925,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--anchor", default="erp_sh", choices=list(METHODS),
         help="the curve the BD-rates are measured against")
     add("--epochs", type=int, default=None, help="override the preset's training epochs")
+    add("--lr-schedule", choices=("plateau", "step", "cosine"), default=None,
+        help="override the preset's learning-rate schedule (--lr-schedule of every learned "
+             "model; all presets: plateau)")
     add("--seeds", type=int, nargs="+", default=[0],
         help="train every learned point once per seed (--seed of its training); with several, "
              "the run folders get a _seed<s> suffix and the report gives the BD values per "
@@ -938,6 +948,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if args.epochs < 1:
             raise OsloError(f"--epochs must be >= 1, got {args.epochs}")
         preset = replace(preset, epochs=args.epochs)
+    if args.lr_schedule is not None:
+        preset = replace(preset, lr_schedule=args.lr_schedule)
     seeds = tuple(dict.fromkeys(args.seeds))
     if min(seeds) < 0:
         raise OsloError(f"--seeds must be >= 0, got {min(seeds)}")
@@ -967,6 +979,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                           "--train-image-dir", train_dir or "none", "-e", args.image_ext,
                           "--methods", *args.methods, "--anchor", args.anchor,
                           *(("--epochs", str(preset.epochs)) if args.epochs else ()),
+                          *(("--lr-schedule", preset.lr_schedule) if args.lr_schedule else ()),
                           *(("--seeds", *map(str, seeds)) if seeds != (0,) else ()),
                           "-s", inputs.sphere_points])
     layout.root.mkdir(parents=True, exist_ok=True)

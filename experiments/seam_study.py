@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training seeds of every point")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the preset's training epochs")
+    parser.add_argument("--lr-schedule", choices=("plateau", "step", "cosine"),
+                        default="cosine",
+                        help="learning-rate schedule of every model: the small preset's plateau "
+                        "on the training loss of 9-step epochs leaves its curves non-monotone, "
+                        "and a model stopped at a high rate is noisy; cosine ends at 0")
     parser.add_argument("--report-only", action="store_true",
                         help="only write the report from the runs already there")
     return parser
@@ -199,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     study = [f"--{args.preset}", "-O", args.output_dir, "--methods", *METHODS,
              "--anchor", METHODS[0], "--seeds", *map(str, args.seeds),
              *(("--epochs", str(args.epochs)) if args.epochs else ()),
+             "--lr-schedule", args.lr_schedule,
              *(("--report-only",) if args.report_only else ())]
     bd = rd_study.main(study)
     preset = rd_study.PRESETS[args.preset]
