@@ -36,6 +36,7 @@ from spherical_models.layers.blocks import (
 )
 from spherical_models.layers.pooling import POOL_MODES
 from spherical_models.models import CONTEXT_MODELS, QUALITY_CHANNELS, model_name
+from spherical_models.tiling import DEFAULT_TILE_RES
 from utils.cli import run_main, setup_logging
 from utils.structures import WEIGHT_TYPES
 
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("-prvt", "--patch-res-valtest", type=int, default=None,
                       help="patch resolution for validation and evaluation; -1: whole sphere "
                       "(default: -prt, or -1 with --patch-border sphere)")
+    data.add_argument("--tile-res", type=int, default=DEFAULT_TILE_RES, metavar="T",
+                      help="evaluation on the whole sphere (-prvt -1): run the analysis and the "
+                      "synthesis by tiles of 4**T pixels (HEALPix patches of resolution T), "
+                      "exactly (same strings), in the memory of one tile and its halo instead "
+                      "of the whole sphere's (more than 12 GB at -hr 10); larger T: more "
+                      "memory, less halo overhead; T >= -hr or -1: the whole sphere at once; "
+                      "at least 4")
     data.add_argument("--patch-border", choices=PATCH_BORDERS, default="cut",
                       help="what a training patch meets at its border. cut: nothing, its "
                       "neighbours outside the patch are dropped (the paper; a zero-padded "
@@ -97,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "padded with their neighbours at every layer), -np and -bst counting "
                       "patches of -prt (ceil(maps * np / P) maps an epoch, max(1, bst // P) a "
                       "batch, P = 12 * 4**(hr - prt) patches a map); recorded in the checkpoint")
+    data.add_argument("--sphere-start", type=float, default=0.0, metavar="F",
+                      help="with --patch-border sphere: train the first floor(F * e) epochs on "
+                      "cut patches (many small steps), then on whole maps; 0: whole maps from "
+                      "the first epoch; recorded in the checkpoint")
     data.add_argument("-np", "--n-patch-per-sample", type=int, default=12,
                       help="random patches per training map and epoch, balanced over the north "
                       "cap, equatorial belt and south cap")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from spherical_models import codec
 from spherical_models.cli import HelpFormatter
+from spherical_models.tiling import DEFAULT_TILE_RES
 from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import IMAGE_EXTENSIONS
@@ -46,7 +47,16 @@ def _common(parser: argparse.ArgumentParser, device: bool = True) -> None:
         parser.add_argument("--threads", type=int, default=0,
                             help="torch CPU threads (0: torch's default)")
         parser.add_argument("--no-progress", action="store_true",
-                            help="no progress bar over the files of a folder")
+                            help="no progress bar over the files of a folder, nor over the "
+                            "tiles of --tile-res")
+        parser.add_argument("--tile-res", type=int, default=DEFAULT_TILE_RES,
+                            help="whole-sphere coding (-p -1) only: run the analysis (encode) "
+                            "or the synthesis (decode) by tiles of 4**T pixels (HEALPix patches "
+                            "of resolution T), exactly, in the memory of one tile and its halo "
+                            "instead of the whole sphere's (more than 12 GB at -r 10); larger T: "
+                            "more memory, less halo overhead. T >= the map's resolution, or -1: "
+                            "the whole sphere at once; T must be at least 4. Not recorded in "
+                            "the file: decoding may use another T (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +175,8 @@ def encode(args: argparse.Namespace) -> None:
         is_map = source.suffix.lower() == ".npy"
         hp_map, shape = codec.read_input(source, args.healpix_res if is_map else res)
         data = codec.encode_map(model, hp_map, args.patch_res, args.batch_size,
-                                args.deterministic, shape, args.scale_table_levels)
+                                args.deterministic, shape, args.scale_table_levels,
+                                args.tile_res, not args.no_progress)
         codec.write_bytes(target, data)
         log.info("%s -> %s: %d bytes, %.4f bpp", source, target, len(data),
                  8 * len(data) / len(hp_map))
@@ -182,7 +193,7 @@ def decode(args: argparse.Namespace) -> None:
     for source, target in _progress(pairs, args, "decode"):
         coded = codec.read_file(source)
         try:
-            hp_map = codec.decode(model, coded)
+            hp_map = codec.decode(model, coded, args.tile_res, not args.no_progress)
         except OsloError as error:
             raise OsloError(f"'{source}': {error}") from None
         codec.write_output(target, hp_map, coded.header, args.erp_width)

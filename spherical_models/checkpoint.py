@@ -87,6 +87,7 @@ FLAG_OF_KEY = {
     "healpix_res": "-hr/--healpix-res",
     "patch_res_train": "-prt/--patch-res-train",
     "patch_border": "--patch-border",
+    "sphere_start": "--sphere-start",
     "weight_type": "-w/--weight-type",
     "use_euclidean": "--use-euclidean",
     "lr_schedule": "--lr-schedule",

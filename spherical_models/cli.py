@@ -138,7 +138,9 @@ class RunConfig:
     healpix_res: int
     patch_res_train: int
     patch_res_valtest: int
+    tile_res: int
     patch_border: str
+    sphere_start: float
     n_patch_per_sample: int
     dataloader_num_workers: int
     # model
@@ -249,6 +251,10 @@ def check_arguments(args: argparse.Namespace) -> None:
                         f"{args.scale_table_levels}")
     if args.channels is not None and min(args.channels) < 1:
         raise OsloError(f"--channels must be positive, got {args.channels}")
+    if not 0 <= args.sphere_start < 1:
+        raise OsloError(f"--sphere-start must be in [0, 1), got {args.sphere_start:g}")
+    if args.sphere_start and args.patch_border != "sphere":
+        raise OsloError("--sphere-start needs --patch-border sphere")
     if args.patch_border == "sphere" and args.patch_res_train < 0:
         raise OsloError("--patch-border sphere needs patches (-prt >= 0): -prt -1 trains on "
                         "whole maps already")
@@ -258,6 +264,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if _valtest_patch_res(args) > args.healpix_res:
         raise OsloError(f"-prvt/--patch-res-valtest {args.patch_res_valtest} is above "
                         f"-hr/--healpix-res {args.healpix_res}")
+    if 0 <= args.tile_res < 4:
+        raise OsloError(f"--tile-res must be at least 4 (the level of y), or -1 for the whole "
+                        f"sphere at once, got {args.tile_res}")
     out_dir = Path(args.out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OsloError(f"output path '{out_dir}' exists and is not a folder")

@@ -43,6 +43,7 @@ from spherical_models.oslo_format import (  # noqa: F401 (the format, re-exporte
     read_file,
     unpack,
 )
+from spherical_models.tiling import check_tile_res, check_tileable, coarse_geometry
 from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION, nside_of
 from utils.io import IMAGE_EXTENSIONS, atomic_path, check_map, load_image, load_map, save_npy
@@ -82,7 +83,7 @@ class Codec:
     digest: bytes
     default_patch_res: int
     device: torch.device
-    _geometries: dict[tuple[int, int], SphereGeometry] = field(default_factory=dict)
+    _geometries: dict[tuple[int, int, bool], SphereGeometry] = field(default_factory=dict)
     _mode: tuple[bool, int] | None = None
 
     def set_mode(self, deterministic: bool | None, levels: int) -> bool:
@@ -105,11 +106,19 @@ class Codec:
         self._mode = (deterministic, levels)
         return deterministic
 
-    def geometry(self, healpix_res: int, patch_res: int) -> SphereGeometry:
+    def geometry(self, healpix_res: int, patch_res: int, tiled: bool = False) -> SphereGeometry:
         """The graphs of every level at ``(healpix_res, patch_res)``, built in memory (those
         of the checkpoint's structures: convolution, hops, weights, chord distances);
-        :class:`OsloError` if the model cannot code at these resolutions."""
-        key = (healpix_res, patch_res)
+        :class:`OsloError` if the model cannot code at these resolutions. ``tiled``: for
+        whole-sphere coding tile by tile, only the levels from ``y`` down
+        (:func:`~spherical_models.tiling.coarse_geometry`; :class:`OsloError` for a model that
+        cannot run by tiles)."""
+        key = (healpix_res, patch_res, tiled)
+        if key not in self._geometries and tiled:
+            geometry = coarse_geometry(self.model, healpix_res, self.config.get("weight_type"),
+                                       bool(self.config.get("use_euclidean")))
+            check_tileable(self.model, geometry)
+            self._geometries[key] = geometry.to(self.device)
         if key not in self._geometries:
             geometry = SphereGeometry.build(
                 healpix_res, patch_res, self.model.num_levels,
@@ -124,8 +133,9 @@ class Codec:
 def load_codec(path: str | Path, device: str | torch.device = "cpu") -> Codec:
     """Read a checkpoint of ``main_sphere_compression.py`` and build its model.
 
-    The default patch resolution is the checkpoint's evaluation one (``-prvt``), else its
-    training one (``-prt``).
+    The default patch resolution is the checkpoint's evaluation one (``-prvt``), else the whole
+    sphere (-1) for a model trained with ``--patch-border sphere``, else its training one
+    (``-prt``).
     """
     path = Path(path)
     checkpoint = load_checkpoint(path)
@@ -139,6 +149,8 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> Codec:
                         f"{first}") from None
     args = checkpoint.get("args") or {}
     patch_res = args.get("patch_res_valtest")
+    if patch_res is None and config.get("patch_border") == "sphere":
+        patch_res = -1
     if patch_res is None:
         patch_res = config.get("patch_res_train", args.get("patch_res_train", -1))
     device = torch.device(device)
@@ -162,6 +174,8 @@ def encode_map(
     deterministic: bool | None = None,
     image_shape: tuple[int, int] = (0, 0),
     scale_table_levels: int | None = None,
+    tile_res: int | None = None,
+    progress: bool = False,
 ) -> bytes:
     """Compress a ``uint8`` ``[12 * 4**r, 3]`` map into the bytes of a ``.oslo`` file.
 
@@ -174,6 +188,10 @@ def encode_map(
             on where the model supports it.
         image_shape: ``(height, width)`` of the ERP image the map was sampled from.
         scale_table_levels: entries of ``y``'s scale table (default: the checkpoint's).
+        tile_res: on the whole sphere, run ``g_a`` by tiles of this resolution
+            (:func:`~spherical_models.map_coding.compress_map`; :obj:`None`: at once); not
+            recorded (the strings are the same).
+        progress: a progress bar over the tiles.
     """
     healpix_res = check_map(hp_map)
     patch_res = codec.default_patch_res if patch_res is None else max(patch_res, -1)
@@ -184,9 +202,11 @@ def encode_map(
         levels = recorded_scale_table_levels(codec.config)
     if not 2 <= levels <= MAX_SCALE_TABLE_LEVELS:
         raise OsloError(f"scale table levels {levels} outside 2..{MAX_SCALE_TABLE_LEVELS}")
-    geometry = codec.geometry(healpix_res, patch_res)
+    tile_res = None if patch_res >= 0 else check_tile_res(tile_res, healpix_res)
+    geometry = codec.geometry(healpix_res, patch_res, tile_res is not None)
     deterministic = codec.set_mode(deterministic, levels)
-    coded = compress_map(codec.model, geometry, hp_map, patch_res, batch_size, codec.device)
+    coded = compress_map(codec.model, geometry, hp_map, patch_res, batch_size, codec.device,
+                         tile_res, progress)
     header = Header(
         model=codec.config["model"], quality=int(codec.config.get("quality", 0)),
         lmbda=float(codec.config.get("lambda", 0.0)), healpix_res=healpix_res,
@@ -198,12 +218,16 @@ def encode_map(
 
 
 @torch.no_grad()
-def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
+def decode(
+    codec: Codec, coded: OsloFile, tile_res: int | None = None, progress: bool = False
+) -> np.ndarray:
     """Decompress a parsed file into the ``uint8`` ``[12 * 4**r, 3]`` map.
 
     Refuses a file encoded with another checkpoint (hash) or whose latents do not fit the
     model, and (:class:`~spherical_models.entropy_coding.LatentMismatchError`) a decoded latent
     whose CRC-32 is not the encoder's; decodes with the file's batches, mode and scale table.
+    A whole-sphere file is synthesised by tiles of ``tile_res`` (any: not the encoder's;
+    :obj:`None`: at once), with a progress bar over them if ``progress``.
     """
     header = coded.header
     if header.checkpoint_hash != codec.digest:
@@ -216,7 +240,8 @@ def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
     if header.num_latents != len(names):
         raise OsloError(f"corrupt file: {header.num_latents} latent(s), the model codes "
                         f"{len(names)}")
-    geometry = codec.geometry(header.healpix_res, header.patch_res)
+    tile_res = None if header.patch_res >= 0 else check_tile_res(tile_res, header.healpix_res)
+    geometry = codec.geometry(header.healpix_res, header.patch_res, tile_res is not None)
     codec.set_mode(header.deterministic, header.scale_table_levels)
     coded_map = CodedMap(
         strings=dict(zip(names, coded.strings, strict=True)),
@@ -224,7 +249,8 @@ def decode(codec: Codec, coded: OsloFile) -> np.ndarray:
         num_pixels=header.num_pixels, patch_res=header.patch_res, batch_size=header.batch_size,
     )
     try:
-        return decompress_map(codec.model, geometry, coded_map, codec.device)
+        return decompress_map(codec.model, geometry, coded_map, codec.device, tile_res,
+                              progress)
     except (RuntimeError, ValueError, IndexError, OverflowError) as error:
         raise OsloError(f"corrupt file: decoding failed ({type(error).__name__})") from None
 

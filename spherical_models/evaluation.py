@@ -33,7 +33,14 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from spherical_models.distributed import Distributed, gather_objects, synchronize
-from spherical_models.map_coding import compress_map, decompress_map, map_batches, to_input
+from spherical_models.map_coding import (
+    analyse_tiled,
+    compress_map,
+    decompress_map,
+    map_batches,
+    to_input,
+)
+from spherical_models.tiling import check_tile_res
 from utils.cli import get_logger
 from utils.datasets import shard
 from utils.errors import OsloError
@@ -104,6 +111,7 @@ def code_map(
     patch_res: int,
     batch_size: int,
     device: torch.device,
+    tile_res: int | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Code a map into one string per latent and decode it
     (:func:`~spherical_models.map_coding.compress_map`, then
@@ -120,6 +128,9 @@ def code_map(
         patch_res: patch resolution, negative for the whole sphere.
         batch_size: patches per batch.
         device: where the model runs.
+        tile_res: on the whole sphere, run ``g_a`` and ``g_s`` by tiles of this resolution
+            (:mod:`spherical_models.tiling`; the theoretical bits then come from the tiled
+            ``y``); :obj:`None`: at once.
 
     Returns:
         ``(reconstruction, stats)``: ``uint8`` ``[npix, 3]``, and ``theoretical_bits`` (of the
@@ -127,7 +138,13 @@ def code_map(
         ``encode_seconds``, ``decode_seconds``.
     """
     latent_bits: dict[str, float] = {}
-    for _, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
+    tile_res = None if patch_res >= 0 else check_tile_res(tile_res, res_of_npix(len(hp_map)))
+    if tile_res is not None:
+        y = analyse_tiled(model, geometry, hp_map, tile_res, device)
+        latent_bits = {name: tensor_bits(likelihoods)
+                       for name, likelihoods in model.latent_forward(y, geometry)[1].items()}
+    batches = map_batches(hp_map, patch_res, batch_size) if tile_res is None else ()
+    for _, values, patch_ids in batches:
         ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(device)
         for name, likelihoods in model(to_input(values, device), geometry, ids)[
             "likelihoods"
@@ -135,11 +152,11 @@ def code_map(
             latent_bits[name] = latent_bits.get(name, 0.0) + tensor_bits(likelihoods)
     synchronize(device)
     start = time.perf_counter()
-    coded = compress_map(model, geometry, hp_map, patch_res, batch_size, device)
+    coded = compress_map(model, geometry, hp_map, patch_res, batch_size, device, tile_res)
     synchronize(device)
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    reconstruction = decompress_map(model, geometry, coded, device)
+    reconstruction = decompress_map(model, geometry, coded, device, tile_res)
     synchronize(device)
     decode_seconds = time.perf_counter() - start
     stats = {
@@ -217,12 +234,14 @@ def evaluate_maps(
     png: bool = True,
     skip_tested: bool = False,
     progress: bool = True,
+    tile_res: int | None = None,
 ) -> list[ImageResult]:
     """Code every map of ``files`` and write the outputs (module docstring) in ``out_folder``.
 
     With several processes, each codes its share of the maps and rank 0 writes ``rates.txt``
     and ``test_results.csv`` for all of them. With ``skip_tested``, a map whose reconstruction
     and rows already exist in ``out_folder`` is not coded again, and its rows are kept.
+    ``tile_res``: whole-sphere coding tile by tile (:func:`code_map`).
 
     Returns:
         The results of every map, in the order of ``files``.
@@ -244,7 +263,8 @@ def evaluate_maps(
             results[index] = ImageResult(name=name, num_pixels=len(hp_map), **previous[name])
             continue
         hp_map = np.asarray(hp_map)
-        reconstruction, stats = code_map(model, geometry, hp_map, patch_res, batch_size, device)
+        reconstruction, stats = code_map(model, geometry, hp_map, patch_res, batch_size, device,
+                                         tile_res)
         save_npy(recon_path, reconstruction)
         if png:
             save_mollweide(reconstruction, recon_path.with_suffix(".png"),

@@ -59,17 +59,24 @@ class OsloGraph(torch.nn.Module):
       ``coarse_face_index`` / ``coarse_face_inverse`` ``[12 * 4**(hr-1)]``, the same one
       resolution down (the faces after a stride-2 ``Conv2d``).
 
+    A *region* graph (``region=True``, :mod:`spherical_models.tiling`) holds the rows of a
+    sorted set of pixels of the sphere (``patch_res = -1``, ``index`` local to the set, weight 0
+    for the neighbours outside it): it is no face image, so it runs on the gather path only.
+
     Args:
         structure (OsloStructure): the neighbour structure, e.g. from
             :func:`utils.structures.build_oslo_structure`.
+        region (bool, optional): ``structure`` is a region's (gather path only).
+            (default: :obj:`False`)
 
     Attributes:
         healpix_res (int), patch_res (int, -1 for the whole sphere), num_hops (int),
-        weight_type (str): the structure's metadata.
+        weight_type (str): the structure's metadata; region (bool).
     """
 
-    def __init__(self, structure: OsloStructure) -> None:
+    def __init__(self, structure: OsloStructure, region: bool = False) -> None:
         super().__init__()
+        self.region = region
         self.healpix_res = structure.healpix_res
         self.patch_res = max(structure.patch_res, -1)
         self.num_hops = structure.num_hops
@@ -130,8 +137,10 @@ class OsloGraph(torch.nn.Module):
 
     @property
     def supports_face_path(self) -> bool:
-        """True when the convolution equals a Conv2d on images (``identity`` weights)."""
-        return self.weight_type == "identity" and self.num_weight_slices == 1
+        """True when the convolution equals a Conv2d on images (``identity`` weights, not a
+        region)."""
+        return (not self.region and self.weight_type == "identity"
+                and self.num_weight_slices == 1)
 
     def face_padding(self, pad: int) -> tuple[Tensor, Tensor]:
         """Gather table of the 12 faces padded by ``pad`` (whole-sphere graphs).
@@ -149,6 +158,8 @@ class OsloGraph(torch.nn.Module):
 
     def extra_repr(self) -> str:
         where = f"patch_res={self.patch_res}" if self.is_patch else "whole sphere"
+        if self.region:
+            where = f"region of {self.num_pixels} pixels"
         return (
             f"healpix_res={self.healpix_res}, {where}, num_hops={self.num_hops}, "
             f"weight_type={self.weight_type}"

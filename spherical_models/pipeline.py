@@ -35,6 +35,7 @@ from spherical_models.models import (
     canonical_config,
     model_from_config,
 )
+from spherical_models.tiling import check_tile_res, coarse_geometry
 from spherical_models.trainer import Trainer, training_data
 from spherical_models.training import (
     seed_everything,
@@ -67,9 +68,9 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
 
 def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, Any]:
     """What a checkpoint records and must match: the model's configuration (name, N, M, layer
-    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, ``--patch-border``, the
-    structures' weights, ``--lr-schedule``, ``--patience-unit`` and ``--plateau-patches``
-    (:data:`TRAINING_ONLY_KEYS` checked only when resuming training)."""
+    options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, ``--patch-border`` and
+    ``--sphere-start``, the structures' weights, ``--lr-schedule``, ``--patience-unit`` and
+    ``--plateau-patches`` (:data:`TRAINING_ONLY_KEYS` checked only when resuming training)."""
     return {
         **model.config,
         "quality": config.quality,
@@ -77,6 +78,7 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
         "healpix_res": config.healpix_res,
         "patch_res_train": config.patch_res_train,
         "patch_border": config.patch_border,
+        "sphere_start": config.sphere_start,
         "weight_type": config.weight_type,
         "use_euclidean": config.use_euclidean,
         "lr_schedule": config.lr_schedule,
@@ -85,14 +87,14 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
     }
 
 
-TRAINING_ONLY_KEYS = ("patch_res_train", "patch_border", "lr_schedule", "patience_unit",
-                      "plateau_patches")
+TRAINING_ONLY_KEYS = ("patch_res_train", "patch_border", "sphere_start", "lr_schedule",
+                      "patience_unit", "plateau_patches")
 """Entries of :func:`run_config` that a checkpoint must match only to resume training."""
 
 OLD_CHECKPOINT_DEFAULTS = {"lr_schedule": "plateau", "patience_unit": "epochs",
-                           "plateau_patches": 0, "patch_border": "cut"}
+                           "plateau_patches": 0, "patch_border": "cut", "sphere_start": 0.0}
 """What checkpoints written before ``--lr-schedule``, ``--patience-unit``,
-``--plateau-patches`` and ``--patch-border`` were trained with."""
+``--plateau-patches``, ``--patch-border`` and ``--sphere-start`` were trained with."""
 
 
 def scale_table_levels(config: RunConfig, checkpoint: dict | None) -> int:
@@ -121,6 +123,17 @@ def load_geometry(
         num_hops=model.graph_hops, weight_type=config.weight_type,
         use_euclidean=config.use_euclidean,
     )
+
+
+def evaluation_geometry(config: RunConfig, model: SphereCompressionModel) -> SphereGeometry:
+    """The structures of step 4 at ``-prvt``; on the whole sphere by tiles (``--tile-res``),
+    only those of the ``y`` and ``z`` levels, built in memory
+    (:func:`spherical_models.tiling.coarse_geometry`): the tiles build their own."""
+    if config.patch_res_valtest < 0 and \
+            check_tile_res(config.tile_res, config.healpix_res) is not None:
+        return coarse_geometry(model, config.healpix_res, config.weight_type,
+                               config.use_euclidean)
+    return load_geometry(config, model, config.patch_res_valtest)
 
 
 def resolve_seed(config: RunConfig, checkpoint: dict | None, info: Distributed) -> int:
@@ -179,19 +192,22 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
                  f" x {info.world_size} processes" if info.enabled else "", seed)
     if config.test_data:  # checked before training, not after it
         test_files = read_map_list(config.test_data, config.healpix_res)
-        test_geometry = load_geometry(config, model, config.patch_res_valtest)
+        test_geometry = evaluation_geometry(config, model)
     if config.train_data:
-        hr, prt = config.healpix_res, max(config.patch_res_train, -1)
-        if config.patch_border == "sphere":
-            prt = -1  # whole maps: every patch meets its true neighbours
+        hr = config.healpix_res
         train_files = read_map_list(config.train_data, hr)
         val_files = read_map_list(config.validation_data, hr) if config.validation_data else []
-        geometry = load_geometry(config, model, prt).to(device)
-        val_geometry = geometry
-        if val_files and config.patch_res_valtest != prt:
-            val_geometry = load_geometry(config, model, config.patch_res_valtest).to(device)
         data = training_data(config, train_files, val_files, seed, info, device)
-        Trainer(config, model, recorded, data, geometry, val_geometry, seed, info, device,
+        resolutions = {False: max(config.patch_res_train, -1), True: -1}  # by whole_maps
+        geometries = {phase.whole_maps: load_geometry(config, model,
+                                                      resolutions[phase.whole_maps]).to(device)
+                      for phase in data.phases}
+        val_geometry = next((g for g in geometries.values()
+                             if g.patch_res == config.patch_res_valtest), None)
+        if val_geometry is None:
+            val_geometry = load_geometry(config, model, config.patch_res_valtest).to(device) \
+                if val_files else next(iter(geometries.values()))
+        Trainer(config, model, recorded, data, geometries, val_geometry, seed, info, device,
                 out_dir, checkpoint).fit()
     if config.test_data:
         evaluate(config, model, test_files, test_geometry.to(device), info, device, out_dir)
@@ -221,7 +237,7 @@ def evaluate(
     results = evaluate_maps(
         model, geometry, files, folder, patch_res, config.batch_size_valtest, device, info,
         png=not config.only_npy_valtest, skip_tested=config.skip_tested,
-        progress=info.is_main and not config.no_progress,
+        progress=info.is_main and not config.no_progress, tile_res=config.tile_res,
     )
     if info.is_main and results:
         mean_bpp = sum(r.bpp_actual for r in results) / len(results)

@@ -97,18 +97,33 @@ def wrap_distributed(
 
 
 @dataclass(frozen=True)
-class TrainingData:
-    """The loaders of a training run: random patches of the training maps, balanced over the
-    caps and the belt (or whole maps, ``--patch-border sphere``), with their sampler (which
-    the epochs seed and position) and the items of a batch, every patch of the validation maps
-    (:obj:`None` without ``-v``), and the fixed training patches (maps) that the plateau
+class TrainingPhase:
+    """The training data of the epochs ``first_epoch ..`` (until the next phase): random
+    patches of the training maps, balanced over the caps and the belt, or whole maps
+    (``whole_maps``, ``--patch-border sphere``), with their sampler (which the epochs seed and
+    position), the items of a batch, and the fixed training patches (maps) that the plateau
     scheduler watches (``--plateau-patches`` without ``-v``, else :obj:`None`)."""
 
+    first_epoch: int
+    whole_maps: bool
     sampler: BalancedPatchSampler | WholeMapSampler
     loader: DataLoader
-    val_loader: DataLoader | None
+    batch_size: int
     plateau_loader: DataLoader | None = None
-    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The loaders of a training run: its phases (one, or with ``--patch-border sphere
+    --sphere-start F`` patches then whole maps), and every patch of the validation maps
+    (:obj:`None` without ``-v``)."""
+
+    phases: tuple[TrainingPhase, ...]
+    val_loader: DataLoader | None
+
+    def phase(self, epoch: int) -> TrainingPhase:
+        """The phase of ``epoch``."""
+        return [p for p in self.phases if p.first_epoch <= epoch][-1]
 
 
 def sphere_border_items(run: RunConfig, num_maps: int) -> tuple[int, int]:
@@ -118,6 +133,39 @@ def sphere_border_items(run: RunConfig, num_maps: int) -> tuple[int, int]:
     per_map = num_patches(run.healpix_res, run.patch_res_train)
     return (math.ceil(num_maps * run.n_patch_per_sample / per_map),
             max(1, run.batch_size_train // per_map))
+
+
+def first_whole_map_epoch(run: RunConfig) -> int:
+    """The first epoch on whole maps of ``--patch-border sphere``: ``floor(F * e) + 1`` for
+    ``--sphere-start F`` and ``-e e`` (1 for ``F = 0``)."""
+    return math.floor(run.sphere_start * run.max_epochs) + 1
+
+
+def _phase(run: RunConfig, train_files: list[Path], whole_maps: bool, first_epoch: int,
+           seed: int, info: Distributed, device: torch.device, plateau: bool) -> TrainingPhase:
+    hr, prt = run.healpix_res, max(run.patch_res_train, -1)
+    plateau_count = run.plateau_patches
+    if whole_maps:
+        maps_per_epoch, batch_size = sphere_border_items(run, len(train_files))
+        sampler = WholeMapSampler(len(train_files), math.ceil(maps_per_epoch / info.world_size),
+                                  seed, info.rank, info.world_size)
+        plateau_count = math.ceil(plateau_count / num_patches(hr, prt))
+        prt = -1
+    else:
+        batch_size = run.batch_size_train
+        sampler = BalancedPatchSampler(
+            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
+        )
+    workers = run.dataloader_num_workers
+    loader = make_loader(MapPatches(train_files, hr, prt), sampler, batch_size, workers, device)
+    plateau_loader = None
+    if plateau and plateau_count > 0:
+        pairs = fixed_patch_pairs(len(train_files), hr, prt, plateau_count, seed)
+        plateau_loader = make_loader(
+            MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
+            run.batch_size_valtest, workers, device,
+        )
+    return TrainingPhase(first_epoch, whole_maps, sampler, loader, batch_size, plateau_loader)
 
 
 def training_data(
@@ -130,35 +178,22 @@ def training_data(
 ) -> TrainingData:
     """The loaders of ``run`` over the maps ``train_files`` (``-i``) and ``val_files``
     (``-v``, may be empty), for this process of ``info``."""
-    hr, prt = run.healpix_res, max(run.patch_res_train, -1)
-    workers = run.dataloader_num_workers
-    plateau_count = run.plateau_patches
-    if run.patch_border == "sphere":
-        maps_per_epoch, batch_size = sphere_border_items(run, len(train_files))
-        sampler = WholeMapSampler(len(train_files), math.ceil(maps_per_epoch / info.world_size),
-                                  seed, info.rank, info.world_size)
-        plateau_count = math.ceil(plateau_count / num_patches(hr, prt))
-        prt = -1
+    plateau = not val_files
+    if run.patch_border == "cut":
+        phases = (_phase(run, train_files, False, 1, seed, info, device, plateau),)
     else:
-        batch_size = run.batch_size_train
-        sampler = BalancedPatchSampler(
-            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
-        )
-    loader = make_loader(MapPatches(train_files, hr, prt), sampler, batch_size, workers, device)
+        first = first_whole_map_epoch(run)
+        whole = _phase(run, train_files, True, first, seed, info, device, plateau)
+        phases = (whole,) if first == 1 else (
+            _phase(run, train_files, False, 1, seed, info, device, plateau), whole)
     val_loader = None
     if val_files:
+        hr, workers = run.healpix_res, run.dataloader_num_workers
         val_data = MapPatches(val_files, hr, run.patch_res_valtest)
         val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
                                         info.world_size)
         val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
-    plateau_loader = None
-    if plateau_count > 0 and not val_files:
-        pairs = fixed_patch_pairs(len(train_files), hr, prt, plateau_count, seed)
-        plateau_loader = make_loader(
-            MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
-            run.batch_size_valtest, workers, device,
-        )
-    return TrainingData(sampler, loader, val_loader, plateau_loader, batch_size)
+    return TrainingData(phases, val_loader)
 
 
 @dataclass
@@ -181,7 +216,8 @@ class Trainer:
         checkpoint_config: what every checkpoint records and must match
             (:func:`spherical_models.pipeline.run_config`).
         data: the loaders (:func:`training_data`).
-        geometry: the structures at ``(-hr, -prt)`` (on ``device``).
+        geometries: the structures of the phases, by :attr:`TrainingPhase.whole_maps`: at
+            ``(-hr, -prt)`` (``False``) and of the whole sphere (``True``), on ``device``.
         val_geometry: those at ``(-hr, -prvt)`` for the validation (may be ``geometry``).
         seed: the run's seed.
         info: the processes.
@@ -196,7 +232,7 @@ class Trainer:
         model: SphereCompressionModel,
         checkpoint_config: dict[str, Any],
         data: TrainingData,
-        geometry: SphereGeometry,
+        geometries: dict[bool, SphereGeometry],
         val_geometry: SphereGeometry,
         seed: int,
         info: Distributed,
@@ -211,13 +247,14 @@ class Trainer:
         self.info = info
         self.device = device
         self.out_dir = out_dir
-        self.geometry = geometry
+        self.data = data
+        self.geometries = geometries
         self.val_geometry = val_geometry
         self.optimizer, self.aux_optimizer = configure_optimizers(
             model, run.learning_rate, run.aux_learning_rate
         )
-        self.batch_size = data.batch_size
-        steps_per_epoch = math.ceil(data.sampler.items_per_epoch / self.batch_size)
+        first = data.phases[0]  # patience in steps counts the steps of the first phase
+        steps_per_epoch = math.ceil(first.sampler.items_per_epoch / first.batch_size)
         self.patience = patience_epochs(run.scheduler_patience, run.patience_unit,
                                         steps_per_epoch)
         self.scheduler = None if run.no_scheduler else make_scheduler(
@@ -229,14 +266,22 @@ class Trainer:
         self._rng: list = []
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.sampler, self.loader, self.val_loader = data.sampler, data.loader, data.val_loader
-        self.plateau_loader = data.plateau_loader
+        self.val_loader = data.val_loader
         self.model = wrap_distributed(model, info, device)
         progress = info.is_main and not run.no_progress
         self.ctx = EpochContext(
-            RateDistortionLoss(run.lmbda), self.optimizer, self.aux_optimizer, self.geometry,
-            device, info, run.clip_max_norm, run.print_freq if info.is_main else 0, progress,
+            RateDistortionLoss(run.lmbda), self.optimizer, self.aux_optimizer,
+            geometries[first.whole_maps], device, info, run.clip_max_norm,
+            run.print_freq if info.is_main else 0, progress,
         )
+        self._use(first)
+
+    def _use(self, phase: TrainingPhase) -> None:
+        """Train on ``phase``'s data and geometry."""
+        self.phase = phase
+        self.sampler, self.loader, self.batch_size = phase.sampler, phase.loader, phase.batch_size
+        self.plateau_loader = phase.plateau_loader
+        self.geometry = self.ctx.geometry = self.geometries[phase.whole_maps]
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -299,6 +344,12 @@ class Trainer:
     def _start_epoch(self, epoch: int) -> Meters | None:
         """Seed (or restore the random state of an interrupted epoch) and position the
         sampler; returns the sums of the batches already done."""
+        phase = self.data.phase(epoch)
+        if phase is not self.phase:
+            self._use(phase)
+            if self.info.is_main:
+                get_logger().info("epoch %d: training on %s from now on", epoch,
+                                  "whole maps" if phase.whole_maps else "patches")
         position = self.state.position
         self.state.position = None
         self.sampler.set_epoch(epoch)
@@ -349,11 +400,11 @@ class Trainer:
                 "torch": torch.__version__, "resumed_from": run.checkpoint_file,
                 "start_epoch": self.state.epoch + 1,
             })
-        total_batches = math.ceil(self.sampler.items_per_epoch / self.batch_size)
         with StopRequest() as stop:
             for epoch in range(self.state.epoch + 1, run.max_epochs + 1):
                 start = time.perf_counter()
                 meters = self._start_epoch(epoch) or Meters()
+                total_batches = math.ceil(self.sampler.items_per_epoch / self.batch_size)
                 try:
                     meters = train_one_epoch(self.model, self.module, self.loader, self.ctx,
                                              epoch, meters, stop, total_batches)

@@ -247,3 +247,38 @@ def test_ddp_sphere_training_ends_with_identical_weights(data, tmp_path):
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     assert_same_weights(rank0, rank1)
     assert_same_weights(rank0, final_weights(out))
+
+
+def test_sphere_start_trains_on_patches_then_whole_maps_and_resumes_exactly(data, tmp_path,
+                                                                            monkeypatch):
+    """-e 2 --sphere-start 0.5: epoch 1 on patches (2 maps x 30 patches, batches of 8), epoch
+    2 on whole maps; a run resumed from epoch 1 repeats it exactly."""
+    import spherical_models.training as training
+
+    shapes = []
+    original = training.train_step
+
+    def spy(forward, module, x, ctx):
+        shapes.append(tuple(x.shape))
+        return original(forward, module, x, ctx)
+
+    monkeypatch.setattr(training, "train_step", spy)
+    out, resumed = tmp_path / "warm", tmp_path / "resumed"
+    script.main(sphere_args(data, out, 2, "--sphere-start", "0.5"))
+    assert shapes == [(8, 4**PR, 3)] * 7 + [(4, 4**PR, 3)] + [(1, 12 * 4**HR, 3)] * 2
+    checkpoint = torch.load(out / "final.pth.tar", weights_only=True)
+    assert checkpoint["config"]["sphere_start"] == 0.5
+    script.main([*sphere_args(data, resumed, 2, "--sphere-start", "0.5"), "--checkpoint-file",
+                 str(out / "checkpoint_1.pth.tar")])
+    assert_same_weights(final_weights(resumed), final_weights(out))
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--sphere-start", "1"], "--sphere-start must be in [0, 1), got 1"),
+    (["--sphere-start", "0.5", "--patch-border", "cut"], "--sphere-start needs --patch-border "
+                                                          "sphere"),
+])
+def test_bad_sphere_start_is_refused_in_one_line(data, monkeypatch, capsys, flags, message):
+    code, errors = run_cli(monkeypatch, capsys, [*sphere_args(data, data.root / "x", 1), *flags])
+    assert code == 2 and len(errors) == 1, errors
+    assert message in errors[0], errors

@@ -107,6 +107,24 @@ class SphereCompressionModel(CompressionModel):
         self.options = options or LayerOptions()
         self.scale_table_levels = DEFAULT_SCALE_TABLE_LEVELS
 
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
+        """``{"x_hat": g_s(y_hat), "likelihoods": {latent: [B, C, n, 1]}}`` for ``x``
+        ``[B, N, 3]``, ``y = g_a(x)`` and :meth:`latent_forward`'s ``y_hat`` and
+        likelihoods."""
+        y_hat, likelihoods = self.latent_forward(self.g_a(x, geometry, patch_ids), geometry,
+                                                 patch_ids)
+        return {"x_hat": self.g_s(y_hat, geometry, patch_ids), "likelihoods": likelihoods}
+
+    def latent_forward(
+        self, y: Tensor, geometry, patch_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """What :meth:`forward` does between ``g_a`` and ``g_s``: ``(y_hat [B, n, M],
+        likelihoods)`` of ``y`` ``[B, n, M]`` (noisy in training, quantised in evaluation);
+        it reads only the levels from :data:`Y_LEVEL` down of ``geometry``."""
+        raise NotImplementedError
+
     # -- coding -------------------------------------------------------------------------------
 
     def code_latents(
@@ -116,6 +134,7 @@ class SphereCompressionModel(CompressionModel):
         geometry,
         patch_ids: Tensor | None = None,
         batch_size: int | None = None,
+        y: Tensor | None = None,
     ) -> Tensor:
         """Entropy-code the latents of a batch with ``coder`` and return ``y_hat``
         ``[B, n, M]``.
@@ -124,9 +143,22 @@ class SphereCompressionModel(CompressionModel):
         :class:`~spherical_models.entropy_coding.LatentEncoder`, ``x`` ``[B, N, 3]`` is
         analysed and its latents written; with a
         :class:`~spherical_models.entropy_coding.LatentDecoder`, the same calls read them back
-        (``x`` is :obj:`None` and ``batch_size`` gives ``B``).
+        (``x`` is :obj:`None` and ``batch_size`` gives ``B``). ``y`` ``[B, n, M]``, when
+        given, is ``g_a(x)`` computed elsewhere (tile by tile,
+        :func:`spherical_models.map_coding.analyse_tiled`; ``x`` is then :obj:`None`): only
+        the levels from :data:`Y_LEVEL` down of ``geometry`` are read.
         """
         raise NotImplementedError
+
+    def analysed(
+        self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None,
+        y: Tensor | None,
+    ) -> Tensor | None:
+        """The ``y`` that :meth:`code_latents` codes: ``y`` if given, else ``g_a(x)`` when
+        encoding, :obj:`None` when decoding."""
+        if not coder.encoding or y is not None:
+            return y
+        return self.g_a(x, geometry, patch_ids)
 
     def reconstruct(self, y_hat: Tensor, geometry, patch_ids: Tensor | None = None) -> Tensor:
         """``x_hat = clamp(g_s(y_hat), 0, 1)``, ``[B, N, 3]``."""

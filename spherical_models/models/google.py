@@ -138,20 +138,20 @@ class SphereFactorizedPrior(SphereCompressionModel):
         self.g_a = analysis(N, M, self.options)
         self.g_s = synthesis(N, M, self.options)
 
-    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
+    def latent_forward(
+        self, y: Tensor, geometry, patch_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, y_likelihoods = self.entropy_bottleneck(to_entropy_layout(y))
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
+        return from_entropy_layout(y_hat), {"y": y_likelihoods}
 
     def code_latents(
         self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
-        batch_size: int | None = None,
+        batch_size: int | None = None, y: Tensor | None = None,
     ) -> Tensor:
         shape = (batch_size, self.M, geometry[Y_LEVEL].num_pixels, 1)
-        y = None
-        if coder.encoding:
-            y = to_entropy_layout(self.g_a(x, geometry, patch_ids))
+        y = self.analysed(coder, x, geometry, patch_ids, y)
+        if y is not None:
+            y = to_entropy_layout(y)
             shape = y.shape
         return from_entropy_layout(code_bottleneck(coder, "y", self.entropy_bottleneck, y, shape))
 
@@ -216,22 +216,22 @@ class SphereScaleHyperprior(HyperLatent, SphereCompressionModel):
             "conv": SphereLevelConv(N, M, 4, self.options, nn.ReLU()),
         })
 
-    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
+    def latent_forward(
+        self, y: Tensor, geometry, patch_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.hyper_analysis(torch.abs(y), geometry, patch_ids)
         z_hat, z_likelihoods = self.entropy_bottleneck(to_entropy_layout(z))
         scales_hat = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
         y_hat, y_likelihoods = self.gaussian_conditional(
             to_entropy_layout(y), to_entropy_layout(scales_hat)
         )
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return from_entropy_layout(y_hat), {"y": y_likelihoods, "z": z_likelihoods}
 
     def code_latents(
         self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
-        batch_size: int | None = None,
+        batch_size: int | None = None, y: Tensor | None = None,
     ) -> Tensor:
-        y = self.g_a(x, geometry, patch_ids) if coder.encoding else None
+        y = self.analysed(coder, x, geometry, patch_ids, y)
         z_hat = self.code_hyper_latent(coder, y, geometry, patch_ids, batch_size)
         indexes, means = self.coding_parameters(z_hat, geometry, patch_ids)
         y_hat = coder.code("y", self.gaussian_conditional,
@@ -304,8 +304,9 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         """What ``h_a`` analyses: ``y`` itself (its sign matters for the means)."""
         return y
 
-    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
+    def latent_forward(
+        self, y: Tensor, geometry, patch_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.hyper_analysis(y, geometry, patch_ids)
         z_hat, z_likelihoods = self.entropy_bottleneck(to_entropy_layout(z))
         hyper = self.hyper_synthesis(from_entropy_layout(z_hat), geometry, patch_ids)
@@ -313,8 +314,7 @@ class SphereMeanScaleHyperprior(SphereScaleHyperprior):
         y_hat, y_likelihoods = self.gaussian_conditional(
             to_entropy_layout(y), scales_hat, means=means_hat
         )
-        x_hat = self.g_s(from_entropy_layout(y_hat), geometry, patch_ids)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return from_entropy_layout(y_hat), {"y": y_likelihoods, "z": z_likelihoods}
 
     def _split_hyper(self, hyper: Tensor) -> tuple[Tensor, Tensor | None]:
         """``h_s``'s output ``[B, 2M, n, 1]`` is ``[scales, means]``."""
@@ -459,8 +459,9 @@ class SphereJointAutoregressiveHierarchicalPriors(HyperLatent, SphereCompression
         """What ``h_a`` analyses: ``y`` itself."""
         return y
 
-    def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> dict:
-        y = self.g_a(x, geometry, patch_ids)
+    def latent_forward(
+        self, y: Tensor, geometry, patch_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         hyper, likelihoods = None, {}
         if self.hyperprior:
             z = self.hyper_analysis(y, geometry, patch_ids)
@@ -477,14 +478,13 @@ class SphereJointAutoregressiveHierarchicalPriors(HyperLatent, SphereCompression
                 y, hyper, graph, patch_ids, groups
             )
         y_likelihoods = to_entropy_layout(self._likelihood(y_hat, scales_hat, means_hat))
-        x_hat = self.g_s(y_hat, geometry, patch_ids)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, **likelihoods}}
+        return y_hat, {"y": y_likelihoods, **likelihoods}
 
     def code_latents(
         self, coder: LatentCoder, x: Tensor | None, geometry, patch_ids: Tensor | None = None,
-        batch_size: int | None = None,
+        batch_size: int | None = None, y: Tensor | None = None,
     ) -> Tensor:
-        y = self.g_a(x, geometry, patch_ids) if coder.encoding else None
+        y = self.analysed(coder, x, geometry, patch_ids, y)
         hyper = None
         if self.hyperprior:
             z_hat = self.code_hyper_latent(coder, y, geometry, patch_ids, batch_size)
