@@ -84,6 +84,7 @@ class Method:
         conv: ``SDPAConv`` or ``ChebConv`` for ``sphere`` methods.
         patch_border: ``--patch-border`` of a ``sphere`` method's training (``cut``, the
             paper's, or ``sphere``).
+        sphere_start: its ``--sphere-start`` (with ``patch_border="sphere"``).
         coding: how a ``sphere`` method codes a map: ``patch`` (patches of the preset's
             resolution) or ``sphere`` (the whole sphere, ``-prvt -1``).
         trained_by: the key of the method whose trained models this one evaluates (another
@@ -96,6 +97,7 @@ class Method:
     model: str
     conv: str = ""
     patch_border: str = "cut"
+    sphere_start: float = 0.0
     coding: str = "patch"
     trained_by: str = ""
 
@@ -118,7 +120,8 @@ METHODS = {
         Method("oslo_sh_whole", "OSLO hyperprior, coded whole", "sphere",
                "SphereScaleHyperprior", "SDPAConv", coding="sphere", trained_by="oslo_sh"),
         Method("oslo_sh_sphere", "OSLO hyperprior (sphere border), coded whole", "sphere",
-               "SphereScaleHyperprior", "SDPAConv", patch_border="sphere", coding="sphere"),
+               "SphereScaleHyperprior", "SDPAConv", patch_border="sphere", sphere_start=0.8,
+               coding="sphere"),
         Method("oslo_sh_sphere_patches", "OSLO hyperprior (sphere border), coded by patch",
                "sphere", "SphereScaleHyperprior", "SDPAConv", patch_border="sphere",
                trained_by="oslo_sh_sphere"),
@@ -399,7 +402,9 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     coding = "-1" if method.coding == "sphere" else str(preset.patch_res)
     common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
               "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), "-prvt", coding,
-              "--patch-border", method.patch_border, *common,
+              "--patch-border", method.patch_border,
+              *(("--sphere-start", f"{method.sphere_start:g}") if method.sphere_start else ()),
+              *common,
               "-bsvt", str(preset.eval_batch_size))
     validation = ("-v", str(layout.data_list("validation"))) \
         if preset.ratio_validation > 0 else ()
