@@ -1,11 +1,29 @@
 """Shared fixtures: small ERP images in a temporary folder, smooth noisy HEALPix maps; torch on
 one thread."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import healpy
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+DDP_LAUNCHER = """
+import os, sys
+import torch
+sys.path.insert(0, {repo!r})
+import main_sphere_compression as script
+from spherical_models.cli import run
+args = script.build_parser().parse_args(sys.argv[1:])
+model = run(args)
+torch.save(model.state_dict(), os.path.join(args.out_dir, f"rank{{os.environ['RANK']}}.pt"))
+"""
 
 
 @pytest.fixture
@@ -52,3 +70,24 @@ def _write_smooth_maps(folder, res, count):
 def smooth_maps():
     """``smooth_maps(folder, res, count) -> [paths]``: smooth noisy HEALPix maps on disk."""
     return _write_smooth_maps
+
+
+@pytest.fixture
+def ddp_training(tmp_path):
+    """``ddp_training(argv, out) -> (rank0, rank1)``: ``main_sphere_compression.py argv``
+    (whose ``-o`` is ``out``) under ``torchrun`` with 2 CPU processes of one thread each, and
+    the state dicts of both processes' models at the end."""
+
+    def train(argv, out):
+        launcher = tmp_path / "launch.py"
+        launcher.write_text(DDP_LAUNCHER.format(repo=str(REPO)))
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+             "2", str(launcher), *argv],
+            capture_output=True, text=True, check=False, env=env, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return tuple(torch.load(out / f"rank{rank}.pt", weights_only=True) for rank in (0, 1))
+
+    return train

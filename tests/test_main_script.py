@@ -371,31 +371,9 @@ def test_the_command_prints_one_line_and_exits_2(data, tmp_path):
 
 # --- several processes ------------------------------------------------------------------------
 
-LAUNCHER = """
-import os, sys
-import torch
-sys.path.insert(0, {repo!r})
-import main_sphere_compression as script
-from spherical_models.cli import run
-args = script.build_parser().parse_args(sys.argv[1:])
-model = run(args)
-torch.save(model.state_dict(), os.path.join(args.out_dir, f"rank{{os.environ['RANK']}}.pt"))
-"""
-
-
-def test_ddp_two_processes_end_with_identical_weights(data, tmp_path):
-    launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER.format(repo=str(REPO)))
+def test_ddp_two_processes_end_with_identical_weights(data, tmp_path, ddp_training):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(launcher), *train_args(data, out, 2)],
-        capture_output=True, text=True, check=False, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0 = torch.load(out / "rank0.pt", weights_only=True)
-    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    rank0, rank1 = ddp_training(train_args(data, out, 2), out)
     assert_same_weights(rank0, rank1)
     assert_same_weights(rank0, final_weights(out))
     initial = SphereScaleHyperprior(8, 12).state_dict()

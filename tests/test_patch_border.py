@@ -3,10 +3,7 @@ neighbours on the sphere (checked against healpy at face edges and at the 8 thre
 corners), the epoch budget in patches, resumption, DDP and the checkpoint refusals."""
 
 import csv
-import os
-import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import healpy as hp
@@ -17,6 +14,7 @@ import torch
 import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as script
 import spherical_models.pipeline as pipeline
+import spherical_models.training as training
 from spherical_models.geometry import SphereGeometry
 from spherical_models.layers import SDPAConv
 from utils.cli import run_main
@@ -24,7 +22,6 @@ from utils.datasets import WholeMapSampler
 from utils.healpix import nest_to_xyf, nside_of
 from utils.io import write_list
 
-REPO = Path(__file__).resolve().parent.parent
 HR, PR = 7, 6
 PATCHES_PER_MAP = 12 * 4 ** (HR - PR)
 
@@ -159,10 +156,9 @@ def test_sphere_training_is_recorded_and_evaluates_the_whole_sphere(trained):
     assert (trained.out / "reconstruction" / "rates.txt").is_file()
 
 
-def test_sphere_training_batches_are_whole_maps(data, monkeypatch):
-    """What the model's forward receives: [1, 12 * 4**7, 3] maps, two steps an epoch."""
-    import spherical_models.training as training
-
+@pytest.fixture
+def batch_shapes(monkeypatch):
+    """The shapes of the batches the training steps receive, in order."""
     shapes = []
     original = training.train_step
 
@@ -171,8 +167,13 @@ def test_sphere_training_batches_are_whole_maps(data, monkeypatch):
         return original(forward, module, x, ctx)
 
     monkeypatch.setattr(training, "train_step", spy)
+    return shapes
+
+
+def test_sphere_training_batches_are_whole_maps(data, batch_shapes):
+    """What the model's forward receives: [1, 12 * 4**7, 3] maps, two steps an epoch."""
     script.main(sphere_args(data, data.root / "spy", 1))
-    assert shapes == [(1, 12 * 4**HR, 3)] * 2
+    assert batch_shapes == [(1, 12 * 4**HR, 3)] * 2
 
 
 def test_resuming_sphere_training_repeats_the_run_exactly(data, trained, tmp_path):
@@ -219,53 +220,20 @@ def test_missing_whole_sphere_structures_name_the_command(data, tmp_path, monkey
     assert "-pr -1" in errors[0], errors
 
 
-LAUNCHER = """
-import os, sys
-sys.path.insert(0, {repo!r})
-import torch
-import main_sphere_compression as script
-import spherical_models.pipeline as pipeline
-from spherical_models.cli import run
-args = script.build_parser().parse_args(sys.argv[1:])
-model = run(args)
-torch.save(model.state_dict(), os.path.join(args.out_dir, f"rank{{os.environ['RANK']}}.pt"))
-"""
-
-
-def test_ddp_sphere_training_ends_with_identical_weights(data, tmp_path):
-    launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER.format(repo=str(REPO)))
+def test_ddp_sphere_training_ends_with_identical_weights(data, tmp_path, ddp_training):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(launcher), *sphere_args(data, out, 1)],
-        capture_output=True, text=True, check=False, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rank0 = torch.load(out / "rank0.pt", weights_only=True)
-    rank1 = torch.load(out / "rank1.pt", weights_only=True)
+    rank0, rank1 = ddp_training(sphere_args(data, out, 1), out)
     assert_same_weights(rank0, rank1)
     assert_same_weights(rank0, final_weights(out))
 
 
 def test_sphere_start_trains_on_patches_then_whole_maps_and_resumes_exactly(data, tmp_path,
-                                                                            monkeypatch):
+                                                                            batch_shapes):
     """-e 2 --sphere-start 0.5: epoch 1 on patches (2 maps x 30 patches, batches of 8), epoch
     2 on whole maps; a run resumed from epoch 1 repeats it exactly."""
-    import spherical_models.training as training
-
-    shapes = []
-    original = training.train_step
-
-    def spy(forward, module, x, ctx):
-        shapes.append(tuple(x.shape))
-        return original(forward, module, x, ctx)
-
-    monkeypatch.setattr(training, "train_step", spy)
     out, resumed = tmp_path / "warm", tmp_path / "resumed"
     script.main(sphere_args(data, out, 2, "--sphere-start", "0.5"))
-    assert shapes == [(8, 4**PR, 3)] * 7 + [(4, 4**PR, 3)] + [(1, 12 * 4**HR, 3)] * 2
+    assert batch_shapes[:10] == [(8, 4**PR, 3)] * 7 + [(4, 4**PR, 3)] + [(1, 12 * 4**HR, 3)] * 2
     checkpoint = torch.load(out / "final.pth.tar", weights_only=True)
     assert checkpoint["config"]["sphere_start"] == 0.5
     script.main([*sphere_args(data, resumed, 2, "--sphere-start", "0.5"), "--checkpoint-file",
