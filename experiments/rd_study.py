@@ -45,10 +45,14 @@ import io
 import math
 import os
 import platform
+import re
 import shlex
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -160,13 +164,18 @@ class Preset:
         lr_schedule: ``--lr-schedule`` of every learned model: ``plateau`` (with
             ``scheduler_patience``), ``step`` or ``cosine`` (to 0 over the epochs).
         qualities: qualities of the classic codecs, by codec.
-        train_image_dir: a folder of training images (then every image of ``-i`` is a test
-            image and ``ratio_train`` is unused), or :obj:`None` for step 1's split of ``-i``.
+        train_image_dirs: folders of training images (then every image of ``-i`` is a test
+            image and ``ratio_train`` is unused), or none for step 1's split of ``-i``.
         sphere_points: S-PSNR's points (``sphere_<10*4**k+2>.txt``, generated if missing).
         loader_workers: data loading processes of the sphere training.
         gpu: every learned run on CUDA (``-g``); training of the sphere models under
             ``torchrun``.
         run: whether the study runs its steps (``False``: it only writes ``commands.sh``).
+        methods: the default ``--methods`` (:obj:`None`: every method).
+        seeds: the default ``--seeds``.
+        seed_limits: at most this many of the seeds for a method (by the key of the method
+            whose models it codes), e.g. one seed of the slow DeepSphere models.
+        jobs: the default ``--jobs`` (trainings at a time).
     """
 
     name: str
@@ -184,11 +193,15 @@ class Preset:
     scheduler_patience: int
     lr_schedule: str = "plateau"
     qualities: dict[str, str] = field(default_factory=dict)
-    train_image_dir: str | None = None
+    train_image_dirs: tuple[str, ...] = ()
     sphere_points: str = "misc/sphere_655362.txt"
     loader_workers: int = 2
     gpu: bool = False
     run: bool = True
+    methods: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0,)
+    seed_limits: dict[str, int] = field(default_factory=dict)
+    jobs: int = 1
 
 
 PRESETS = {
@@ -197,7 +210,7 @@ PRESETS = {
         epochs=1, patches_per_map=1, batch_size=4, eval_batch_size=12, ratio_train=0.0,
         ratio_validation=0.0, learning_rate=1e-4, scheduler_patience=20,
         qualities={"jpeg": "10,50", "webp": "10,50", "jpeg2000": "100,20"},
-        train_image_dir="samples/planets", sphere_points="misc/sphere_10242.txt",
+        train_image_dirs=("samples/planets",), sphere_points="misc/sphere_10242.txt",
         loader_workers=0),
     "small": Preset(
         "small", healpix_res=7, patch_res=6,
@@ -206,7 +219,19 @@ PRESETS = {
         ratio_validation=0.0, learning_rate=1e-3, scheduler_patience=15,
         qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
                    "jpeg2000": "200,100,50,25,12"},
-        train_image_dir="samples/planets"),
+        train_image_dirs=("samples/planets",)),
+    "medium": Preset(
+        "medium", healpix_res=7, patch_res=6,
+        points=((0.002, 1), (0.005, 1), (0.012, 1), (0.03, 1)), channels=(32, 48),
+        epochs=100, patches_per_map=6, batch_size=8, eval_batch_size=12, ratio_train=0.0,
+        ratio_validation=0.0, learning_rate=1e-3, scheduler_patience=15, lr_schedule="cosine",
+        qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
+                   "jpeg2000": "200,100,50,25,12"},
+        train_image_dirs=("samples/planets", "samples/photos"),
+        methods=("oslo_fp", "oslo_sh", "oslo_sh_whole", "oslo_sh_sphere",
+                 "oslo_sh_sphere_patches", "deepsphere_sh", "erp_fp", "erp_sh", "jpeg", "webp",
+                 "jpeg2000"),
+        seeds=(0, 1), seed_limits={"deepsphere_sh": 1, "oslo_sh_sphere": 1}, jobs=2),
     "paper": Preset(
         "paper", healpix_res=10, patch_res=8, points=PAPER_POINTS, channels=None, epochs=1000,
         patches_per_map=12, batch_size=10, eval_batch_size=10, ratio_train=0.8,
@@ -227,6 +252,9 @@ class Step:
         argv: its arguments.
         output: the file whose existence means the step is done.
         launcher: the command in front of ``python <script>`` in ``commands.sh`` (``torchrun``).
+        chain: the steps of one chain run in order, one after the other (a training, then the
+            evaluations of its model); different chains may run at the same time
+            (``--jobs``). ``""``: a step every chain needs (sampling, structures), run first.
     """
 
     name: str
@@ -234,6 +262,7 @@ class Step:
     argv: tuple[str, ...]
     output: Path
     launcher: tuple[str, ...] = ()
+    chain: str = ""
 
     def command(self) -> str:
         """The step as one shell command line."""
@@ -251,12 +280,31 @@ class Inputs:
         image_ext: their extension (and that of ``train_image_dir``'s).
         train_image_dir: a separate folder of training images, or :obj:`None`.
         sphere_points: S-PSNR's points.
+        train_sources: the folders whose images ``train_image_dir`` links
+            (:func:`training_folder`), or ``(train_image_dir,)``.
     """
 
     image_dir: str
     image_ext: str
     train_image_dir: str | None
     sphere_points: str
+    train_sources: tuple[str, ...] = ()
+
+
+def training_folder(folders: Sequence[str], root: Path, image_ext: str) -> str:
+    """The one folder of training images of the study: ``folders[0]`` if there is one, else
+    ``root/train_images`` with a link ``<folder name>_<file name>`` to every ``*.image_ext``
+    image of every folder (steps 1 and 3 read one folder)."""
+    if len(folders) == 1:
+        return folders[0]
+    merged = root / "train_images"
+    merged.mkdir(parents=True, exist_ok=True)
+    for folder in folders:
+        for image in sorted(Path(folder).glob(f"*.{image_ext}")):
+            link = merged / f"{Path(folder).name}_{image.name}"
+            if not link.exists():
+                link.symlink_to(image.resolve())
+    return str(merged)
 
 
 @dataclass(frozen=True)
@@ -303,6 +351,12 @@ class Layout:
         if method.kind == "classic":
             return self.classic / method.model / f"{point}.csv"
         return self.run(method, point[0], seed) / method.reconstruction / "rd.csv"
+
+
+def method_seeds(preset: Preset, layout: Layout, method: Method) -> tuple[int, ...]:
+    """The training seeds of a learned method's points: the study's, cut to the preset's
+    limit for the method's models."""
+    return layout.seeds[:preset.seed_limits.get(method.run_key, len(layout.seeds))]
 
 
 def map_prefix(preset: Preset) -> str:
@@ -380,6 +434,7 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     image_dir, image_ext, sphere_points = inputs.image_dir, inputs.image_ext, inputs.sphere_points
     gpu = ("-g",) if preset.gpu else ()
     tag = f"{method.key} lambda={lmbda:g}" + (f" seed={seed}" if len(layout.seeds) > 1 else "")
+    chain = f"{method.run_key} lambda={lmbda:g} seed={seed}"
     common = ("-O" if method.kind == "erp" else "-o", str(run), *model_size(preset, quality),
               "--lambda", f"{lmbda:g}", "--seed", str(seed), "--no-progress", *gpu)
     if method.kind == "erp":
@@ -396,8 +451,10 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
                  "--scheduler-patience", str(preset.scheduler_patience),
                  "--checkpoint-interval", str(preset.epochs))
         evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
-        return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar"),
-                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate), rd)]
+        return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar",
+                     chain=chain),
+                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate), rd,
+                     chain=chain)]
     script = "main_sphere_compression.py"
     coding = "-1" if method.coding == "sphere" else str(preset.patch_res)
     common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
@@ -424,12 +481,14 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
                "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
                "-ratef", prefix, "-s", sphere_points, "--csv", str(rd))
     training = [] if method.trained_by else [
-        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher)]
+        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher,
+             chain)]
     return [
         *training,
         Step(f"{tag}: evaluation", script, (*common, *evaluate),
-             run / method.reconstruction / "rates.txt"),
-        Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics, rd),
+             run / method.reconstruction / "rates.txt", chain=chain),
+        Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics, rd,
+             chain=chain),
     ]
 
 
@@ -442,7 +501,7 @@ def classic_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs)
          "--test-files-prefix", map_prefix(preset), "-r", str(preset.healpix_res),
          "--erp-width", str(erp_width(preset)), "-O", str(layout.classic), "-c", codec,
          f"--{codec}-qualities", preset.qualities[codec], "-s", inputs.sphere_points),
-        layout.classic / f"{codec}_summary.csv")
+        layout.classic / f"{codec}_summary.csv", chain=codec)
 
 
 def classic_points(preset: Preset, codec: str) -> list[str]:
@@ -459,7 +518,7 @@ def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
         if method.kind == "classic":
             steps.append(classic_step(preset, layout, method, inputs))
             continue
-        for seed in layout.seeds:
+        for seed in method_seeds(preset, layout, method):
             for point in preset.points:
                 steps += learned_steps(preset, layout, method, point, inputs, seed)
     return steps
@@ -492,26 +551,76 @@ def script_main(script: str) -> Callable[[Sequence[str]], object]:
     return _SCRIPT_MAINS[script]
 
 
-def run_steps(steps: Sequence[Step], log_path: Path) -> float:
-    """Run the steps whose output is missing, in this process; append each one's seconds to
-    ``log_path`` (``steps.csv``). Returns the seconds spent."""
+def run_in_subprocess(step: Step, threads: int, log_file: Path) -> None:
+    """Run ``step`` as ``python <script> <argv>`` with ``threads`` torch threads, its output
+    appended to ``log_file``."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+    with log_file.open("a") as out:
+        out.write(f"$ {step.command()}\n")
+        out.flush()
+        code = subprocess.run([sys.executable, str(REPO / step.script), *step.argv], env=env,
+                              stdout=out, stderr=subprocess.STDOUT).returncode
+    if code:
+        raise OsloError(f"step '{step.name}' failed (exit {code}); its output: {log_file}")
+
+
+def run_steps(steps: Sequence[Step], log_path: Path, jobs: int = 1) -> float:
+    """Run the steps whose output is missing; append each one's seconds to ``log_path``
+    (``steps.csv``). Returns the seconds spent (summed over the steps).
+
+    With ``jobs == 1`` every step runs in this process, in order. With more, the shared steps
+    (``chain == ""``) run first in this process, then the chains run ``jobs`` at a time, each
+    step in a subprocess with ``torch.get_num_threads() // jobs`` threads and its output in
+    ``logs/<chain>.log`` beside ``log_path``: small models train faster as two one-thread
+    processes than as one two-thread process."""
     log = get_logger()
     if not log_path.exists():
         write_text(log_path, "step,seconds\n")
-    spent = 0.0
-    for number, step in enumerate(steps, 1):
+    lock = threading.Lock()
+
+    def run(number: int, step: Step, runner: Callable[[Step], object]) -> float:
         if step.output.exists():
             log.info("[%d/%d] %s: done before, skipped", number, len(steps), step.name)
-            continue
+            return 0.0
         log.info("[%d/%d] %s: %s", number, len(steps), step.name, step.command())
         start = time.perf_counter()
-        script_main(step.script)(list(step.argv))
+        runner(step)
         seconds = time.perf_counter() - start
-        spent += seconds
         if not step.output.exists():
             raise OsloError(f"step '{step.name}' ended without writing '{step.output}'")
-        with log_path.open("a") as handle:
+        with lock, log_path.open("a") as handle:
             handle.write(f"\"{step.name}\",{seconds:.1f}\n")
+        return seconds
+
+    def in_process(step: Step) -> object:
+        return script_main(step.script)(list(step.argv))
+
+    numbered = list(enumerate(steps, 1))
+    if jobs == 1:
+        return sum(run(number, step, in_process) for number, step in numbered)
+    spent = sum(run(number, step, in_process) for number, step in numbered if not step.chain)
+    chains: dict[str, list[tuple[int, Step]]] = {}
+    for number, step in numbered:
+        if step.chain:
+            chains.setdefault(step.chain, []).append((number, step))
+    threads = max(1, torch.get_num_threads() // jobs)
+    logs = log_path.parent / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def run_chain(chain: str, members: list[tuple[int, Step]]) -> float:
+        log_file = logs / (re.sub(r"[^A-Za-z0-9.=_-]+", "_", chain) + ".log")
+        return sum(run(number, step, lambda s: run_in_subprocess(s, threads, log_file))
+                   for number, step in members)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(run_chain, chain, members) for chain, members in chains.items()]
+        try:
+            for future in as_completed(futures):
+                spent += future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return spent
 
 
@@ -557,7 +666,7 @@ def rd_files(preset: Preset, layout: Layout, method: Method,
 def all_rd_files(preset: Preset, layout: Layout, methods: Sequence[Method]) -> list[Path]:
     """The RD CSVs of every method, point and seed of the study."""
     return [path for method in methods
-            for seed in (layout.seeds if method.kind != "classic" else (0,))
+            for seed in (method_seeds(preset, layout, method) if method.kind != "classic" else (0,))
             for _, path in rd_files(preset, layout, method, seed)]
 
 
@@ -574,7 +683,8 @@ def collect_curves(preset: Preset, layout: Layout,
     """The RD points of every method, read back from their RD CSVs: by method, one curve per
     seed (a single curve, of seed :obj:`None`, for a classic codec)."""
     return {method.key: [read_curve_points(preset, layout, method, seed)
-                         for seed in (layout.seeds if method.kind != "classic" else (None,))]
+                         for seed in (method_seeds(preset, layout, method)
+                                      if method.kind != "classic" else (None,))]
             for method in methods}
 
 
@@ -647,10 +757,10 @@ def bd_rows(curves: dict[str, list[Curve]], anchor_key: str) -> list[dict]:
     and a note says which curves lost points to it; ``nan`` where a front has fewer than 2
     points.
 
-    Per seed ``s``: the method's curve of seed ``s`` against the anchor's of seed ``s`` (a
-    classic codec's curve is the same for every seed; two classic codecs: one row, seed
-    ``""``). With several seeds, then the rows of seed ``mean``: the BD values of the mean
-    curves (:func:`mean_curve`) with the mean, min and max of the per-seed values
+    Per seed ``s``: the method's curve of seed ``s`` against the anchor's of seed ``s``, for
+    the seeds both have (a classic codec's curve is the same for every seed; two classic
+    codecs: one row, seed ``""``). With several seeds, then the rows of seed ``mean``: the BD
+    values of the mean curves (:func:`mean_curve`) with the mean, min and max of the per-seed values
     (:data:`SPREAD_COLUMNS`); a note where the min and max BD-rates have opposite signs."""
     anchors = curves[anchor_key]
     rows = []
@@ -661,13 +771,18 @@ def bd_rows(curves: dict[str, list[Curve]], anchor_key: str) -> list[dict]:
                 and anchors[0].seed is None:
             rows += pair_rows(own[0], anchors[0], "")
             continue
-        count = max(len(own), len(anchors))
-        seeded = [pair_rows(own[i % len(own)], anchors[i % len(anchors)],
-                            str((own if own[0].seed is not None else anchors)[i].seed))
-                  for i in range(count)]
+        if own[0].seed is None:
+            pairs = [(own[0], anchor, anchor.seed) for anchor in anchors]
+        elif anchors[0].seed is None:
+            pairs = [(curve, anchors[0], curve.seed) for curve in own]
+        else:  # two learned methods: the curves of the seeds both have
+            by_seed = {anchor.seed: anchor for anchor in anchors}
+            pairs = [(curve, by_seed[curve.seed], curve.seed) for curve in own
+                     if curve.seed in by_seed]
+        seeded = [pair_rows(curve, anchor, str(seed)) for curve, anchor, seed in pairs]
         for group in seeded:
             rows += group
-        if count == 1:
+        if max(len(own), len(anchors)) == 1:
             continue
         for row in pair_rows(mean_curve(own), mean_curve(anchors), "mean"):
             same = [r for group in seeded for r in group
@@ -884,7 +999,8 @@ def image_description(layout: Layout, inputs: Inputs) -> str:
     if inputs.train_image_dir is None:
         return (f"`{inputs.image_dir}`, split by step 1: {len(train)} training, {len(test)} test "
                 f"({names})")
-    return (f"{len(train)} training images from `{inputs.train_image_dir}`, {len(test)} test "
+    sources = " and ".join(f"`{folder}`" for folder in inputs.train_sources)
+    return (f"{len(train)} training images from {sources}, {len(test)} test "
             f"images from `{inputs.image_dir}` ({names})")
 
 
@@ -909,6 +1025,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("tiny", "resolution 6, 1 epoch of (8, 8) models (tests)"),
                        ("small", "resolution 7, (32, 48) models, 4 lambdas, trained on "
                                  "samples/planets (2-core CPU, < 1 h)"),
+                       ("medium", "resolution 7, (32, 48) models, 4 lambdas, 2 seeds, cosine, "
+                                  "trained on samples/planets and samples/photos (2-core CPU, "
+                                  "< 3 h)"),
                        ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "
                                  "epochs on GPUs: writes commands.sh only")):
         preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
@@ -919,9 +1038,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("-i", "--image-dir", default="samples",
         help="folder of the ERP images: the test images if there is a training folder, else "
              "split by step 1")
-    add("--train-image-dir", default=None,
-        help="folder of the training images (default: the preset's: samples/planets for "
-             "--tiny and --small, none for --paper); 'none': split -i instead")
+    add("--train-image-dir", nargs="+", default=None,
+        help="folders of the training images (default: the preset's: samples/planets for "
+             "--tiny and --small, samples/planets and samples/photos for --medium, none for "
+             "--paper); several are linked into <out>/train_images; 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
     add("--methods", nargs="+", choices=list(METHODS), default=None,
         help="the curves of the study (default: all of them; with --paper, all but the "
@@ -933,14 +1053,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr-schedule", choices=("plateau", "step", "cosine"), default=None,
         help="override the preset's learning-rate schedule (--lr-schedule of every learned "
              "model; all presets: plateau)")
-    add("--seeds", type=int, nargs="+", default=[0],
+    add("--seeds", type=int, nargs="+", default=None,
         help="train every learned point once per seed (--seed of its training); with several, "
              "the run folders get a _seed<s> suffix and the report gives the BD values per "
-             "seed, their mean and range, and those of the mean curves")
+             "seed, their mean and range, and those of the mean curves (default: the preset's: "
+             "0 1 for --medium, where DeepSphere and the sphere-border OSLO take the first "
+             "only; 0 for the others)")
     add("-s", "--sphere-points", default=None,
         help="S-PSNR's sphere points (default: the preset's, generated if missing)")
     add("--report-only", action="store_true",
         help="only write the report from the RD files already there (after commands.sh)")
+    add("-j", "--jobs", type=int, default=None,
+        help="run this many trainings (with their evaluations) at a time, each in its own "
+             "process with 1/jobs of this process's torch threads; 1: every step in this process "
+             "(default: the preset's: 2 for --medium, 1 for the others)")
     add("--dry-run", action="store_true", help="only write commands.sh")
     return parser
 
@@ -955,9 +1081,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         preset = replace(preset, epochs=args.epochs)
     if args.lr_schedule is not None:
         preset = replace(preset, lr_schedule=args.lr_schedule)
-    seeds = tuple(dict.fromkeys(args.seeds))
+    jobs = preset.jobs if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise OsloError(f"--jobs must be >= 1, got {jobs}")
+    seeds = tuple(dict.fromkeys(preset.seeds if args.seeds is None else args.seeds))
     if min(seeds) < 0:
         raise OsloError(f"--seeds must be >= 0, got {min(seeds)}")
+    if args.methods is None and preset.methods is not None:
+        args.methods = list(preset.methods)
     if args.methods is None:
         args.methods = [key for key, m in METHODS.items()
                         if preset.name != "paper" or METHODS[m.run_key].patch_border == "cut"]
@@ -970,18 +1101,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if method.trained_by and method.trained_by not in args.methods:
             raise OsloError(f"--methods {method.key} codes the models of {method.trained_by}: "
                             f"add {method.trained_by}")
-    train_dir = preset.train_image_dir if args.train_image_dir is None else \
-        None if args.train_image_dir == "none" else args.train_image_dir
-    for folder in (args.image_dir, train_dir):
-        if folder is not None and not Path(folder).is_dir():
+    train_dirs = preset.train_image_dirs if args.train_image_dir is None else \
+        () if args.train_image_dir == ["none"] else tuple(args.train_image_dir)
+    for folder in (args.image_dir, *train_dirs):
+        if not Path(folder).is_dir():
             raise OsloError(f"image folder '{folder}' does not exist")
+    train_dir = training_folder(train_dirs, Path(args.output_dir), args.image_ext) \
+        if train_dirs else None
     inputs = Inputs(args.image_dir, args.image_ext, train_dir,
-                    args.sphere_points or preset.sphere_points)
+                    args.sphere_points or preset.sphere_points, train_dirs)
     layout = Layout(Path(args.output_dir), separate_training=train_dir is not None, seeds=seeds)
     steps = study_steps(preset, layout, methods, inputs)
     command = shlex.join(["python", "experiments/rd_study.py", f"--{preset.name}",
                           "-O", str(layout.root), "-i", args.image_dir,
-                          "--train-image-dir", train_dir or "none", "-e", args.image_ext,
+                          "--train-image-dir", *(train_dirs or ("none",)), "-e", args.image_ext,
                           "--methods", *args.methods, "--anchor", args.anchor,
                           *(("--epochs", str(preset.epochs)) if args.epochs else ()),
                           *(("--lr-schedule", preset.lr_schedule) if args.lr_schedule else ()),
@@ -995,8 +1128,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         log.info("run 'bash %s', then '%s --report-only'", layout.root / "commands.sh", command)
         return []
     if not args.report_only:
-        spent = run_steps(steps, layout.root / "steps.csv")
-        log.info("steps ran for %.1f min", spent / 60)
+        start = time.perf_counter()
+        spent = run_steps(steps, layout.root / "steps.csv", jobs)
+        log.info("steps ran for %.1f min (%.1f min wall clock, %d job(s) at a time)",
+                 spent / 60, (time.perf_counter() - start) / 60, jobs)
     rows = write_report(preset, layout, methods, args.anchor, command, inputs)
     print((layout.results / "report.md").read_text())
     return rows

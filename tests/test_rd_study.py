@@ -2,6 +2,7 @@
 the bundled samples, then the CSVs, the BD-rate table, the report and the plot checked against
 each other and against independent recomputations."""
 
+import contextlib
 import csv
 import math
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import bjontegaard
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from experiments import rd_study
@@ -19,6 +21,17 @@ from utils.rd import bd_values, read_point
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@contextlib.contextmanager
+def torch_threads(count):
+    """Module fixtures run before the function fixture ``one_torch_thread``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def read_rows(path):
@@ -33,7 +46,8 @@ def study(tmp_path_factory):
     argv = ["--tiny", "-O", str(root), "-i", str(REPO / "samples"),
             "--train-image-dir", str(REPO / "samples" / "planets"), "--anchor", "jpeg",
             "-s", str(points)]
-    rd_study.main(argv)
+    with torch_threads(1):
+        rd_study.main(argv)
     return root, argv
 
 
@@ -181,15 +195,17 @@ def test_report_shows_the_csv_numbers(study):
 
 @pytest.fixture(scope="module")
 def two_seeds(study, tmp_path_factory):
-    """The tiny study with seeds 0 and 1, one sphere and one ERP method against JPEG; the
-    data, structures and JPEG files of ``study`` are copied, so only the trainings run."""
+    """The tiny study with seeds 0 and 1, one sphere and one ERP method against JPEG, two
+    trainings at a time (``--jobs 2``, one thread each); the data, structures and JPEG files
+    of ``study`` are copied, so only the trainings run."""
     source, argv = study
     root = tmp_path_factory.mktemp("rd_seeds") / "tiny"
     for name in ("data", "structures", "classic"):
         shutil.copytree(source / name, root / name)
-    argv = [*argv, "--seeds", "0", "1", "--methods", "oslo_fp", "erp_fp", "jpeg"]
+    argv = [*argv, "--seeds", "0", "1", "--methods", "oslo_fp", "erp_fp", "jpeg", "--jobs", "2"]
     argv[argv.index("-O") + 1] = str(root)
-    rows = rd_study.main(argv)
+    with torch_threads(2):  # two jobs of one thread each
+        rows = rd_study.main(argv)
     return root, rows
 
 
@@ -214,6 +230,24 @@ def test_two_seeds_train_every_point_twice(two_seeds):
     assert {r["seed"] for r in points if r["method"] == "jpeg"} == {""}
     report_command = commands.rstrip().splitlines()[-1]
     assert " --seeds 0 1 " in report_command and report_command.endswith("--report-only")
+
+
+def test_parallel_jobs_give_the_points_of_the_sequential_study(study, two_seeds):
+    """Seed 0 of the two-seed study (subprocesses, two at a time, one thread each) trains the
+    same models as the sequential study (in this process, one thread): equal RD files."""
+    root, _ = two_seeds
+    source, _ = study
+    for key in ("oslo_fp", "erp_fp"):
+        method = rd_study.METHODS[key]
+        for point in rd_study.PRESETS["tiny"].points:
+            parallel = rd_study.Layout(root, seeds=(0, 1)).rd_csv(method, point, 0)
+            sequential = rd_study.Layout(source).rd_csv(method, point)
+            assert read_point(parallel) == read_point(sequential)
+    logs = sorted(path.name for path in (root / "logs").iterdir())
+    assert logs == sorted(f"{key}_lambda={p[0]:g}_seed={s}.log" for key in ("oslo_fp", "erp_fp")
+                          for p in rd_study.PRESETS["tiny"].points for s in (0, 1))
+    assert all("$ python main_sphere_compression.py" in (root / "logs" / name).read_text()
+               for name in logs if name.startswith("oslo_fp"))
 
 
 def test_two_seeds_bd_rows_per_seed_and_of_the_mean_curve(two_seeds):
@@ -294,6 +328,51 @@ def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
             bd_values(anchor, mean_curve, row["metric"], row["interpolation"])[0])
 
 
+def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
+    """DeepSphere with seed 0 only against a two-seed anchor: one per-seed row (seed 0
+    against the anchor's seed 0), then the mean curves."""
+    def curve(key, seed, bpps):
+        points = [(f"lambda={i}", {"bpp": b, **{m: 30.0 + 3 * i for m in METRIC_NAMES}})
+                  for i, b in enumerate(bpps)]
+        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+
+    anchor = [curve("erp_sh", 0, [1.0, 2.0, 3.0]), curve("erp_sh", 1, [1.2, 2.4, 3.6])]
+    curves = {"erp_sh": anchor, "deepsphere_sh": [curve("deepsphere_sh", 0, [0.9, 1.8, 2.7])],
+              "jpeg": [curve("jpeg", None, [1.1, 2.1, 3.1])]}
+    rows = rd_study.bd_rows(curves, "erp_sh")
+    deepsphere = [r for r in rows if r["method"] == "deepsphere_sh"]
+    assert {r["seed"] for r in deepsphere} == {"0", "mean"}
+    for row in deepsphere:
+        base = (anchor[0] if row["seed"] == "0" else rd_study.mean_curve(anchor))
+        assert row["bd_rate_percent"] == pytest.approx(bd_values(
+            base.front(row["metric"]), curves["deepsphere_sh"][0].front(row["metric"]),
+            row["metric"], row["interpolation"])[0])
+    assert {r["seed"] for r in rows if r["method"] == "jpeg"} == {"0", "1", "mean"}
+
+
+def test_medium_preset_commands(tmp_path):
+    """The medium preset: two seeds of every learned method but DeepSphere and the
+    sphere-border OSLO, cosine, both training folders linked into one, two jobs."""
+    out = tmp_path / "medium"
+    rd_study.main(["--medium", "-O", str(out), "-i", str(REPO / "samples"), "--dry-run"])
+    preset = rd_study.PRESETS["medium"]
+    commands = (out / "commands.sh").read_text()
+    trainings = [line for line in commands.splitlines()
+                 if " --lambda " in line and (" -e " in line)]
+    for key, seeds in (("oslo_fp", 2), ("oslo_sh", 2), ("erp_fp", 2), ("erp_sh", 2),
+                       ("deepsphere_sh", 1), ("oslo_sh_sphere", 1)):
+        runs = [line for line in trainings if f"/runs/{key}/" in line]
+        assert len(runs) == seeds * len(preset.points), key
+        assert all("--lr-schedule cosine" in line and "-e 100 " in line for line in runs)
+    images = sorted(path.name for path in (out / "train_images").iterdir())
+    expected = sorted(f"{folder}_{image.name}" for folder in ("planets", "photos")
+                      for image in (REPO / "samples" / folder).glob("*.jpg"))
+    assert images == expected and len(images) == 24
+    assert all((out / "train_images" / name).resolve().is_file() for name in images)
+    assert f"--train-original-dir {out}/train_images" in commands
+    assert "--seeds 0 1" in commands.rstrip().splitlines()[-1]
+
+
 def test_a_second_run_skips_every_step(study):
     root, argv = study
     before = (root / "steps.csv").read_text()
@@ -323,6 +402,8 @@ def test_paper_preset_writes_the_commands_only(tmp_path):
     (["--methods", "oslo_fp", "jpeg"], "anchor 'erp_sh' is not among --methods"),
     (["--methods", "erp_sh"], "at least two --methods"),
     (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--train-image-dir", "no_such_folder"], "image folder 'no_such_folder' does not exist"),
     (["--report-only"], "RD file(s) missing"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
