@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 80
 DEMO_CHANNELS ?= 64 96
 DEMO_CI_DIR ?= demo_ci_output
 
-.PHONY: install demo demo-ci rd-study test lint bench gpu-check clean
+.PHONY: install demo demo-ci rd-study rd-study-medium test lint bench gpu-check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo-ci: install
 # on the bundled samples (about 40 minutes on 2 CPU cores; resumable).
 rd-study: install
 	$(BIN)/python experiments/rd_study.py --small -O runs/rd_small
+
+# The medium RD study of docs/RESULTS.md: 2 seeds, 24 training maps, cosine (about 2 hours on
+# 2 CPU cores, two trainings at a time; resumable).
+rd-study-medium: install
+	$(BIN)/python experiments/rd_study.py --medium -O runs/rd_medium
 
 test: install
 	$(BIN)/ruff check .

@@ -28,6 +28,9 @@ Presets:
 * ``--tiny``: resolution 6, tiny models and one epoch; for the tests (about a minute).
 * ``--small``: resolution 8, patches of resolution 6 (64 x 64), small models, four lambdas; on
   the bundled samples in well under an hour on a 2-core CPU (docs/RESULTS.md).
+* ``--medium``: the small setting with 24 training maps (``samples/planets`` and
+  ``samples/photos``), a cosine schedule, two seeds (one for DeepSphere and the sphere-border
+  OSLO) and two trainings at a time; about two hours on a 2-core CPU (docs/RESULTS.md).
 * ``--paper``: resolution 10, patches of resolution 8, the ten (lambda, quality) pairs of the
   paper and 1000 epochs. It only writes ``commands.sh`` (training under ``torchrun`` on GPUs);
   run that script, then this command again with ``--report-only``.
@@ -222,8 +225,8 @@ PRESETS = {
         train_image_dirs=("samples/planets",)),
     "medium": Preset(
         "medium", healpix_res=7, patch_res=6,
-        points=((0.002, 1), (0.005, 1), (0.012, 1), (0.03, 1)), channels=(32, 48),
-        epochs=100, patches_per_map=6, batch_size=8, eval_batch_size=12, ratio_train=0.0,
+        points=((0.002, 1), (0.005, 1), (0.012, 1), (0.03, 1)), channels=(64, 96),
+        epochs=50, patches_per_map=6, batch_size=8, eval_batch_size=12, ratio_train=0.0,
         ratio_validation=0.0, learning_rate=1e-3, scheduler_patience=15, lr_schedule="cosine",
         qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
                    "jpeg2000": "200,100,50,25,12"},
@@ -1025,7 +1028,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("tiny", "resolution 6, 1 epoch of (8, 8) models (tests)"),
                        ("small", "resolution 7, (32, 48) models, 4 lambdas, trained on "
                                  "samples/planets (2-core CPU, < 1 h)"),
-                       ("medium", "resolution 7, (32, 48) models, 4 lambdas, 2 seeds, cosine, "
+                       ("medium", "resolution 7, (64, 96) models, 4 lambdas, 2 seeds, cosine, "
                                   "trained on samples/planets and samples/photos (2-core CPU, "
                                   "< 3 h)"),
                        ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "

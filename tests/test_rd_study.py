@@ -363,7 +363,8 @@ def test_medium_preset_commands(tmp_path):
                        ("deepsphere_sh", 1), ("oslo_sh_sphere", 1)):
         runs = [line for line in trainings if f"/runs/{key}/" in line]
         assert len(runs) == seeds * len(preset.points), key
-        assert all("--lr-schedule cosine" in line and "-e 100 " in line for line in runs)
+        assert all("--lr-schedule cosine" in line and "-e 50 " in line
+                   and "--channels 64 96 " in line for line in runs)
     images = sorted(path.name for path in (out / "train_images").iterdir())
     expected = sorted(f"{folder}_{image.name}" for folder in ("planets", "photos")
                       for image in (REPO / "samples" / folder).glob("*.jpg"))
