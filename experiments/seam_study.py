@@ -67,7 +67,7 @@ def coding_rows(preset: rd_study.Preset, layout: rd_study.Layout,
     rows = []
     for key in METHODS:
         method = rd_study.METHODS[key]
-        for seed in layout.seeds:
+        for seed in rd_study.method_seeds(preset, layout, method):
             for lmbda, _ in preset.points:
                 folder = layout.run(method, lmbda, seed) / method.reconstruction
                 results = evaluation_rows(folder)
@@ -96,7 +96,7 @@ def training_rows(preset: rd_study.Preset, layout: rd_study.Layout,
         patches = num_train_maps * preset.patches_per_map
         if method.patch_border == "sphere":
             patches = math.ceil(patches / per_map) * per_map
-        for seed in layout.seeds:
+        for seed in rd_study.method_seeds(preset, layout, method):
             for lmbda, _ in preset.points:
                 with (layout.run(method, lmbda, seed) / "log.csv").open(newline="") as handle:
                     seconds = float(np.mean([float(r["seconds"])
@@ -180,12 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter)
     preset = parser.add_mutually_exclusive_group(required=True)
-    for name in ("tiny", "small"):
+    for name in ("tiny", "small", "medium"):
         preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
                             help=f"rd_study.py's --{name} preset")
     parser.add_argument("-O", "--output-dir", required=True, help="folder of the study")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
-                        help="training seeds of every point")
+                        help="training seeds of every point (the medium preset's sphere-border "
+                        "models: the first only)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the preset's training epochs")
     parser.add_argument("--lr-schedule", choices=("plateau", "step", "cosine"),
