@@ -45,6 +45,7 @@ import argparse
 import csv
 import importlib.util
 import io
+import itertools
 import math
 import os
 import platform
@@ -897,6 +898,30 @@ def _bd_table(rows: Sequence[dict], labels: dict[str, str], seeds: Sequence[str]
     return lines
 
 
+def monotone_breaks(curve: Curve) -> list[str]:
+    """The steps ``lambda a -> b`` (consecutive lambdas of a learned curve) where the higher
+    lambda does not give both more bits and more S-PSNR Y; empty for a monotone curve."""
+    by_lambda = sorted(curve.points, key=lambda item: float(point_value(item[0])))
+    return [f"{point_value(low)} -> {point_value(high)}"
+            for (low, a), (high, b) in itertools.pairwise(by_lambda)
+            if not (b["bpp"] > a["bpp"] and b["s_psnr_y"] > a["s_psnr_y"])]
+
+
+def monotone_lines(curves: dict[str, list[Curve]]) -> list[str]:
+    """The report's table of the learned curves that are monotone (:func:`monotone_breaks`)."""
+    learned = [curve for own in curves.values() for curve in own if curve.seed is not None]
+    broken = {id(curve): monotone_breaks(curve) for curve in learned}
+    lines = ["## Monotone curves", "",
+             f"{sum(not b for b in broken.values())} of {len(learned)} learned curves are "
+             "monotone: each higher lambda gives more bits and more S-PSNR Y.", "",
+             "| method | seed | monotone | lambda steps that are not |", "|---|---|---|---|"]
+    for curve in learned:
+        steps = broken[id(curve)]
+        lines.append(f"| {curve.method.label} | {curve.seed} | {'no' if steps else 'yes'} | "
+                     f"{', '.join(steps)} |")
+    return lines
+
+
 def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve]],
                     rows: Sequence[dict], anchor: Method, command: str, seconds: float,
                     inputs: Inputs) -> str:
@@ -938,6 +963,7 @@ def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve
                 lines.append(f"| {curve.method.label} | {seed} | {label} | {point['bpp']:.4f} | "
                              + " | ".join(f"{point[m]:.2f}" for m in METRIC_NAMES) + " |")
     labels = {own[0].method.key: own[0].method.label for own in curves.values()}
+    lines += ["", *monotone_lines(curves)]
     lines += ["", f"## BD-rates against {anchor.label}", "",
               "Negative BD-rate: fewer bits than the anchor at equal quality. pchip "
               "interpolation (cubic where both curves have 4 points or more on their "

@@ -4,6 +4,7 @@ each other and against independent recomputations."""
 
 import contextlib
 import csv
+import itertools
 import math
 import shutil
 import warnings
@@ -348,6 +349,35 @@ def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
             base.front(row["metric"]), curves["deepsphere_sh"][0].front(row["metric"]),
             row["metric"], row["interpolation"])[0])
     assert {r["seed"] for r in rows if r["method"] == "jpeg"} == {"0", "1", "mean"}
+
+
+def test_report_counts_the_monotone_curves(study):
+    """The report's count, recomputed from rd_points.csv in lambda order."""
+    root, _ = study
+    curves = {}
+    for row in read_rows(root / "results" / "rd_points.csv"):
+        if row["seed"] != "":
+            curves.setdefault((row["method"], row["seed"]), []).append(
+                (float(row["lambda"]), float(row["bpp"]), float(row["s_psnr_y"])))
+    monotone = sum(all(b[1] > a[1] and b[2] > a[2] for a, b in itertools.pairwise(c))
+                   for c in (sorted(points) for points in curves.values()))
+    report = (root / "results" / "report.md").read_text()
+    assert f"{monotone} of {len(curves)} learned curves are monotone" in report
+
+
+def test_monotone_breaks_name_the_lambda_steps():
+    def curve(values):
+        points = [(f"lambda={lmbda:g}", {"bpp": bpp, "s_psnr_y": psnr})
+                  for lmbda, bpp, psnr in values]
+        return rd_study.Curve(rd_study.METHODS["oslo_sh"], points, 0)
+
+    assert rd_study.monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 25.0),
+                                           (0.012, 0.3, 26.0)])) == []
+    # listed by bpp, as Curve keeps them: the lambda order is read from the labels
+    broken = curve([(0.012, 0.15, 26.0), (0.002, 0.1, 24.0), (0.005, 0.2, 25.0)])
+    assert rd_study.monotone_breaks(broken) == ["0.005 -> 0.012"]  # fewer bits
+    assert rd_study.monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 23.5)])) == [
+        "0.002 -> 0.005"]  # lower S-PSNR Y
 
 
 def test_medium_preset_commands(tmp_path):
