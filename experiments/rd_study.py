@@ -30,7 +30,7 @@ Presets:
   the bundled samples in well under an hour on a 2-core CPU (docs/RESULTS.md).
 * ``--medium``: the small setting with 24 training maps (``samples/planets`` and
   ``samples/photos``), a cosine schedule, two seeds (one for DeepSphere and the sphere-border
-  OSLO) and two trainings at a time; about two hours on a 2-core CPU (docs/RESULTS.md).
+  OSLO) and two trainings at a time; 97 minutes on a 2-core CPU (docs/RESULTS.md).
 * ``--paper``: resolution 10, patches of resolution 8, the ten (lambda, quality) pairs of the
   paper and 1000 epochs. It only writes ``commands.sh`` (training under ``torchrun`` on GPUs);
   run that script, then this command again with ``--report-only``.
@@ -1056,7 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "samples/planets (2-core CPU, < 1 h)"),
                        ("medium", "resolution 7, (64, 96) models, 4 lambdas, 2 seeds, cosine, "
                                   "trained on samples/planets and samples/photos (2-core CPU, "
-                                  "< 3 h)"),
+                                  "97 min)"),
                        ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "
                                  "epochs on GPUs: writes commands.sh only")):
         preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
