@@ -29,3 +29,26 @@ def test_bad_input(tmp_path):
     with pytest.raises(OsloError, match="no RD file"):
         main(["-c", "a", "-o", str(tmp_path / "rd.png")])
     assert not (tmp_path / "rd.png").exists()
+
+
+def test_every_curve_has_its_own_colour(tmp_path, monkeypatch):
+    """Eleven curves (the medium study's): beyond matplotlib's 10-colour cycle."""
+    import matplotlib.axes
+    import numpy as np
+
+    from utils.rd_plot import plot
+
+    drawn = {}
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn[kwargs["label"]] = kwargs["color"]
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    curves = {f"curve {i}": {"bpp": np.array([0.1, 0.2]), "s_psnr_y": np.array([20.0, 21.0 + i])}
+              for i in range(11)}
+    plot(curves, ["s_psnr_y"], tmp_path / "rd.png",
+         styles={"curve 3": {"linestyle": "--"}, "curve 4": {"color": "black"}})
+    assert drawn["curve 4"] == "black"
+    assert len({tuple(np.atleast_1d(c)) for c in drawn.values()}) == 11

@@ -27,8 +27,12 @@ def plot(curves: dict[str, dict[str, np.ndarray]], metrics: Sequence[str], outpu
          xlabel: str = "bits per pixel (bpp)") -> None:
     """One panel per metric (bpp on x, PSNR in dB on y), one line per curve, atomically saved.
 
-    ``styles`` gives extra ``Axes.plot`` keywords by label (e.g. ``{"linestyle": "--"}``)."""
+    ``styles`` gives extra ``Axes.plot`` keywords by label (e.g. ``{"linestyle": "--"}``).
+    Every curve gets its own colour (``tab10``, or ``tab20`` beyond 10 curves) unless its style
+    sets one."""
     styles = styles or {}
+    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
+    colors = {label: palette[i % len(palette)] for i, label in enumerate(curves)}
     columns = min(2, len(metrics))
     rows = math.ceil(len(metrics) / columns)
     shared = len(curves) >= SHARED_LEGEND_FROM
@@ -37,7 +41,8 @@ def plot(curves: dict[str, dict[str, np.ndarray]], metrics: Sequence[str], outpu
                                 figsize=(5.5 * columns, 4.2 * rows + 0.3 * legend_rows))
     for axis, metric in zip(axes.ravel(), metrics, strict=False):
         for label, curve in curves.items():
-            axis.plot(curve["bpp"], curve[metric], **{"marker": "o", **styles.get(label, {})},
+            axis.plot(curve["bpp"], curve[metric],
+                      **{"marker": "o", "color": colors[label], **styles.get(label, {})},
                       label=label)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(f"{TITLES[metric]} (dB)")
