@@ -1073,7 +1073,8 @@ def build_parser() -> argparse.ArgumentParser:
              "--paper); several are linked into <out>/train_images; 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
     add("--methods", nargs="+", choices=list(METHODS), default=None,
-        help="the curves of the study (default: all of them; with --paper, all but the "
+        help="the curves of the study (default: the preset's: all of them; --medium: all but "
+             "deepsphere_fp; --paper: all but the "
              "sphere-border ones, whose training on whole resolution-10 maps does not fit a "
              "GPU)")
     add("--anchor", default="erp_sh", choices=list(METHODS),
@@ -1081,7 +1082,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--epochs", type=int, default=None, help="override the preset's training epochs")
     add("--lr-schedule", choices=("plateau", "step", "cosine"), default=None,
         help="override the preset's learning-rate schedule (--lr-schedule of every learned "
-             "model; all presets: plateau)")
+             "model; --medium: cosine, the other presets: plateau)")
     add("--seeds", type=int, nargs="+", default=None,
         help="train every learned point once per seed (--seed of its training); with several, "
              "the run folders get a _seed<s> suffix and the report gives the BD values per "
@@ -1116,11 +1117,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     seeds = tuple(dict.fromkeys(preset.seeds if args.seeds is None else args.seeds))
     if min(seeds) < 0:
         raise OsloError(f"--seeds must be >= 0, got {min(seeds)}")
-    if args.methods is None and preset.methods is not None:
-        args.methods = list(preset.methods)
     if args.methods is None:
-        args.methods = [key for key, m in METHODS.items()
-                        if preset.name != "paper" or METHODS[m.run_key].patch_border == "cut"]
+        args.methods = list(preset.methods) if preset.methods is not None else [
+            key for key, m in METHODS.items()
+            if preset.name != "paper" or METHODS[m.run_key].patch_border == "cut"]
     methods = [METHODS[key] for key in dict.fromkeys(args.methods)]
     if args.anchor not in args.methods:
         raise OsloError(f"the anchor '{args.anchor}' is not among --methods")
