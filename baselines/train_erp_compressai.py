@@ -22,7 +22,8 @@ entropy bottleneck's auxiliary loss; the learning-rate schedule of step 3 (--lr-
 validation, or step / cosine decay over -e epochs.
 Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
 ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
---checkpoint-file resumes at the epoch after the checkpoint's.
+--checkpoint-file resumes at the epoch after the checkpoint's; --init-from starts from another
+checkpoint's weights (fine-tuning to a new lambda).
 
 Evaluation (-t, after training, or of --checkpoint-file), in ``<-O>/<--foldername-valtest>/``:
 
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the weights' initialisation and of each epoch's crops and noise")
     add("--checkpoint-file", default=None, metavar="CKPT",
         help="checkpoint to resume training from (with -i), or to evaluate (with -t only)")
+    add("--init-from", default=None, metavar="CKPT",
+        help="start training (-i) from the weights of a checkpoint of this script (the same "
+             "-m, channels and --erp-width, any --lambda), with a new optimiser and schedule "
+             "from epoch 1: fine-tuning, e.g. the lower lambdas of an RD curve from its "
+             "highest")
     add("--checkpoint-interval", type=int, default=10,
         help="save checkpoint_<epoch>.pth.tar every this many epochs (0: only final.pth.tar)")
     add("--erp-width", type=int, default=None, metavar="W",
@@ -206,6 +212,8 @@ def check_args(args: argparse.Namespace) -> None:
     """:class:`OsloError` on flags out of range; fills the defaults that depend on -r."""
     if args.train_data is None and args.test_data is None:
         raise OsloError("nothing to do: give -i/--train-data (training) and/or -t/--test-data")
+    if args.init_from is not None and (args.train_data is None or args.checkpoint_file):
+        raise OsloError("--init-from needs -i/--train-data and excludes --checkpoint-file")
     if args.train_data is None and args.checkpoint_file is None:
         raise OsloError("evaluation without training needs --checkpoint-file")
     if not 0 <= args.healpix_res <= 13:
@@ -353,6 +361,12 @@ def train(
         model = model_of(checkpoint, args.checkpoint_file)
         start, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
         log.info("resuming from '%s' at epoch %d", args.checkpoint_file, start)
+    elif args.init_from is not None:
+        initial = load_checkpoint(args.init_from,
+                                  {k: config[k] for k in ("model", "N", "M", "erp_width")})
+        model = model_of(initial, args.init_from)
+        log.info("initialised from '%s' (lambda %g, epoch %d)", args.init_from,
+                 initial["config"]["lambda"], initial["epoch"])
     model.to(device)
     optimizer, aux_optimizer = configure_optimizers(model, args.learning_rate,
                                                     args.aux_learning_rate)

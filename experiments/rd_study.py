@@ -180,6 +180,13 @@ class Preset:
         seed_limits: at most this many of the seeds for a method (by the key of the method
             whose models it codes), e.g. one seed of the slow DeepSphere models.
         jobs: the default ``--jobs`` (trainings at a time).
+        finetune_epochs: 0: every point trains from scratch for ``epochs``. Else a base model
+            of each method (and seed) trains from scratch for ``epochs`` at the highest
+            lambda, and every point, that lambda too, is fine-tuned from its final weights
+            (``--init-from``) for this many epochs with a new schedule from ``finetune_lr``:
+            the points of a curve share their start and their steps, so that their
+            differences come from lambda rather than from the noise of short trainings.
+        finetune_lr: the learning rate of the fine-tunings.
     """
 
     name: str
@@ -206,6 +213,8 @@ class Preset:
     seeds: tuple[int, ...] = (0,)
     seed_limits: dict[str, int] = field(default_factory=dict)
     jobs: int = 1
+    finetune_epochs: int = 0
+    finetune_lr: float = 5e-4
 
 
 PRESETS = {
@@ -232,10 +241,10 @@ PRESETS = {
         qualities={"jpeg": "10,20,40,60,80", "webp": "5,20,40,60,80",
                    "jpeg2000": "200,100,50,25,12"},
         train_image_dirs=("samples/planets", "samples/photos"),
-        methods=("oslo_fp", "oslo_sh", "oslo_sh_whole", "oslo_sh_sphere",
-                 "oslo_sh_sphere_patches", "deepsphere_sh", "erp_fp", "erp_sh", "jpeg", "webp",
-                 "jpeg2000"),
-        seeds=(0, 1), seed_limits={"deepsphere_sh": 1, "oslo_sh_sphere": 1}, jobs=2),
+        methods=("oslo_fp", "oslo_sh", "oslo_sh_sphere", "deepsphere_sh", "erp_fp", "erp_sh",
+                 "jpeg", "webp", "jpeg2000"),
+        seeds=(0, 1), seed_limits={"deepsphere_sh": 1, "oslo_sh_sphere": 1}, jobs=2,
+        finetune_epochs=25, finetune_lr=5e-4),
     "paper": Preset(
         "paper", healpix_res=10, patch_res=8, points=PAPER_POINTS, channels=None, epochs=1000,
         patches_per_map=12, batch_size=10, eval_batch_size=10, ratio_train=0.8,
@@ -350,6 +359,12 @@ class Layout:
         suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
         return self.root / "runs" / method.run_key / f"lambda{lmbda:g}{suffix}"
 
+    def base(self, method: Method, seed: int = 0) -> Path:
+        """Folder of the base training of a learned method (``Preset.finetune_epochs``),
+        whose weights start every point of its curve (``base``, ``base_seed<s>``)."""
+        suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
+        return self.root / "runs" / method.run_key / f"base{suffix}"
+
     def rd_csv(self, method: Method, point: tuple[float, int] | str, seed: int = 0) -> Path:
         """The RD CSV (one point) of a learned method's run or a classic codec's quality."""
         if method.kind == "classic":
@@ -426,70 +441,102 @@ def model_size(preset: Preset, quality: int) -> tuple[str, ...]:
     return ("-q", str(quality))
 
 
-def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[float, int],
-                  inputs: Inputs, seed: int = 0) -> list[Step]:
-    """Training (with ``--seed seed``), evaluation and metrics of a learned method at one
-    (lambda, quality)."""
+def _script_and_common(preset: Preset, layout: Layout, method: Method, inputs: Inputs,
+                       run: Path, point: tuple[float, int], seed: int) -> tuple[str, tuple]:
+    """The script of a learned method and the flags its training and evaluation share."""
     lmbda, quality = point
-    run = layout.run(method, lmbda, seed)
-    checkpoint = str(run / "final.pth.tar")
-    rd = layout.rd_csv(method, point, seed)
-    train_list, test_list = str(layout.data_list("train")), str(layout.data_list("test"))
-    image_dir, image_ext, sphere_points = inputs.image_dir, inputs.image_ext, inputs.sphere_points
     gpu = ("-g",) if preset.gpu else ()
-    tag = f"{method.key} lambda={lmbda:g}" + (f" seed={seed}" if len(layout.seeds) > 1 else "")
-    chain = f"{method.run_key} lambda={lmbda:g} seed={seed}"
     common = ("-O" if method.kind == "erp" else "-o", str(run), *model_size(preset, quality),
               "--lambda", f"{lmbda:g}", "--seed", str(seed), "--no-progress", *gpu)
     if method.kind == "erp":
-        script = "baselines/train_erp_compressai.py"
-        common = ("-m", method.model, "-o", image_dir, "-oe", image_ext,
-                  "-r", str(preset.healpix_res), "--erp-width", str(erp_width(preset)),
-                  "-s", sphere_points, *common)
+        return "baselines/train_erp_compressai.py", (
+            "-m", method.model, "-o", inputs.image_dir, "-oe", inputs.image_ext,
+            "-r", str(preset.healpix_res), "--erp-width", str(erp_width(preset)),
+            "-s", inputs.sphere_points, *common)
+    coding = "-1" if method.coding == "sphere" else str(preset.patch_res)
+    return "main_sphere_compression.py", (
+        "-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
+        "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), "-prvt", coding,
+        "--patch-border", method.patch_border,
+        *(("--sphere-start", f"{method.sphere_start:g}") if method.sphere_start else ()),
+        *common, "-bsvt", str(preset.eval_batch_size))
+
+
+def training_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs,
+                  point: tuple[float, int], seed: int, *, base: bool = False) -> Step:
+    """The training of a learned method at one (lambda, quality) with ``--seed seed``.
+
+    With ``preset.finetune_epochs``, ``base`` is the training from scratch at the highest
+    lambda (folder :meth:`Layout.base`), and the other trainings (every lambda) fine-tune its
+    weights (``--init-from``) for ``finetune_epochs`` at ``finetune_lr``."""
+    finetuned = preset.finetune_epochs > 0 and not base
+    run = layout.base(method, seed) if base else layout.run(method, point[0], seed)
+    epochs, lr = (preset.finetune_epochs, preset.finetune_lr) if finetuned else \
+        (preset.epochs, preset.learning_rate)
+    schedule = ("-e", str(epochs), "-np", str(preset.patches_per_map),
+                "-bst", str(preset.batch_size), "-lr", f"{lr:g}",
+                "--lr-schedule", preset.lr_schedule,
+                "--scheduler-patience", str(preset.scheduler_patience),
+                "--checkpoint-interval", str(epochs),
+                *(("--init-from", str(layout.base(method, seed) / "final.pth.tar"))
+                  if finetuned else ()))
+    train_list = str(layout.data_list("train"))
+    script, common = _script_and_common(preset, layout, method, inputs, run, point, seed)
+    if method.kind == "erp":
         originals = ("--train-original-dir", inputs.train_image_dir) \
             if inputs.train_image_dir else ()
-        train = ("-i", train_list, *originals, "-e", str(preset.epochs),
-                 "-np", str(preset.patches_per_map), "--crop-size", str(2**preset.patch_res),
-                 "-bst", str(preset.batch_size), "-lr", f"{preset.learning_rate:g}",
-                 "--lr-schedule", preset.lr_schedule,
-                 "--scheduler-patience", str(preset.scheduler_patience),
-                 "--checkpoint-interval", str(preset.epochs))
-        evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
-        return [Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar",
-                     chain=chain),
-                Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate), rd,
-                     chain=chain)]
-    script = "main_sphere_compression.py"
-    coding = "-1" if method.coding == "sphere" else str(preset.patch_res)
-    common = ("-m", method.model, "-c", method.conv, "-nd", str(layout.structures),
-              "-hr", str(preset.healpix_res), "-prt", str(preset.patch_res), "-prvt", coding,
-              "--patch-border", method.patch_border,
-              *(("--sphere-start", f"{method.sphere_start:g}") if method.sphere_start else ()),
-              *common,
-              "-bsvt", str(preset.eval_batch_size))
-    validation = ("-v", str(layout.data_list("validation"))) \
-        if preset.ratio_validation > 0 else ()
-    train = ("-i", train_list, *validation, "-e", str(preset.epochs),
-             "-np", str(preset.patches_per_map), "-bst", str(preset.batch_size),
-             "-lr", f"{preset.learning_rate:g}",
-             "--lr-schedule", preset.lr_schedule,
-             "--scheduler-patience", str(preset.scheduler_patience),
-             "--checkpoint-interval", str(preset.epochs),
-             "--print-freq", "0", "--dataloader-num-workers", str(preset.loader_workers))
-    evaluate = ("-t", test_list, "--checkpoint-file", checkpoint,
-                "--foldername-valtest", method.reconstruction)
-    launcher = ("torchrun", "--standalone", "--nproc_per_node=${NPROC:-1}") if preset.gpu else ()
+        train = ("-i", train_list, *originals, "--crop-size", str(2**preset.patch_res),
+                 *schedule)
+        launcher: tuple[str, ...] = ()
+    else:
+        validation = ("-v", str(layout.data_list("validation"))) \
+            if preset.ratio_validation > 0 else ()
+        train = ("-i", train_list, *validation, *schedule, "--print-freq", "0",
+                 "--dataloader-num-workers", str(preset.loader_workers))
+        launcher = ("torchrun", "--standalone", "--nproc_per_node=${NPROC:-1}") \
+            if preset.gpu else ()
+    what = "base training" if base else "training"
+    return Step(f"{_tag(layout, method, point[0], seed)}: {what}", script, (*common, *train),
+                run / "final.pth.tar", launcher, _chain(preset, method, point[0], seed))
+
+
+def _tag(layout: Layout, method: Method, lmbda: float, seed: int) -> str:
+    return f"{method.key} lambda={lmbda:g}" + (f" seed={seed}" if len(layout.seeds) > 1 else "")
+
+
+def _chain(preset: Preset, method: Method, lmbda: float, seed: int) -> str:
+    """The chain of a learned point's steps: its own, or with fine-tuning that of its method
+    and seed (the fine-tunings wait for the base training)."""
+    if preset.finetune_epochs:
+        return f"{method.run_key} seed={seed}"
+    return f"{method.run_key} lambda={lmbda:g} seed={seed}"
+
+
+def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[float, int],
+                  inputs: Inputs, seed: int = 0) -> list[Step]:
+    """Training (with ``--seed seed``; none for a method that codes another's models),
+    evaluation and metrics of a learned method at one (lambda, quality)."""
+    lmbda = point[0]
+    run = layout.run(method, lmbda, seed)
+    rd = layout.rd_csv(method, point, seed)
+    test_list = str(layout.data_list("test"))
+    tag, chain = _tag(layout, method, lmbda, seed), _chain(preset, method, lmbda, seed)
+    training = [] if method.trained_by else [
+        training_step(preset, layout, method, inputs, point, seed)]
+    script, common = _script_and_common(preset, layout, method, inputs, run, point, seed)
+    evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
+    if method.kind == "erp":
+        return [*training, Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate),
+                                rd, chain=chain)]
     prefix = map_prefix(preset)
-    metrics = ("-o", image_dir, "-oe", image_ext, "-po", "erp", "-t", test_list,
+    metrics = ("-o", inputs.image_dir, "-oe", inputs.image_ext, "-po", "erp", "-t", test_list,
                "--test-files-prefix", prefix, "-r", str(run), "-rf", method.reconstruction,
                "-re", "npy", "-rp", prefix, "-rs", "_reconstructed", "-p", "healpix",
-               "-ratef", prefix, "-s", sphere_points, "--csv", str(rd))
-    training = [] if method.trained_by else [
-        Step(f"{tag}: training", script, (*common, *train), run / "final.pth.tar", launcher,
-             chain)]
+               "-ratef", prefix, "-s", inputs.sphere_points, "--csv", str(rd))
     return [
         *training,
-        Step(f"{tag}: evaluation", script, (*common, *evaluate),
+        Step(f"{tag}: evaluation", script,
+             (*common, *evaluate, "--foldername-valtest", method.reconstruction),
              run / method.reconstruction / "rates.txt", chain=chain),
         Step(f"{tag}: S-PSNR and WS-PSNR", "misc/compute_spherical_psnr.py", metrics, rd,
              chain=chain),
@@ -523,6 +570,9 @@ def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
             steps.append(classic_step(preset, layout, method, inputs))
             continue
         for seed in method_seeds(preset, layout, method):
+            if preset.finetune_epochs and not method.trained_by:
+                steps.append(training_step(preset, layout, method, inputs,
+                                           max(preset.points), seed, base=True))
             for point in preset.points:
                 steps += learned_steps(preset, layout, method, point, inputs, seed)
     return steps
@@ -1080,6 +1130,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--anchor", default="erp_sh", choices=list(METHODS),
         help="the curve the BD-rates are measured against")
     add("--epochs", type=int, default=None, help="override the preset's training epochs")
+    add("--finetune-epochs", type=int, default=None, metavar="E",
+        help="train a base model per method and seed at the highest lambda for --epochs, then "
+             "fine-tune every point from it for E epochs (--init-from of the training scripts, "
+             "learning rate 5e-4, the same schedule); 0: every point from scratch (default: the "
+             "preset's: 25 for --medium, 0 for the others)")
     add("--lr-schedule", choices=("plateau", "step", "cosine"), default=None,
         help="override the preset's learning-rate schedule (--lr-schedule of every learned "
              "model; --medium: cosine, the other presets: plateau)")
@@ -1111,6 +1166,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         preset = replace(preset, epochs=args.epochs)
     if args.lr_schedule is not None:
         preset = replace(preset, lr_schedule=args.lr_schedule)
+    if args.finetune_epochs is not None:
+        if args.finetune_epochs < 0:
+            raise OsloError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+        preset = replace(preset, finetune_epochs=args.finetune_epochs)
     jobs = preset.jobs if args.jobs is None else args.jobs
     if jobs < 1:
         raise OsloError(f"--jobs must be >= 1, got {jobs}")
@@ -1147,6 +1206,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                           "--methods", *args.methods, "--anchor", args.anchor,
                           *(("--epochs", str(preset.epochs)) if args.epochs else ()),
                           *(("--lr-schedule", preset.lr_schedule) if args.lr_schedule else ()),
+                          *(("--finetune-epochs", str(preset.finetune_epochs))
+                            if args.finetune_epochs is not None else ()),
                           *(("--seeds", *map(str, seeds)) if seeds != (0,) else ()),
                           "-s", inputs.sphere_points])
     layout.root.mkdir(parents=True, exist_ok=True)

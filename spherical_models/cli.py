@@ -177,6 +177,7 @@ class RunConfig:
     lr_min: float
     validation_start: int
     checkpoint_file: str | None
+    init_from: str | None
     weight_transfer: str | None
     seed: int | None
     print_freq: int
@@ -217,12 +218,17 @@ def check_arguments(args: argparse.Namespace) -> None:
     if not args.train_data and not args.test_data:
         raise OsloError("nothing to do: give -i/--train-data to train and/or -t/--test-data to "
                         "evaluate")
+    if args.init_from and not args.train_data:
+        raise OsloError("--init-from needs -i/--train-data (it starts a training)")
     if args.test_data and not args.train_data and not (args.checkpoint_file
                                                        or args.weight_transfer):
         raise OsloError("evaluation (-t) without training needs --checkpoint-file (or "
                         "--weight-transfer)")
-    if args.checkpoint_file and args.weight_transfer:
-        raise OsloError("--checkpoint-file and --weight-transfer exclude each other")
+    starts = [flag for flag, value in (("--checkpoint-file", args.checkpoint_file),
+                                       ("--init-from", args.init_from),
+                                       ("--weight-transfer", args.weight_transfer)) if value]
+    if len(starts) > 1:
+        raise OsloError(f"{' and '.join(starts)} exclude each other")
     if args.validation_data and not args.train_data:
         raise OsloError("-v/--validation-data needs -i/--train-data")
     if args.context_model != "none" and args.model != "SphereMeanScaleHyperprior":

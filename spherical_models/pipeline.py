@@ -136,6 +136,19 @@ def evaluation_geometry(config: RunConfig, model: SphereCompressionModel) -> Sph
     return load_geometry(config, model, config.patch_res_valtest)
 
 
+def init_checkpoint(config: RunConfig, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint of ``--init-from``, refused unless it holds the same model (name,
+    channels, layers, ``-hr`` and structures' weights): its ``--lambda``, ``-q`` and training
+    flags may differ, since only its weights are used."""
+    start = load_checkpoint(config.init_from)
+    free = {*TRAINING_ONLY_KEYS, "lambda", "quality"}
+    start = {**start, "config": {**OLD_CHECKPOINT_DEFAULTS,
+                                 **canonical_config(start.get("config", {}))}}
+    check_checkpoint(start, {k: v for k, v in recorded.items() if k not in free},
+                     config.init_from)
+    return start
+
+
 def resolve_seed(config: RunConfig, checkpoint: dict | None, info: Distributed) -> int:
     """``--seed``; else the checkpoint's; else a random one (the same on every process)."""
     if config.seed is not None:
@@ -174,11 +187,16 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS,
                                                **canonical_config(checkpoint.get("config", {}))}}
         check_checkpoint(checkpoint, expected, config.checkpoint_file)
-    levels = scale_table_levels(config, checkpoint)
+    start = init_checkpoint(config, recorded) if config.init_from else None
+    levels = scale_table_levels(config, checkpoint or start)
     recorded["scale_table_levels"] = model.scale_table_levels = levels
     if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])
         log.info("loaded '%s' (epoch %d)", config.checkpoint_file, checkpoint["epoch"])
+    elif start is not None:
+        model.load_state_dict(start["state_dict"])
+        log.info("initialised from '%s' (lambda %g, epoch %d)", config.init_from,
+                 start["config"]["lambda"], start["epoch"])
     elif config.weight_transfer:
         apply_weight_transfer(model, config.weight_transfer)
     model.to(device)

@@ -187,9 +187,28 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(image_dir, tmp_path, l
     assert not (tmp_path / "b" / "checkpoint_1.pth.tar").exists()
 
 
+def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(image_dir, tmp_path,
+                                                                             lists):
+    """--init-from: the start's weights, a fresh optimiser and schedule from epoch 1 at another
+    --lambda. With learning rates of 1e-30 (an Adam step moves a weight by about the learning
+    rate), one epoch keeps the start's weights, which a fresh initialisation would not."""
+    train(image_dir, tmp_path, lists, tmp_path / "a")
+    start = torch.load(tmp_path / "a" / "final.pth.tar", map_location="cpu", weights_only=True)
+    train(image_dir, tmp_path, lists, tmp_path / "b", "-e", "1", "--lambda", "0.002",
+          "--lr-schedule", "cosine", "-lr", "1e-30", "-lraux", "1e-30", "--init-from",
+          str(tmp_path / "a" / "final.pth.tar"))
+    tuned = torch.load(tmp_path / "b" / "final.pth.tar", map_location="cpu", weights_only=True)
+    assert tuned["epoch"] == 1 and len(tuned["history"]) == 1
+    assert tuned["config"]["lambda"] == 0.002 and start["config"]["lambda"] != 0.002
+    assert tuned["state_dict"].keys() == start["state_dict"].keys()
+    for key, value in start["state_dict"].items():
+        torch.testing.assert_close(tuned["state_dict"][key], value, rtol=0, atol=1e-20, msg=key)
+
+
 def run_cli(monkeypatch, capsys, argv):
     """``run_main(main)`` with ``argv``: the exit code and stderr."""
     monkeypatch.setattr(sys, "argv", ["train_erp_compressai.py", *argv])
+    capsys.readouterr()  # what earlier runs logged
     with pytest.raises(SystemExit) as exit_info:
         run_main(script.main)
     return exit_info.value.code, capsys.readouterr().err
@@ -217,6 +236,10 @@ def test_bad_input_is_one_line_error(image_dir, tmp_path, lists, monkeypatch, ca
         "nothing to do": [],
         "needs --checkpoint-file": ["-t", str(lists[1])],
         "cannot read list file": ["-t", str(tmp_path / "none.txt"), "--checkpoint-file", final],
+        "--init-from needs -i/--train-data": ["-t", str(lists[1]), "--init-from", final],
+        "it was trained with -m/--model ScaleHyperprior, the flags give -m/--model "
+        "FactorizedPrior": ["-i", str(lists[0]), "--crop-size", "64", "-m", "FactorizedPrior",
+                            "--init-from", final],
     }
     for expected, extra in cases.items():
         code, err = run_cli(monkeypatch, capsys, [*common, *extra])

@@ -518,3 +518,48 @@ def test_checkpoints_without_the_plateau_flags_count_as_their_defaults(data, tra
     assert code == 2 and len(errors) == 1, errors
     assert ("it was trained with --plateau-patches 0, the flags give --plateau-patches 4"
             in errors[0]), errors
+
+
+def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(data, trained,
+                                                                             tmp_path):
+    """--init-from: the weights of the start, a fresh optimiser and schedule from epoch 1, and
+    any --lambda and schedule. With learning rates of 1e-30 (Adam moves each weight by at most
+    about the learning rate), one epoch leaves the start's weights: a run that did not load
+    them would keep its random initialisation."""
+    start = final_weights(trained)
+    out = tmp_path / "finetuned"
+    script.main([*train_args(data, out, 1), "--lambda", "0.002", "--lr-schedule", "cosine",
+                 "-lr", "1e-30", "-lraux", "1e-30", "--init-from",
+                 str(trained / "final.pth.tar")])
+    weights = final_weights(out)
+    assert weights.keys() == start.keys()
+    for key, value in start.items():
+        torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-20, msg=key)
+    checkpoint = torch.load(out / "final.pth.tar", weights_only=True)
+    assert checkpoint["epoch"] == 1 and len(checkpoint["history"]) == 1
+    assert checkpoint["config"]["lambda"] == 0.002
+    assert checkpoint["config"]["lr_schedule"] == "cosine"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--channels", "8", "16"], "it was trained with -q/--quality (or --channels) M 12, the "
+     "flags give -q/--quality (or --channels) M 16"),
+    (["-m", "SphereFactorizedPrior"], "-m/--model SphereScaleHyperprior, the flags give "
+     "-m/--model SphereFactorizedPrior"),
+    (["--checkpoint-file", "x.pth.tar"], "--checkpoint-file and --init-from exclude each other"),
+])
+def test_init_from_another_model_is_refused_in_one_line(data, trained, monkeypatch, capsys,
+                                                        tmp_path, flags, message):
+    args = [*train_args(data, tmp_path / "refused", 1), "--init-from",
+            str(trained / "final.pth.tar"), *flags]
+    code, errors = run_cli(monkeypatch, capsys, args)
+    assert code == 2 and len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "refused" / "final.pth.tar").exists()
+
+
+def test_init_from_needs_a_training(data, trained, monkeypatch, capsys, tmp_path):
+    args = [*base_args(data), "-t", str(data.test), "-o", str(tmp_path / "o"), "--init-from",
+            str(trained / "final.pth.tar")]
+    code, errors = run_cli(monkeypatch, capsys, args)
+    assert code == 2 and errors == ["error: --init-from needs -i/--train-data (it starts a "
+                                    "training)"], errors

@@ -382,19 +382,40 @@ def test_monotone_breaks_name_the_lambda_steps():
 
 def test_medium_preset_commands(tmp_path):
     """The medium preset: two seeds of every learned method but DeepSphere and the
-    sphere-border OSLO, cosine, both training folders linked into one, two jobs."""
+    sphere-border OSLO, cosine, both training folders linked into one, two jobs; per method and
+    seed a base model of 50 epochs at the highest lambda, then every point fine-tuned from it
+    for 25 epochs at 5e-4, after it in the same chain."""
     out = tmp_path / "medium"
     rd_study.main(["--medium", "-O", str(out), "-i", str(REPO / "samples"), "--dry-run"])
     preset = rd_study.PRESETS["medium"]
     commands = (out / "commands.sh").read_text()
     trainings = [line for line in commands.splitlines()
                  if " --lambda " in line and (" -e " in line)]
+    top = max(lmbda for lmbda, _ in preset.points)
     for key, seeds in (("oslo_fp", 2), ("oslo_sh", 2), ("erp_fp", 2), ("erp_sh", 2),
                        ("deepsphere_sh", 1), ("oslo_sh_sphere", 1)):
         runs = [line for line in trainings if f"/runs/{key}/" in line]
-        assert len(runs) == seeds * len(preset.points), key
-        assert all("--lr-schedule cosine" in line and "-e 50 " in line
-                   and "--channels 64 96 " in line for line in runs)
+        assert len(runs) == seeds * (1 + len(preset.points)), key
+        assert all("--lr-schedule cosine" in line and "--channels 64 96 " in line
+                   for line in runs)
+        for seed in range(seeds):
+            base = out / "runs" / key / f"base_seed{seed}"
+            first = runs.index(next(line for line in runs if f" {base} " in line))
+            assert f"--lambda {top:g} --seed {seed} " in runs[first]
+            assert " -e 50 " in runs[first] and " -lr 0.001 " in runs[first]
+            assert "--init-from" not in runs[first]
+            tuned = [line for line in runs if f"--init-from {base}/final.pth.tar" in line]
+            assert len(tuned) == len(preset.points)
+            assert all(" -e 25 " in line and " -lr 0.0005 " in line and f"--seed {seed} " in line
+                       for line in tuned)
+            assert all(runs.index(line) > first for line in tuned)
+    steps = [step for step in rd_study.study_steps(
+        preset, rd_study.Layout(out, separate_training=True, seeds=(0, 1)),
+        [rd_study.METHODS["oslo_sh"]], rd_study.Inputs("samples", "jpg", "t", "s"))
+        if step.chain]
+    assert [step.chain for step in steps] == ["oslo_sh seed=0"] * (1 + 3 * 4) + \
+        ["oslo_sh seed=1"] * (1 + 3 * 4)
+    assert steps[0].name == f"oslo_sh lambda={top:g} seed=0: base training"
     images = sorted(path.name for path in (out / "train_images").iterdir())
     expected = sorted(f"{folder}_{image.name}" for folder in ("planets", "photos")
                       for image in (REPO / "samples" / folder).glob("*.jpg"))
@@ -402,6 +423,37 @@ def test_medium_preset_commands(tmp_path):
     assert all((out / "train_images" / name).resolve().is_file() for name in images)
     assert f"--train-original-dir {out}/train_images" in commands
     assert "--seeds 0 1" in commands.rstrip().splitlines()[-1]
+
+
+def test_finetuned_points_start_from_the_base_model(study, tmp_path):
+    """``--finetune-epochs 1`` on the tiny study: one base training per method, every point
+    trained from its weights (``--init-from``, recorded in the checkpoint's arguments) at its
+    own lambda, the base trained first."""
+    source, argv = study
+    root = tmp_path / "tiny"
+    for name in ("data", "structures", "classic"):
+        shutil.copytree(source / name, root / name)
+    argv = [*argv, "--methods", "oslo_fp", "erp_fp", "jpeg", "--finetune-epochs", "1"]
+    argv[argv.index("-O") + 1] = str(root)
+    rd_study.main(argv)
+    layout = rd_study.Layout(root)
+    for key in ("oslo_fp", "erp_fp"):
+        method = rd_study.METHODS[key]
+        base = layout.base(method) / "final.pth.tar"
+        assert torch.load(base, weights_only=True)["config"]["lambda"] == 0.02
+        for lmbda, _ in rd_study.PRESETS["tiny"].points:
+            checkpoint = torch.load(layout.run(method, lmbda) / "final.pth.tar",
+                                    weights_only=True)
+            assert checkpoint["args"]["init_from"] == str(base)
+            assert checkpoint["config"]["lambda"] == lmbda
+    points = read_rows(root / "results" / "rd_points.csv")
+    lambdas = [f"{p[0]:g}" for p in rd_study.PRESETS["tiny"].points]
+    assert {(r["method"], r["lambda"]) for r in points if r["seed"] == "0"} == {
+        (key, lmbda) for key in ("oslo_fp", "erp_fp") for lmbda in lambdas}
+    steps = read_rows(root / "steps.csv")
+    assert [r["step"] for r in steps if "base training" in r["step"]] == [
+        "oslo_fp lambda=0.02: base training", "erp_fp lambda=0.02: base training"]
+    assert "--finetune-epochs 1" in (root / "commands.sh").read_text().splitlines()[-1]
 
 
 def test_a_second_run_skips_every_step(study):
