@@ -325,11 +325,13 @@ class Layout:
     """The folders and files of a study in ``root``; ``separate_training``: the training
     images come from their own folder (two runs of step 1, in ``data/train`` and
     ``data/test``), else from step 1's split in ``data``; ``seeds``: the training seeds of
-    every learned point (its folder gets a ``_seed<s>`` suffix when there are several)."""
+    every learned point (its folder gets a ``_seed<s>`` suffix when there are several);
+    ``results_name``: the folder of the report inside ``root``."""
 
     root: Path
     separate_training: bool = False
     seeds: tuple[int, ...] = (0,)
+    results_name: str = "results"
 
     @property
     def data(self) -> Path:
@@ -351,7 +353,7 @@ class Layout:
 
     @property
     def results(self) -> Path:
-        return self.root / "results"
+        return self.root / self.results_name
 
     def run(self, method: Method, lmbda: float, seed: int = 0) -> Path:
         """Folder of the training run of a learned method at ``lmbda`` with ``seed``
@@ -468,8 +470,12 @@ def training_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs
 
     With ``preset.finetune_epochs``, ``base`` is the training from scratch at the highest
     lambda (folder :meth:`Layout.base`), and the other trainings (every lambda) fine-tune its
-    weights (``--init-from``) for ``finetune_epochs`` at ``finetune_lr``."""
+    weights (``--init-from``) for ``finetune_epochs`` at ``finetune_lr``; those of a
+    sphere-border method on whole maps from their first epoch (``--sphere-start 0``): the base
+    made the many small steps on patches that ``sphere_start`` is for."""
     finetuned = preset.finetune_epochs > 0 and not base
+    if finetuned and method.patch_border == "sphere":
+        method = replace(method, sphere_start=0.0)
     run = layout.base(method, seed) if base else layout.run(method, point[0], seed)
     epochs, lr = (preset.finetune_epochs, preset.finetune_lr) if finetuned else \
         (preset.epochs, preset.learning_rate)
@@ -1146,6 +1152,9 @@ def build_parser() -> argparse.ArgumentParser:
              "only; 0 for the others)")
     add("-s", "--sphere-points", default=None,
         help="S-PSNR's sphere points (default: the preset's, generated if missing)")
+    add("--results", default="results", metavar="NAME",
+        help="folder of the report inside -O (another name keeps the report of another "
+             "selection of --methods, e.g. experiments/seam_study.py's)")
     add("--report-only", action="store_true",
         help="only write the report from the RD files already there (after commands.sh)")
     add("-j", "--jobs", type=int, default=None,
@@ -1198,7 +1207,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         if train_dirs else None
     inputs = Inputs(args.image_dir, args.image_ext, train_dir,
                     args.sphere_points or preset.sphere_points, train_dirs)
-    layout = Layout(Path(args.output_dir), separate_training=train_dir is not None, seeds=seeds)
+    if not args.results or Path(args.results).name != args.results or args.results in (
+            ".", "..", "data", "structures", "runs", "classic", "logs", "train_images"):
+        raise OsloError(f"--results must be the name of a new folder inside -O, got "
+                        f"'{args.results}'")
+    layout = Layout(Path(args.output_dir), separate_training=train_dir is not None, seeds=seeds,
+                    results_name=args.results)
     steps = study_steps(preset, layout, methods, inputs)
     command = shlex.join(["python", "experiments/rd_study.py", f"--{preset.name}",
                           "-O", str(layout.root), "-i", args.image_dir,
@@ -1208,6 +1222,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                           *(("--lr-schedule", preset.lr_schedule) if args.lr_schedule else ()),
                           *(("--finetune-epochs", str(preset.finetune_epochs))
                             if args.finetune_epochs is not None else ()),
+                          *(("--results", args.results) if args.results != "results" else ()),
                           *(("--seeds", *map(str, seeds)) if seeds != (0,) else ()),
                           "-s", inputs.sphere_points])
     layout.root.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ training modes, each model coded both ways:
 * ``oslo_sh_sphere``: trained with ``--patch-border sphere``, coded on the whole sphere;
 * ``oslo_sh_sphere_patches``: the same models coded by patch;
 
-then reports, in ``<out>/results/seams.md`` and ``seams.csv`` (and on the terminal):
+then reports, in ``<out>/seam_results/seams.md`` and ``seams.csv`` beside the study's report of
+these four curves (and on the terminal; ``<out>/results`` stays the RD study's):
 
 * the BD-rates (S-PSNR Y, WS-PSNR Y) of each curve against the anchor, per seed with their
   mean and range (``bd_rates.csv`` of the study);
@@ -48,6 +49,9 @@ from utils.seams import seam_ratio
 
 METHODS = ("oslo_sh", "oslo_sh_whole", "oslo_sh_sphere", "oslo_sh_sphere_patches")
 """The four codings, the anchor first."""
+
+RESULTS = "seam_results"
+"""The folder of the reports inside the study's folder."""
 
 WHOLE_OVER_PATCH = (("oslo_sh_whole", "oslo_sh"), ("oslo_sh_sphere", "oslo_sh_sphere_patches"))
 """``(whole-sphere coding, patch coding)`` of the same trained models."""
@@ -203,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     args = build_parser().parse_args(argv)
     setup_logging()
     study = [f"--{args.preset}", "-O", args.output_dir, "--methods", *METHODS,
-             "--anchor", METHODS[0], "--seeds", *map(str, args.seeds),
+             "--anchor", METHODS[0], "--seeds", *map(str, args.seeds), "--results", RESULTS,
              *(("--epochs", str(args.epochs)) if args.epochs else ()),
              "--lr-schedule", args.lr_schedule,
              *(("--report-only",) if args.report_only else ())]
@@ -212,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.epochs:
         preset = replace(preset, epochs=args.epochs)
     root = Path(args.output_dir)
-    layout = rd_study.Layout(root, separate_training=True, seeds=tuple(dict.fromkeys(args.seeds)))
+    layout = rd_study.Layout(root, separate_training=True, seeds=tuple(dict.fromkeys(args.seeds)),
+                             results_name=RESULTS)
     rows = coding_rows(preset, layout, read_list(layout.data_list("test")))
     ratios = whole_over_patch(rows)
     training = training_rows(preset, layout, len(read_list(layout.data_list("train"))))

@@ -184,10 +184,13 @@ def test_resuming_sphere_training_repeats_the_run_exactly(data, trained, tmp_pat
 
 
 def run_cli(monkeypatch, capsys, argv):
+    """Run the script as a command: exit code and its stderr lines but the ``[oslo]`` logs."""
     monkeypatch.setattr(sys, "argv", ["main_sphere_compression.py", *argv])
+    capsys.readouterr()  # what earlier steps wrote
     with pytest.raises(SystemExit) as exit_info:
         run_main(script.main)
-    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines() if line]
+    return exit_info.value.code, [line for line in capsys.readouterr().err.splitlines()
+                                  if line and not line.startswith("[oslo] ")]
 
 
 def test_resuming_with_the_other_border_is_refused_in_one_line(data, trained, monkeypatch,

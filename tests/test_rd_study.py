@@ -409,6 +409,9 @@ def test_medium_preset_commands(tmp_path):
             assert all(" -e 25 " in line and " -lr 0.0005 " in line and f"--seed {seed} " in line
                        for line in tuned)
             assert all(runs.index(line) > first for line in tuned)
+            if key == "oslo_sh_sphere":  # the base on patches, then on whole maps
+                assert "--sphere-start 0.8 " in runs[first]
+                assert not any("--sphere-start" in line for line in tuned)
     steps = [step for step in rd_study.study_steps(
         preset, rd_study.Layout(out, separate_training=True, seeds=(0, 1)),
         [rd_study.METHODS["oslo_sh"]], rd_study.Inputs("samples", "jpg", "t", "s"))
@@ -488,11 +491,15 @@ def test_paper_preset_writes_the_commands_only(tmp_path):
     (["--jobs", "0"], "--jobs must be >= 1"),
     (["--train-image-dir", "no_such_folder"], "image folder 'no_such_folder' does not exist"),
     (["--report-only"], "RD file(s) missing"),
+    (["--finetune-epochs", "-1"], "--finetune-epochs must be >= 0, got -1"),
+    (["--results", "runs"], "--results must be the name of a new folder inside -O, got 'runs'"),
+    (["--results", "a/b"], "--results must be the name of a new folder inside -O, got 'a/b'"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         rd_study.run_main(lambda _: rd_study.main(
             ["--tiny", "-O", str(tmp_path / "out"), "-i", str(REPO / "samples"), *argv]))
     assert exit_info.value.code == 2
-    error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and message in error[0]
+    err = capsys.readouterr().err
+    error = [line for line in err.splitlines() if line.startswith("error")]
+    assert "Traceback" not in err and len(error) == 1 and message in error[0], err

@@ -19,7 +19,7 @@ def study(tmp_path_factory):
 
 def test_report_has_every_coding_and_measure(study):
     root, text = study
-    with (root / "results" / "seams.csv").open() as handle:
+    with (root / "seam_results" / "seams.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {r["method"] for r in rows} == set(seam_study.METHODS)
     assert len(rows) == 4 * 2  # 4 codings x 2 lambdas
@@ -28,13 +28,16 @@ def test_report_has_every_coding_and_measure(study):
         assert float(row["encode_seconds"]) > 0 and float(row["decode_seconds"]) > 0
     for key in seam_study.METHODS[1:]:
         assert f"| {key} | s_psnr_y |" in text
-    assert (root / "results" / "seams.md").read_text() == text
-    with (root / "results" / "seams_training.csv").open() as handle:
+    assert (root / "seam_results" / "seams.md").read_text() == text
+    with (root / "seam_results" / "seams_training.csv").open() as handle:
         training = list(csv.DictReader(handle))
     assert {r["method"] for r in training} == {"oslo_sh", "oslo_sh_sphere"}
     # tiny: 12 maps x 1 patch of (6, 6) an epoch = one whole map of 12 patches
     assert {r["epoch_patches"] for r in training} == {"12"}
     assert "Sphere over cut, seconds per patch:" in text
+    # the study's report of the four curves sits beside, not in the RD study's results/
+    assert (root / "seam_results" / "report.md").is_file()
+    assert not (root / "results").exists()
 
 
 def test_whole_and_patch_codings_share_the_trained_models(study):
