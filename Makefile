@@ -36,8 +36,9 @@ demo-ci: install
 rd-study: install
 	$(BIN)/python experiments/rd_study.py --small -O runs/rd_small
 
-# The medium RD study of docs/RESULTS.md: 2 seeds, 24 training maps, cosine (about 2 hours on
-# 2 CPU cores (97 min measured), two trainings at a time; resumable).
+# The medium RD study of docs/RESULTS.md: 2 seeds, 24 training maps, cosine, every point
+# fine-tuned from a base model per method and seed (about 80 min on 2 CPU cores, two trainings
+# at a time; resumable).
 rd-study-medium: install
 	$(BIN)/python experiments/rd_study.py --medium -O runs/rd_medium
 

@@ -23,14 +23,21 @@ With ``--seeds s1 s2 ...``, every learned point is trained once per seed (run fo
 ``lambda<l>_seed<s>``); the report gives the BD values per seed, their mean and range, and those
 of the mean curves, and marks a ranking the seeds' range does not support.
 
+With ``--finetune-epochs E`` (the medium preset: 25), a base model of each method and seed is
+trained from scratch at the highest lambda (``runs/<method>/base``), and every point of the
+curve, that lambda included, is fine-tuned from its weights for E epochs (``--init-from``):
+the points share their start and their steps, so that a higher lambda gives more bits and a
+higher PSNR instead of the noise of independent short trainings.
+
 Presets:
 
 * ``--tiny``: resolution 6, tiny models and one epoch; for the tests (about a minute).
-* ``--small``: resolution 8, patches of resolution 6 (64 x 64), small models, four lambdas; on
+* ``--small``: resolution 7, patches of resolution 6 (64 x 64), small models, four lambdas; on
   the bundled samples in well under an hour on a 2-core CPU (docs/RESULTS.md).
 * ``--medium``: the small setting with 24 training maps (``samples/planets`` and
   ``samples/photos``), a cosine schedule, two seeds (one for DeepSphere and the sphere-border
-  OSLO) and two trainings at a time; 97 minutes on a 2-core CPU (docs/RESULTS.md).
+  OSLO), two trainings at a time, and every point fine-tuned for 25 epochs from a base model
+  per method and seed; about 80 minutes on a 2-core CPU (docs/RESULTS.md).
 * ``--paper``: resolution 10, patches of resolution 8, the ten (lambda, quality) pairs of the
   paper and 1000 epochs. It only writes ``commands.sh`` (training under ``torchrun`` on GPUs);
   run that script, then this command again with ``--report-only``.
@@ -187,6 +194,9 @@ class Preset:
             the points of a curve share their start and their steps, so that their
             differences come from lambda rather than from the noise of short trainings.
         finetune_lr: the learning rate of the fine-tunings.
+        sphere_finetune_lr: that of the fine-tunings of sphere-border methods, which run on
+            whole maps (steps of ``P`` patches): at 5e-4 their training PSNR jumped between 10
+            and 26 dB from one epoch to the next, and their curve was not monotone.
     """
 
     name: str
@@ -215,6 +225,7 @@ class Preset:
     jobs: int = 1
     finetune_epochs: int = 0
     finetune_lr: float = 5e-4
+    sphere_finetune_lr: float = 1e-4
 
 
 PRESETS = {
@@ -471,14 +482,15 @@ def training_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs
     With ``preset.finetune_epochs``, ``base`` is the training from scratch at the highest
     lambda (folder :meth:`Layout.base`), and the other trainings (every lambda) fine-tune its
     weights (``--init-from``) for ``finetune_epochs`` at ``finetune_lr``; those of a
-    sphere-border method on whole maps from their first epoch (``--sphere-start 0``): the base
-    made the many small steps on patches that ``sphere_start`` is for."""
+    sphere-border method on whole maps from their first epoch (``--sphere-start 0``: the base
+    made the many small steps on patches that ``sphere_start`` is for) at
+    ``sphere_finetune_lr``."""
     finetuned = preset.finetune_epochs > 0 and not base
-    if finetuned and method.patch_border == "sphere":
-        method = replace(method, sphere_start=0.0)
     run = layout.base(method, seed) if base else layout.run(method, point[0], seed)
     epochs, lr = (preset.finetune_epochs, preset.finetune_lr) if finetuned else \
         (preset.epochs, preset.learning_rate)
+    if finetuned and method.patch_border == "sphere":
+        method, lr = replace(method, sphere_start=0.0), preset.sphere_finetune_lr
     schedule = ("-e", str(epochs), "-np", str(preset.patches_per_map),
                 "-bst", str(preset.batch_size), "-lr", f"{lr:g}",
                 "--lr-schedule", preset.lr_schedule,
@@ -1112,7 +1124,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "samples/planets (2-core CPU, < 1 h)"),
                        ("medium", "resolution 7, (64, 96) models, 4 lambdas, 2 seeds, cosine, "
                                   "trained on samples/planets and samples/photos (2-core CPU, "
-                                  "97 min)"),
+                                  "about 80 min)"),
                        ("paper", "resolution 10 / patch 8, the 10 (lambda, q) pairs, 1000 "
                                  "epochs on GPUs: writes commands.sh only")):
         preset.add_argument(f"--{name}", dest="preset", action="store_const", const=name,
@@ -1129,8 +1141,9 @@ def build_parser() -> argparse.ArgumentParser:
              "--paper); several are linked into <out>/train_images; 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
     add("--methods", nargs="+", choices=list(METHODS), default=None,
-        help="the curves of the study (default: the preset's: all of them; --medium: all but "
-             "deepsphere_fp; --paper: all but the "
+        help="the curves of the study (default: the preset's: all of them; --medium: oslo_fp "
+             "oslo_sh oslo_sh_sphere deepsphere_sh erp_fp erp_sh and the classic codecs (the "
+             "other codings of issue 13 are experiments/seam_study.py's); --paper: all but the "
              "sphere-border ones, whose training on whole resolution-10 maps does not fit a "
              "GPU)")
     add("--anchor", default="erp_sh", choices=list(METHODS),

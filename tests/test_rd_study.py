@@ -384,7 +384,8 @@ def test_medium_preset_commands(tmp_path):
     """The medium preset: two seeds of every learned method but DeepSphere and the
     sphere-border OSLO, cosine, both training folders linked into one, two jobs; per method and
     seed a base model of 50 epochs at the highest lambda, then every point fine-tuned from it
-    for 25 epochs at 5e-4, after it in the same chain."""
+    for 25 epochs at 5e-4 (sphere-border models: on whole maps at 1e-4), after it in the same
+    chain."""
     out = tmp_path / "medium"
     rd_study.main(["--medium", "-O", str(out), "-i", str(REPO / "samples"), "--dry-run"])
     preset = rd_study.PRESETS["medium"]
@@ -406,10 +407,11 @@ def test_medium_preset_commands(tmp_path):
             assert "--init-from" not in runs[first]
             tuned = [line for line in runs if f"--init-from {base}/final.pth.tar" in line]
             assert len(tuned) == len(preset.points)
-            assert all(" -e 25 " in line and " -lr 0.0005 " in line and f"--seed {seed} " in line
+            lr = "0.0001" if key == "oslo_sh_sphere" else "0.0005"
+            assert all(" -e 25 " in line and f" -lr {lr} " in line and f"--seed {seed} " in line
                        for line in tuned)
             assert all(runs.index(line) > first for line in tuned)
-            if key == "oslo_sh_sphere":  # the base on patches, then on whole maps
+            if key == "oslo_sh_sphere":  # the base on patches, then whole maps at 1e-4
                 assert "--sphere-start 0.8 " in runs[first]
                 assert not any("--sphere-start" in line for line in tuned)
     steps = [step for step in rd_study.study_steps(
