@@ -1015,6 +1015,10 @@ def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve
         + (f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement "
            "of the training loss" if preset.lr_schedule == "plateau"
            else f"with the {preset.lr_schedule} schedule (--lr-schedule {preset.lr_schedule})")
+        + (f", at lambda {max(preset.points)[0]:g}: a base model per method and seed, from which "
+           f"every point is fine-tuned for {preset.finetune_epochs} epoch(s) at lr "
+           f"{preset.finetune_lr:g} (sphere-border models: on whole maps at "
+           f"{preset.sphere_finetune_lr:g})" if preset.finetune_epochs else "")
         + f"; {seeds}",
         "- bpp: bits of the file (all strings) per HEALPix pixel at the study's resolution, "
         "for every method", "",

@@ -459,6 +459,9 @@ def test_finetuned_points_start_from_the_base_model(study, tmp_path):
     assert [r["step"] for r in steps if "base training" in r["step"]] == [
         "oslo_fp lambda=0.02: base training", "erp_fp lambda=0.02: base training"]
     assert "--finetune-epochs 1" in (root / "commands.sh").read_text().splitlines()[-1]
+    report = (root / "results" / "report.md").read_text()
+    assert ("at lambda 0.02: a base model per method and seed, from which every point is "
+            "fine-tuned for 1 epoch(s) at lr 0.0005" in report)
 
 
 def test_a_second_run_skips_every_step(study):
