@@ -227,6 +227,12 @@ class Preset:
     finetune_lr: float = 5e-4
     sphere_finetune_lr: float = 1e-4
 
+    @property
+    def base_point(self) -> tuple[float, int]:
+        """The (lambda, quality) of the base models of ``finetune_epochs``: the highest
+        lambda."""
+        return max(self.points)
+
 
 PRESETS = {
     "tiny": Preset(
@@ -366,17 +372,19 @@ class Layout:
     def results(self) -> Path:
         return self.root / self.results_name
 
+    def _run_folder(self, method: Method, name: str, seed: int) -> Path:
+        suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
+        return self.root / "runs" / method.run_key / f"{name}{suffix}"
+
     def run(self, method: Method, lmbda: float, seed: int = 0) -> Path:
         """Folder of the training run of a learned method at ``lmbda`` with ``seed``
         (``lambda<l>``, or ``lambda<l>_seed<s>`` when the study has several seeds)."""
-        suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
-        return self.root / "runs" / method.run_key / f"lambda{lmbda:g}{suffix}"
+        return self._run_folder(method, f"lambda{lmbda:g}", seed)
 
     def base(self, method: Method, seed: int = 0) -> Path:
         """Folder of the base training of a learned method (``Preset.finetune_epochs``),
         whose weights start every point of its curve (``base``, ``base_seed<s>``)."""
-        suffix = f"_seed{seed}" if len(self.seeds) > 1 else ""
-        return self.root / "runs" / method.run_key / f"base{suffix}"
+        return self._run_folder(method, "base", seed)
 
     def rd_csv(self, method: Method, point: tuple[float, int] | str, seed: int = 0) -> Path:
         """The RD CSV (one point) of a learned method's run or a classic codec's quality."""
@@ -590,7 +598,7 @@ def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
         for seed in method_seeds(preset, layout, method):
             if preset.finetune_epochs and not method.trained_by:
                 steps.append(training_step(preset, layout, method, inputs,
-                                           max(preset.points), seed, base=True))
+                                           preset.base_point, seed, base=True))
             for point in preset.points:
                 steps += learned_steps(preset, layout, method, point, inputs, seed)
     return steps
@@ -1015,7 +1023,7 @@ def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve
         + (f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement "
            "of the training loss" if preset.lr_schedule == "plateau"
            else f"with the {preset.lr_schedule} schedule (--lr-schedule {preset.lr_schedule})")
-        + (f", at lambda {max(preset.points)[0]:g}: a base model per method and seed, from which "
+        + (f", at lambda {preset.base_point[0]:g}: a base model per method and seed, from which "
            f"every point is fine-tuned for {preset.finetune_epochs} epoch(s) at lr "
            f"{preset.finetune_lr:g} (sphere-border models: on whole maps at "
            f"{preset.sphere_finetune_lr:g})" if preset.finetune_epochs else "")

@@ -136,17 +136,25 @@ def evaluation_geometry(config: RunConfig, model: SphereCompressionModel) -> Sph
     return load_geometry(config, model, config.patch_res_valtest)
 
 
+def checked_checkpoint(checkpoint: dict[str, Any], expected: dict[str, Any],
+                       path: str) -> dict[str, Any]:
+    """``checkpoint`` (read from ``path``) with its configuration canonical (checkpoints
+    written before the newer flags count as trained with their defaults), refused unless it
+    matches ``expected`` (:func:`~spherical_models.checkpoint.check_checkpoint`)."""
+    checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS,
+                                           **canonical_config(checkpoint.get("config", {}))}}
+    check_checkpoint(checkpoint, expected, path)
+    return checkpoint
+
+
 def init_checkpoint(config: RunConfig, recorded: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint of ``--init-from``, refused unless it holds the same model (name,
     channels, layers, ``-hr`` and structures' weights): its ``--lambda``, ``-q`` and training
     flags may differ, since only its weights are used."""
-    start = load_checkpoint(config.init_from)
     free = {*TRAINING_ONLY_KEYS, "lambda", "quality"}
-    start = {**start, "config": {**OLD_CHECKPOINT_DEFAULTS,
-                                 **canonical_config(start.get("config", {}))}}
-    check_checkpoint(start, {k: v for k, v in recorded.items() if k not in free},
-                     config.init_from)
-    return start
+    return checked_checkpoint(load_checkpoint(config.init_from),
+                              {k: v for k, v in recorded.items() if k not in free},
+                              config.init_from)
 
 
 def resolve_seed(config: RunConfig, checkpoint: dict | None, info: Distributed) -> int:
@@ -183,10 +191,7 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         expected = recorded if config.train_data else {
             k: v for k, v in recorded.items() if k not in TRAINING_ONLY_KEYS
         }
-        # checkpoints written before these flags were trained with their defaults
-        checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS,
-                                               **canonical_config(checkpoint.get("config", {}))}}
-        check_checkpoint(checkpoint, expected, config.checkpoint_file)
+        checkpoint = checked_checkpoint(checkpoint, expected, config.checkpoint_file)
     start = init_checkpoint(config, recorded) if config.init_from else None
     levels = scale_table_levels(config, checkpoint or start)
     recorded["scale_table_levels"] = model.scale_table_levels = levels
