@@ -15,11 +15,12 @@ multiple of 64, and the decoded image is cropped back.
 Training (-i): ``-np`` random ``--crop-size`` crops per image and epoch (they wrap around in
 longitude), drawn from the seed and the epoch, in batches of -bst; loss
 ``bpp + lambda * 255**2 * MSE`` (``compressai.losses.RateDistortionLoss``, bpp per pixel of the
-crop); Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``, gradient clipping, the
-entropy bottleneck's auxiliary loss; the learning-rate schedule of step 3 (--lr-schedule,
-:func:`spherical_models.training.make_scheduler`): ``ReduceLROnPlateau`` on the training loss
-(factor ``sqrt(0.1)``, --scheduler-patience epochs; --no-scheduler), as step 3 without
-validation, or step / cosine decay over -e epochs.
+crop; with ``--distortion-weight latitude`` the MSE weights each row by ``cos(latitude)``, see
+:func:`latitude_criterion`); Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``,
+gradient clipping, the entropy bottleneck's auxiliary loss; the learning-rate schedule of step 3
+(--lr-schedule, :func:`spherical_models.training.make_scheduler`): ``ReduceLROnPlateau`` on the
+training loss (factor ``sqrt(0.1)``, --scheduler-patience epochs; --no-scheduler), as step 3
+without validation, or step / cosine decay over -e epochs.
 Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
 ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
 --checkpoint-file resumes at the epoch after the checkpoint's; --init-from starts from another
@@ -54,7 +55,7 @@ import argparse
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.healpix import npix_of, nside_of
 from utils.io import atomic_path, load_rgb, original_names, read_list, write_text
-from utils.metrics import spherical_psnr
+from utils.metrics import erp_row_weights, spherical_psnr
 from utils.rd import Row, mean_row, results_csv
 from utils.sampling import resample_erp
 from utils.sphere_points import load_or_create
@@ -115,6 +116,9 @@ ZOO_NAMES = {"FactorizedPrior": "bmshj2018-factorized", "ScaleHyperprior": "bmsh
 
 PAD_MULTIPLE = 64
 """The codec's images are padded to a multiple of this (the hyperprior's down-sampling)."""
+
+DISTORTION_WEIGHTS = ("none", "latitude")
+"""The choices of --distortion-weight."""
 
 CHECKPOINT_FORMAT = "oslo-erp-compressai-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -171,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--crop-size", type=int, default=256,
         help="side of the square training crops (a multiple of 64, at most W/2)")
     add("-bst", "--batch-size-train", type=int, default=8, help="crops per training batch")
+    add("--distortion-weight", choices=DISTORTION_WEIGHTS, default="none",
+        help="none: the MSE of the crops' pixels (CompressAI's); latitude: each ERP row's "
+             "squared error weighted by cos(latitude) (WS-PSNR's weights, mean 1 over the "
+             "image), so that the training distortion is the sphere's area-weighted MSE, as in "
+             "S-PSNR and WS-PSNR and on the equal-area HEALPix pixels of the OSLO models")
     add("-lr", "--learning-rate", type=float, default=1e-4,
         help="Adam learning rate of the model")
     add("-lraux", "--aux-learning-rate", type=float, default=1e-3,
@@ -288,16 +297,57 @@ def pad(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
     return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode="replicate")
 
 
-def random_crops(images: Tensor, size: int, per_image: int) -> Tensor:
-    """``per_image`` random ``size x size`` crops of each image ``[n, 3, H, W]``, shuffled:
-    ``[n * per_image, 3, size, size]``. Rows lie inside the image; columns wrap around (the
-    longitude is periodic). Draws from torch's global generator."""
+def random_crops(images: Tensor, size: int, per_image: int) -> tuple[Tensor, Tensor]:
+    """``per_image`` random ``size x size`` crops of each image ``[n, 3, H, W]``, shuffled.
+
+    Rows lie inside the image; columns wrap around (the longitude is periodic). Draws from
+    torch's global generator.
+
+    Returns:
+        ``(crops, top_rows)``: ``[n * per_image, 3, size, size]``, and the image row of each
+        crop's first row ``[n * per_image]``.
+    """
     count, (height, width) = len(images) * per_image, images.shape[-2:]
     owner = torch.arange(len(images)).repeat_interleave(per_image)
-    rows = torch.randint(0, height - size + 1, (count, 1)) + torch.arange(size)
+    top = torch.randint(0, height - size + 1, (count,))
+    rows = top[:, None] + torch.arange(size)
     cols = (torch.randint(0, width, (count, 1)) + torch.arange(size)) % width
     crops = images[owner[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [n, s, s, 3]
-    return crops.permute(0, 3, 1, 2)[torch.randperm(count)]
+    order = torch.randperm(count)
+    return crops.permute(0, 3, 1, 2)[order], top[order]
+
+
+def latitude_criterion(
+    lmbda: float, top_rows: Tensor, size: int, height: int
+) -> RateDistortionLoss:
+    """The loss of a batch of crops ``[B, 3, S, S]`` (``top_rows`` ``[B]``, from
+    :func:`random_crops`) with the sphere's area-weighted MSE::
+
+        MSE_w = mean over b, c, i, j of  w[t_b + i] / mean(w) * (x_hat[b,c,i,j] - x[b,c,i,j])**2
+
+    where ``w[v] = cos(latitude of row v)`` are WS-PSNR's row weights
+    (:func:`utils.metrics.erp_row_weights`) and ``mean(w)`` their mean over the ``height`` rows
+    of the image, so that an error equal on every row weighs as in the plain MSE (lambda keeps
+    its meaning). Each pixel's error then counts by the area it covers on the sphere, as in
+    WS-PSNR: a crop at a pole costs little distortion, while its rate counts in full. The rate
+    term is ``RateDistortionLoss``'s."""
+    weights = torch.from_numpy(erp_row_weights(height)).float()
+    weights /= weights.mean()
+    crop_weights = weights[top_rows[:, None] + torch.arange(size)][:, None, :, None]
+    criterion = RateDistortionLoss(lmbda=lmbda)
+    criterion.metric = WeightedMSE(crop_weights)
+    return criterion
+
+
+class WeightedMSE(torch.nn.Module):
+    """``mean(weights * (x_hat - x)**2)``, ``weights`` broadcast to the inputs' shape."""
+
+    def __init__(self, weights: Tensor) -> None:
+        super().__init__()
+        self.weights = weights
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        return torch.mean(self.weights.to(x.device) * (x_hat - x) ** 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +359,8 @@ def model_config(args: argparse.Namespace) -> dict[str, Any]:
     n, m = model_channels(args)
     return {"model": args.model, "N": n, "M": m, "lambda": args.lmbda,
             "erp_width": args.erp_width, "healpix_res": args.healpix_res,
-            "crop_size": args.crop_size, "seed": args.seed, "lr_schedule": args.lr_schedule}
+            "crop_size": args.crop_size, "seed": args.seed, "lr_schedule": args.lr_schedule,
+            "distortion_weight": args.distortion_weight}
 
 
 def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
@@ -321,8 +372,9 @@ def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise OsloError(f"checkpoint '{path}' has format version {checkpoint.get('version')}, "
                         f"this script reads version {CHECKPOINT_VERSION}")
-    # checkpoints written before --lr-schedule were trained with the plateau schedule
-    checkpoint = {**checkpoint, "config": {"lr_schedule": "plateau", **checkpoint["config"]}}
+    # checkpoints written before --lr-schedule and --distortion-weight: plateau, plain MSE
+    checkpoint = {**checkpoint, "config": {"lr_schedule": "plateau", "distortion_weight": "none",
+                                           **checkpoint["config"]}}
     check_checkpoint(checkpoint, expected, path)
     return checkpoint
 
@@ -356,7 +408,7 @@ def train(
     start, history, checkpoint = 1, [], None
     if args.checkpoint_file is not None:
         expected = {k: config[k] for k in ("model", "N", "M", "lambda", "erp_width",
-                                           "lr_schedule")}
+                                           "lr_schedule", "distortion_weight")}
         checkpoint = load_checkpoint(args.checkpoint_file, expected)
         model = model_of(checkpoint, args.checkpoint_file)
         start, history = checkpoint["epoch"] + 1, list(checkpoint["history"])
@@ -405,12 +457,16 @@ def train(
     for epoch in range(start, args.epochs + 1):
         began = time.perf_counter()
         seed_everything(epoch_seed(args.seed, epoch, 0))  # crops and noise of this epoch
-        crops = random_crops(images, args.crop_size, args.crops_per_image)
+        crops, top_rows = random_crops(images, args.crop_size, args.crops_per_image)
         meters = Meters()
         batches = range(0, len(crops), args.batch_size_train)
         for first in tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False,
                           disable=True if args.no_progress else None, dynamic_ncols=True):
             x = crops[first : first + args.batch_size_train].to(device).float().div_(255)
+            if args.distortion_weight == "latitude":
+                context = replace(context, criterion=latitude_criterion(
+                    args.lmbda, top_rows[first : first + args.batch_size_train],
+                    args.crop_size, images.shape[-2]))
             losses, aux = train_step(model, model, x, context)
             meters.add(losses, len(x), aux)
         synchronize(device)

@@ -91,6 +91,7 @@ FLAG_OF_KEY = {
     "weight_type": "-w/--weight-type",
     "use_euclidean": "--use-euclidean",
     "lr_schedule": "--lr-schedule",
+    "distortion_weight": "--distortion-weight",
     "patience_unit": "--patience-unit",
     "plateau_patches": "--plateau-patches",
 }

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from compressai.losses import RateDistortionLoss
 from compressai.models import FactorizedPrior, ScaleHyperprior
 from PIL import Image
 
@@ -203,6 +204,64 @@ def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(imag
     assert tuned["state_dict"].keys() == start["state_dict"].keys()
     for key, value in start["state_dict"].items():
         torch.testing.assert_close(tuned["state_dict"][key], value, rtol=0, atol=1e-20, msg=key)
+
+
+def test_random_crops_give_their_rows_and_wrap_in_longitude():
+    """Each crop is the image's rows ``top .. top + S - 1`` and ``S`` consecutive columns modulo
+    the width, ``per_image`` crops of every image; pixel values encode (row, column, image)."""
+    count, height, width, size, per_image = 2, 32, 64, 8, 5
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    images = torch.stack([torch.stack([rows, cols, torch.full_like(rows, n)])
+                          for n in range(count)]).to(torch.uint8)  # [n, 3, H, W]
+    torch.manual_seed(0)
+    crops, top = script.random_crops(images, size, per_image)
+    assert crops.shape == (count * per_image, 3, size, size) and top.shape == (count * per_image,)
+    for crop, first in zip(crops.long(), top.tolist(), strict=True):
+        assert torch.equal(crop[0], (first + torch.arange(size))[:, None].expand(size, size))
+        steps = (crop[1] - crop[1, :, :1]) % width
+        assert torch.equal(steps, torch.arange(size).expand(size, size))
+        assert torch.equal(crop[1], crop[1, :1].expand(size, size))
+    assert sorted(crops[:, 2, 0, 0].tolist()) == [n for n in range(count) for _ in range(per_image)]
+    assert 0 <= int(top.min()) and int(top.max()) <= height - size
+
+
+def test_latitude_criterion_weighs_each_row_by_cos_latitude():
+    """--distortion-weight latitude against the closed form: row ``v`` of an ERP image of height
+    ``H`` lies at latitude ``pi/2 - (v + 0.5) pi / H``; its squared errors weigh
+    ``cos(latitude)`` divided by the mean of these over the ``H`` rows. The rate term is
+    CompressAI's RateDistortionLoss's; an error equal on every row of the image weighs as the
+    plain MSE."""
+    height, size, lmbda = 16, 4, 0.01
+    top = torch.tensor([0, 5, 12])
+    generator = torch.Generator().manual_seed(0)
+    x, x_hat = (torch.rand(3, 3, size, size, generator=generator) for _ in range(2))
+    output = {"x_hat": x_hat,
+              "likelihoods": {"y": torch.rand(3, 2, 2, 2, generator=generator) * 0.9 + 0.05}}
+    weighted = script.latitude_criterion(lmbda, top, size, height)(output, x)
+    plain = RateDistortionLoss(lmbda=lmbda)(output, x)
+    cos = np.array([math.cos(math.pi / 2 - (v + 0.5) * math.pi / height) for v in range(height)])
+    rows = top.numpy()[:, None] + np.arange(size)  # [3, S]
+    weights = (cos / cos.mean())[rows][:, None, :, None]
+    expected = np.mean(weights * (x_hat.double().numpy() - x.double().numpy()) ** 2)
+    assert weighted["mse_loss"].item() == pytest.approx(expected, rel=1e-6)
+    assert weighted["bpp_loss"].item() == pytest.approx(plain["bpp_loss"].item(), rel=1e-6)
+    assert weighted["loss"].item() == pytest.approx(
+        lmbda * 255**2 * expected + plain["bpp_loss"].item(), rel=1e-6)
+    whole = torch.zeros(1, 3, height, size)
+    uniform = script.latitude_criterion(lmbda, torch.tensor([0]), height, height)(
+        {"x_hat": whole + 0.1, "likelihoods": {}}, whole)
+    assert uniform["mse_loss"].item() == pytest.approx(0.01, rel=1e-6)
+
+
+def test_distortion_weight_is_recorded_and_checked_on_resume(image_dir, tmp_path, lists):
+    out = tmp_path / "latitude"
+    train(image_dir, tmp_path, lists, out, "-e", "1", "--distortion-weight", "latitude")
+    checkpoint = torch.load(out / "final.pth.tar", map_location="cpu", weights_only=True)
+    assert checkpoint["config"]["distortion_weight"] == "latitude"
+    assert np.isfinite(float(read_csv(out / "log.csv")[0]["mse"]))
+    with pytest.raises(OsloError, match="it was trained with --distortion-weight latitude, the "
+                                        "flags give --distortion-weight none"):
+        train(image_dir, tmp_path, lists, out, "--checkpoint-file", str(out / "final.pth.tar"))
 
 
 def run_cli(monkeypatch, capsys, argv):
