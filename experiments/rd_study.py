@@ -197,9 +197,6 @@ class Preset:
         sphere_finetune_lr: that of the fine-tunings of sphere-border methods, which run on
             whole maps (steps of ``P`` patches): at 5e-4 their training PSNR jumped between 10
             and 26 dB from one epoch to the next, and their curve was not monotone.
-        erp_distortion_weight: ``--distortion-weight`` of the ERP methods' training: ``none``
-            (CompressAI's MSE, the paper's baseline) or ``latitude`` (the sphere's area-weighted
-            MSE, the distortion that the OSLO models' equal-area pixels and S-PSNR measure).
     """
 
     name: str
@@ -229,7 +226,6 @@ class Preset:
     finetune_epochs: int = 0
     finetune_lr: float = 5e-4
     sphere_finetune_lr: float = 1e-4
-    erp_distortion_weight: str = "none"
 
     @property
     def base_point(self) -> tuple[float, int]:
@@ -265,7 +261,7 @@ PRESETS = {
         methods=("oslo_fp", "oslo_sh", "oslo_sh_sphere", "deepsphere_sh", "erp_fp", "erp_sh",
                  "jpeg", "webp", "jpeg2000"),
         seeds=(0, 1), seed_limits={"deepsphere_sh": 1, "oslo_sh_sphere": 1}, jobs=2,
-        finetune_epochs=25, finetune_lr=5e-4, erp_distortion_weight="latitude"),
+        finetune_epochs=25, finetune_lr=5e-4),
     "paper": Preset(
         "paper", healpix_res=10, patch_res=8, points=PAPER_POINTS, channels=None, epochs=1000,
         patches_per_map=12, batch_size=10, eval_batch_size=10, ratio_train=0.8,
@@ -515,10 +511,8 @@ def training_step(preset: Preset, layout: Layout, method: Method, inputs: Inputs
     if method.kind == "erp":
         originals = ("--train-original-dir", inputs.train_image_dir) \
             if inputs.train_image_dir else ()
-        weight = ("--distortion-weight", preset.erp_distortion_weight) \
-            if preset.erp_distortion_weight != "none" else ()
         train = ("-i", train_list, *originals, "--crop-size", str(2**preset.patch_res),
-                 *weight, *schedule)
+                 *schedule)
         launcher: tuple[str, ...] = ()
     else:
         validation = ("-v", str(layout.data_list("validation"))) \
@@ -1023,9 +1017,7 @@ def report_markdown(preset: Preset, layout: Layout, curves: dict[str, list[Curve
         f"({npix_of(preset.healpix_res)} pixels), training / evaluation patches of resolution "
         f"{preset.patch_res} ({2**preset.patch_res} x {2**preset.patch_res}); ERP methods on "
         f"{erp_width(preset)} x {erp_width(preset) // 2} images, crops of "
-        f"{2**preset.patch_res} x {2**preset.patch_res}"
-        + (", trained on the area-weighted MSE (--distortion-weight latitude)"
-           if preset.erp_distortion_weight == "latitude" else ""),
+        f"{2**preset.patch_res} x {2**preset.patch_res}",
         f"- Learned models: {size}, {preset.epochs} epoch(s) of {preset.patches_per_map} patches "
         f"per training map, batch {preset.batch_size}, Adam lr {preset.learning_rate:g} "
         + (f"divided by sqrt(10) after {preset.scheduler_patience} epochs without improvement "
