@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--erp-width", type=int, default=None, metavar="W",
         help="width W (even) of the codec's ERP images, height W/2 (default: 4 * 2**r)")
     add_sphere_points_argument(parser)
+    add("--patch-size-valtest", type=int, default=0, metavar="P",
+        help="code the test images by independent P x P patches (a multiple of 64; each "
+             "patch its own strings, as the sphere models code by patch with -prvt), or 0: "
+             "the whole image at once, CompressAI's way")
     add("--foldername-valtest", default="reconstruction",
         help="folder, inside -O, of the decoded images, rates.txt and rd.csv")
     add("-g", "--gpu", action="store_true", help="run on CUDA")
@@ -247,6 +251,9 @@ def check_args(args: argparse.Namespace) -> None:
     check_lr_schedule(args)
     if args.checkpoint_interval < 0:
         raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
+    if args.patch_size_valtest < 0 or args.patch_size_valtest % PAD_MULTIPLE:
+        raise OsloError(f"--patch-size-valtest must be 0 or a positive multiple of "
+                        f"{PAD_MULTIPLE}, got {args.patch_size_valtest}")
     if args.train_data is not None:
         height = args.erp_width // 2
         if args.crop_size < PAD_MULTIPLE or args.crop_size % PAD_MULTIPLE:
@@ -491,12 +498,29 @@ def train(
 # Evaluation
 
 
+def to_patches(x: Tensor, size: int) -> Tensor:
+    """``[1, C, H, W]`` (``H`` and ``W`` multiples of ``size``) -> its ``size x size`` patches
+    in row-major order, ``[(H / size) * (W / size), C, size, size]``."""
+    _, channels, height, width = x.shape
+    patches = x.reshape(channels, height // size, size, width // size, size)
+    return patches.permute(1, 3, 0, 2, 4).reshape(-1, channels, size, size)
+
+
+def from_patches(patches: Tensor, height: int, width: int) -> Tensor:
+    """Inverse of :func:`to_patches`: ``[n, C, s, s]`` -> ``[1, C, height, width]``."""
+    _, channels, size, _ = patches.shape
+    x = patches.reshape(height // size, width // size, channels, size, size)
+    return x.permute(2, 0, 3, 1, 4).reshape(1, channels, height, width)
+
+
 @torch.no_grad()
 def code_image(
-    model: CompressionModel, image: np.ndarray, device: torch.device
+    model: CompressionModel, image: np.ndarray, device: torch.device, patch_size: int = 0
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Compress and decompress an ERP image ``uint8`` ``[H, W, 3]`` (padded to multiples of
-    :data:`PAD_MULTIPLE`, cropped back).
+    :data:`PAD_MULTIPLE`, or of ``patch_size``, and cropped back): whole (``patch_size`` 0),
+    or as a batch of independent ``patch_size x patch_size`` patches, each with its own
+    strings.
 
     The model must be in evaluation mode with its entropy models updated (``update()``).
 
@@ -505,7 +529,10 @@ def code_image(
         ``theoretical_bits``, ``actual_bits``, ``encode_seconds``, ``decode_seconds``.
     """
     height, width = image.shape[:2]
-    x = pad(to_tensor(image)).to(device)
+    x = pad(to_tensor(image), patch_size or PAD_MULTIPLE).to(device)
+    padded_shape = x.shape[-2:]
+    if patch_size:
+        x = to_patches(x, patch_size)
     likelihoods = model(x)["likelihoods"]
     theoretical = sum(math.ceil(tensor_bits(v)) for v in likelihoods.values())
     synchronize(device)
@@ -517,6 +544,8 @@ def code_image(
     x_hat = model.decompress(encoded["strings"], encoded["shape"])["x_hat"]
     synchronize(device)
     decode_seconds = time.perf_counter() - start
+    if patch_size:
+        x_hat = from_patches(x_hat, *padded_shape)
     decoded = x_hat[0, :, :height, :width].mul(255).round_().clamp_(0, 255).to(torch.uint8)
     stats = {"theoretical_bits": theoretical, "actual_bits": 8 * string_bytes(encoded["strings"]),
              "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
@@ -548,7 +577,8 @@ def evaluate(
     for entry in tqdm(entries, desc="evaluation", unit="image",
                       disable=True if args.no_progress else None):
         original = load_rgb(entry.original, "erp", "original")
-        decoded, stats = code_image(model, codec_image(original, args.erp_width), device)
+        decoded, stats = code_image(model, codec_image(original, args.erp_width), device,
+                                    args.patch_size_valtest)
         png = folder / f"{entry.listname}{RECONSTRUCTION_SUFFIX}.png"
         with atomic_path(png, ".png") as tmp:
             Image.fromarray(decoded).save(tmp)

@@ -157,6 +157,41 @@ def test_evaluate_checkpoint_pads_and_crops(image_dir, tmp_path, lists):
         np.testing.assert_array_equal(png, decoded)
 
 
+def test_patch_coding_codes_each_patch_as_an_image(image_dir, tmp_path, lists):
+    """--patch-size-valtest 64 on the 128 x 64 images: two 64 x 64 patches, each coded as
+    CompressAI codes an image, their bits summed and their decodings side by side."""
+    out = tmp_path / "out"
+    train(image_dir, tmp_path, lists, out, "-e", "1")
+    rows = run(image_dir, tmp_path, out, "-t", str(lists[1]), "--checkpoint-file",
+               str(out / "final.pth.tar"), "--patch-size-valtest", "64",
+               "--foldername-valtest", "patches")
+    model = load_model(out / "final.pth.tar")
+    rates = read_rates(out / "patches" / "rates.txt")
+    for row in rows[:2]:
+        listname = f"healpix_sampling_res_{RES}_{row.name}"
+        original = np.asarray(Image.open(image_dir / f"{row.name}.jpg").convert("RGB"))
+        image = reference_erp(original, WIDTH, WIDTH // 2)
+        left, right = (independent_coding(model, image[:, cols]) for cols in
+                       (slice(0, 64), slice(64, 128)))
+        theoretical, actual = rates[listname]
+        assert actual == 8 * (left[0] + right[0])
+        # ceil(a + b) of each latent (y, z) over the two patches, against ceil(a) + ceil(b)
+        assert left[1] + right[1] - 2 <= theoretical <= left[1] + right[1]
+        assert row.bpp == 8 * (left[0] + right[0]) / NPIX
+        whole, _, _ = independent_coding(model, image)
+        assert left[0] + right[0] != whole
+        png = np.asarray(Image.open(out / "patches" / f"{listname}_reconstructed.png"))
+        np.testing.assert_array_equal(png, np.concatenate([left[2], right[2]], axis=1))
+
+
+def test_patches_round_trip():
+    x = torch.arange(2 * 3 * 128 * 192, dtype=torch.float32).reshape(1, 6, 128, 192)
+    patches = script.to_patches(x, 64)
+    assert patches.shape == (6, 6, 64, 64)
+    torch.testing.assert_close(patches[4], x[0, :, 64:, 64:128], rtol=0, atol=0)
+    torch.testing.assert_close(script.from_patches(patches, 128, 192), x, rtol=0, atol=0)
+
+
 def test_factorized_prior(image_dir, tmp_path, lists):
     out = tmp_path / "out"
     rows = train(image_dir, tmp_path, lists, out, "-e", "1", "-m", "FactorizedPrior", "-t",
@@ -292,6 +327,8 @@ def test_bad_input_is_one_line_error(image_dir, tmp_path, lists, monkeypatch, ca
                                      "--erp-width", "127"],
         "larger than the ERP images": ["-i", str(lists[0]), "-t", str(lists[1]),
                                        "--crop-size", "128"],
+        "--patch-size-valtest must be 0 or a positive multiple of 64": [
+            "-t", str(lists[1]), "--checkpoint-file", final, "--patch-size-valtest", "32"],
         "nothing to do": [],
         "needs --checkpoint-file": ["-t", str(lists[1])],
         "cannot read list file": ["-t", str(tmp_path / "none.txt"), "--checkpoint-file", final],
