@@ -324,23 +324,28 @@ def random_crops(images: Tensor, size: int, per_image: int) -> tuple[Tensor, Ten
     return crops.permute(0, 3, 1, 2)[order], top[order]
 
 
+def area_row_weights(height: int) -> Tensor:
+    """WS-PSNR's row weights ``cos(latitude)`` of an ERP image of ``height`` rows
+    (:func:`utils.metrics.erp_row_weights`) divided by their mean: ``float32`` ``[height]``."""
+    weights = torch.from_numpy(erp_row_weights(height)).float()
+    return weights / weights.mean()
+
+
 def latitude_criterion(
-    lmbda: float, top_rows: Tensor, size: int, height: int
+    lmbda: float, row_weights: Tensor, top_rows: Tensor, size: int
 ) -> RateDistortionLoss:
     """The loss of a batch of crops ``[B, 3, S, S]`` (``top_rows`` ``[B]``, from
     :func:`random_crops`) with the sphere's area-weighted MSE::
 
         MSE_w = mean over b, c, i, j of  w[t_b + i] / mean(w) * (x_hat[b,c,i,j] - x[b,c,i,j])**2
 
-    where ``w[v] = cos(latitude of row v)`` are WS-PSNR's row weights
-    (:func:`utils.metrics.erp_row_weights`) and ``mean(w)`` their mean over the ``height`` rows
-    of the image, so that an error equal on every row weighs as in the plain MSE (lambda keeps
-    its meaning). Each pixel's error then counts by the area it covers on the sphere, as in
-    WS-PSNR: a crop at a pole costs little distortion, while its rate counts in full. The rate
-    term is ``RateDistortionLoss``'s."""
-    weights = torch.from_numpy(erp_row_weights(height)).float()
-    weights /= weights.mean()
-    crop_weights = weights[top_rows[:, None] + torch.arange(size)][:, None, :, None]
+    where ``w[v] / mean(w)`` are ``row_weights`` (:func:`area_row_weights` of the image's
+    height): ``w[v] = cos(latitude of row v)`` are WS-PSNR's row weights and ``mean(w)`` their
+    mean over the image's rows, so that an error equal on every row weighs as in the plain MSE
+    (lambda keeps its meaning). Each pixel's error then counts by the area it covers on the
+    sphere, as in WS-PSNR: a crop at a pole costs little distortion, while its rate counts in
+    full. The rate term is ``RateDistortionLoss``'s."""
+    crop_weights = row_weights[top_rows[:, None] + torch.arange(size)][:, None, :, None]
     criterion = RateDistortionLoss(lmbda=lmbda)
     criterion.metric = WeightedMSE(crop_weights)
     return criterion
@@ -446,6 +451,7 @@ def train(
     write_config(out, vars(args), config, script="baselines/train_erp_compressai.py",
                  section="model")
     criterion = RateDistortionLoss(lmbda=args.lmbda)
+    row_weights = area_row_weights(images.shape[-2])
     context = EpochContext(criterion, optimizer, aux_optimizer, geometry=None, device=device,
                            clip_max_norm=args.clip_max_norm)
     log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
@@ -472,8 +478,8 @@ def train(
             x = crops[first : first + args.batch_size_train].to(device).float().div_(255)
             if args.distortion_weight == "latitude":
                 context = replace(context, criterion=latitude_criterion(
-                    args.lmbda, top_rows[first : first + args.batch_size_train],
-                    args.crop_size, images.shape[-2]))
+                    args.lmbda, row_weights, top_rows[first : first + args.batch_size_train],
+                    args.crop_size))
             losses, aux = train_step(model, model, x, context)
             meters.add(losses, len(x), aux)
         synchronize(device)

@@ -272,7 +272,8 @@ def test_latitude_criterion_weighs_each_row_by_cos_latitude():
     x, x_hat = (torch.rand(3, 3, size, size, generator=generator) for _ in range(2))
     output = {"x_hat": x_hat,
               "likelihoods": {"y": torch.rand(3, 2, 2, 2, generator=generator) * 0.9 + 0.05}}
-    weighted = script.latitude_criterion(lmbda, top, size, height)(output, x)
+    row_weights = script.area_row_weights(height)
+    weighted = script.latitude_criterion(lmbda, row_weights, top, size)(output, x)
     plain = RateDistortionLoss(lmbda=lmbda)(output, x)
     cos = np.array([math.cos(math.pi / 2 - (v + 0.5) * math.pi / height) for v in range(height)])
     rows = top.numpy()[:, None] + np.arange(size)  # [3, S]
@@ -283,7 +284,7 @@ def test_latitude_criterion_weighs_each_row_by_cos_latitude():
     assert weighted["loss"].item() == pytest.approx(
         lmbda * 255**2 * expected + plain["bpp_loss"].item(), rel=1e-6)
     whole = torch.zeros(1, 3, height, size)
-    uniform = script.latitude_criterion(lmbda, torch.tensor([0]), height, height)(
+    uniform = script.latitude_criterion(lmbda, row_weights, torch.tensor([0]), height)(
         {"x_hat": whole + 0.1, "likelihoods": {}}, whole)
     assert uniform["mse_loss"].item() == pytest.approx(0.01, rel=1e-6)
 
