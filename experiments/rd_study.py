@@ -17,7 +17,9 @@ Every step is written to ``<out>/commands.sh`` as a shell command, so the study 
 hand. A step whose output exists is skipped, so an interrupted study resumes where it stopped
 (an interrupted training starts again from its first epoch). ``steps.csv`` keeps the seconds of
 every step run. The methods share one bpp axis: bits per HEALPix pixel at the study's
-resolution, also for the ERP methods.
+resolution, also for the ERP methods. The learned models train on patches (ERP: crops of the
+same size) and code a test image by patch, each patch its own strings (``oslo_sh_whole``,
+``erp_fp_whole`` and ``erp_sh_whole`` code the same models on the whole sphere or image).
 
 With ``--seeds s1 s2 ...``, every learned point is trained once per seed (run folders
 ``lambda<l>_seed<s>``); the report gives the BD values per seed, their mean and range, and those
@@ -100,8 +102,12 @@ class Method:
         patch_border: ``--patch-border`` of a ``sphere`` method's training (``cut``, the
             paper's, or ``sphere``).
         sphere_start: its ``--sphere-start`` (with ``patch_border="sphere"``).
-        coding: how a ``sphere`` method codes a map: ``patch`` (patches of the preset's
-            resolution) or ``sphere`` (the whole sphere, ``-prvt -1``).
+        coding: how a learned method codes a test image: ``patch`` (independent patches
+            of the preset's patch resolution, each with its own strings: ``-prvt pr`` of a
+            ``sphere`` method, ``--patch-size-valtest 2**pr`` of an ``erp`` one) or
+            ``sphere`` (whole: the whole sphere, ``-prvt -1``, or the whole ERP image).
+            Models trained on patches (crops) are coded by patch by default, on both sides:
+            coded whole, they meet real neighbours where they learned a zero border.
         trained_by: the key of the method whose trained models this one evaluates (another
             coding of the same models: no training of its own), or ``""``.
     """
@@ -146,6 +152,10 @@ METHODS = {
                "ChebConv"),
         Method("erp_fp", "ERP factorized (CompressAI)", "erp", "FactorizedPrior"),
         Method("erp_sh", "ERP hyperprior (CompressAI)", "erp", "ScaleHyperprior"),
+        Method("erp_fp_whole", "ERP factorized (CompressAI), coded whole", "erp",
+               "FactorizedPrior", coding="sphere", trained_by="erp_fp"),
+        Method("erp_sh_whole", "ERP hyperprior (CompressAI), coded whole", "erp",
+               "ScaleHyperprior", coding="sphere", trained_by="erp_sh"),
         Method("jpeg", "JPEG", "classic", "jpeg"),
         Method("webp", "WebP", "classic", "webp"),
         Method("jpeg2000", "JPEG 2000", "classic", "jpeg2000"),
@@ -552,8 +562,11 @@ def learned_steps(preset: Preset, layout: Layout, method: Method, point: tuple[f
     script, common = _script_and_common(preset, layout, method, inputs, run, point, seed)
     evaluate = ("-t", test_list, "--checkpoint-file", str(run / "final.pth.tar"))
     if method.kind == "erp":
-        return [*training, Step(f"{tag}: evaluation and metrics", script, (*common, *evaluate),
-                                rd, chain=chain)]
+        patches = "0" if method.coding == "sphere" else str(2**preset.patch_res)
+        return [*training, Step(
+            f"{tag}: evaluation and metrics", script,
+            (*common, *evaluate, "--patch-size-valtest", patches,
+             "--foldername-valtest", method.reconstruction), rd, chain=chain)]
     prefix = map_prefix(preset)
     metrics = ("-o", inputs.image_dir, "-oe", inputs.image_ext, "-po", "erp", "-t", test_list,
                "--test-files-prefix", prefix, "-r", str(run), "-rf", method.reconstruction,
@@ -589,7 +602,8 @@ def classic_points(preset: Preset, codec: str) -> list[str]:
 def study_steps(preset: Preset, layout: Layout, methods: Sequence[Method],
                 inputs: Inputs) -> list[Step]:
     """Every step of the study, in order."""
-    whole = any(m.coding == "sphere" or m.patch_border == "sphere" for m in methods)
+    whole = any(m.kind == "sphere" and (m.coding == "sphere" or m.patch_border == "sphere")
+                for m in methods)
     steps = data_steps(preset, layout, inputs, whole_sphere=whole)
     for method in sorted(methods, key=lambda m: bool(m.trained_by)):  # trained, then derived
         if method.kind == "classic":

@@ -61,8 +61,9 @@ def test_every_output_is_written(study):
         assert png.format == "PNG" and png.width > 500 and png.height > 300
     commands = (root / "commands.sh").read_text()
     # 2 samplings + 7 (hr, pr) pairs x 2 + 7 whole-sphere structures + 5 trained sphere methods
-    # x 2 points x 3 + 2 other codings (no training) x 2 x 2 + 2 ERP x 2 x 2 + 3 classic + report
-    assert commands.count("\npython ") == 2 + 14 + 7 + 30 + 8 + 8 + 3 + 1
+    # x 2 points x 3 + 2 other codings (no training) x 2 x 2 + 2 ERP x 2 x 2 + 2 ERP codings
+    # whole x 2 + 3 classic + report
+    assert commands.count("\npython ") == 2 + 14 + 7 + 30 + 8 + 8 + 4 + 3 + 1
     train = (root / "data" / "train" / "train.txt").read_text().split()
     test = (root / "data" / "test" / "test.txt").read_text().split()
     assert len(train) == len(list((REPO / "samples" / "planets").glob("*.jpg"))) == 12
@@ -106,6 +107,38 @@ def test_learned_bpp_is_the_actual_rate_per_healpix_pixel(study):
         for name, _, actual in rates:
             short = name.removeprefix(f"healpix_sampling_res_{preset.healpix_res}_")
             assert float(rd[short]["bpp"]) == pytest.approx(int(actual) / npix, abs=1e-6)
+
+
+def test_erp_models_are_coded_by_patch_and_whole(study):
+    """``erp_sh`` codes each test image as independent patches of the preset's patch size (as
+    the sphere models code by patch), ``erp_sh_whole`` the same checkpoint on the whole image:
+    the patch coding's actual bits are its patches' strings, so the two codings differ, and
+    each rd.csv holds its own coding's rates."""
+    root, _ = study
+    preset = rd_study.PRESETS["tiny"]
+    layout = rd_study.Layout(root)
+    commands = (root / "commands.sh").read_text().splitlines()
+    for key, size in (("erp_sh", 2**preset.patch_res), ("erp_sh_whole", 0)):
+        method = rd_study.METHODS[key]
+        run = layout.run(method, preset.points[0][0])
+        assert run == root / "runs" / "erp_sh" / f"lambda{preset.points[0][0]:g}"
+        evaluation = next(line for line in commands if f" -O {run} " in line
+                          and "--checkpoint-file" in line and f"--foldername-valtest "
+                          f"{method.reconstruction}" in line)
+        assert f"--patch-size-valtest {size} " in evaluation
+    run = layout.run(rd_study.METHODS["erp_sh"], preset.points[0][0])
+    bits = {}
+    for folder in ("reconstruction", "reconstruction_erp_sh_whole"):
+        rates = [line.split("\t") for line in (run / folder / "rates.txt").read_text()
+                 .splitlines() if not line.startswith("#")]
+        rd = {r["name"]: r for r in read_rows(run / folder / "rd.csv")}
+        bits[folder] = {name: int(actual) for name, _, actual in rates}
+        for name, actual in bits[folder].items():
+            short = name.removeprefix(f"healpix_sampling_res_{preset.healpix_res}_")
+            assert float(rd[short]["bpp"]) == pytest.approx(
+                actual / (12 * 4**preset.healpix_res), abs=1e-6)
+    assert bits["reconstruction"].keys() == bits["reconstruction_erp_sh_whole"].keys()
+    assert bits["reconstruction"] != bits["reconstruction_erp_sh_whole"]
 
 
 def pareto_front(curve, metric):
