@@ -259,8 +259,10 @@ def test_two_seeds_train_every_point_twice(two_seeds):
             assert run.name == f"lambda{preset.points[0][0]:g}_seed{seed}"
             assert f"-o {run} " in commands or f"-O {run} " in commands
             assert f"--lambda {preset.points[0][0]:g} --seed {seed} " in commands
-        rates = [read_point(layout.rd_csv(method, preset.points[0], s))["bpp"] for s in (0, 1)]
-        assert rates[0] != rates[1]  # two trainings, not one
+        # Two trainings, not one: the seeds' points differ. Not the rate alone: by 64 x 64
+        # patches the tiny ERP model's strings reach their minimum length for both seeds.
+        seed_points = [read_point(layout.rd_csv(method, preset.points[0], s)) for s in (0, 1)]
+        assert seed_points[0] != seed_points[1]
     assert {r["seed"] for r in points if r["method"] == "jpeg"} == {""}
     report_command = commands.rstrip().splitlines()[-1]
     assert " --seeds 0 1 " in report_command and report_command.endswith("--report-only")
