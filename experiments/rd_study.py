@@ -952,11 +952,13 @@ def machine_description() -> str:
 
 
 def _bd_cell(row: dict, key: str, digits: int) -> str:
-    """A BD value of the report; on a mean-curve row, with the seeds' mean and range, and
-    ``unsupported`` where the seeds' BD-rates have opposite signs."""
-    text = _number(row[key], digits)
+    """A BD value of the report; ``no overlap`` where it is undefined (a BD-rate needs the two
+    curves' quality ranges to overlap); on a mean-curve row, with the seeds' mean and range
+    where some seed has one, and ``unsupported`` where the seeds' BD-rates have opposite
+    signs."""
+    text = "no overlap" if math.isnan(row[key]) else _number(row[key], digits)
     name = "bd_rate" if key == "bd_rate_percent" else "bd_psnr"
-    if f"{name}_mean" not in row:
+    if f"{name}_mean" not in row or math.isnan(row[f"{name}_max"]):
         return text
     text += (f" (seeds: mean {_number(row[name + '_mean'], digits)}, "
              f"{_number(row[name + '_min'], digits)} to {_number(row[name + '_max'], digits)})")

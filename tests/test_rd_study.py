@@ -364,6 +364,21 @@ def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
             bd_values(anchor, mean_curve, row["metric"], row["interpolation"])[0])
 
 
+def test_curves_that_do_not_overlap_read_no_overlap_in_the_report():
+    def curve(key, seed, psnrs):
+        points = [(f"lambda={i}", {"bpp": 1.0 + i, **{m: p for m in METRIC_NAMES}})
+                  for i, p in enumerate(psnrs)]
+        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+
+    curves = {"jpeg": [curve("jpeg", None, [30.0, 32.0, 34.0])],
+              "oslo_fp": [curve("oslo_fp", s, [20.0 + s, 22.0, 24.0]) for s in (0, 1)]}
+    rows = rd_study.bd_rows(curves, "jpeg")
+    assert rows and all(math.isnan(r["bd_rate_percent"]) for r in rows)
+    for row in rows:
+        assert rd_study._bd_cell(row, "bd_rate_percent", 2) == "no overlap"
+        assert "nan" not in rd_study._bd_cell(row, "bd_psnr_db", 3)
+
+
 def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
     """DeepSphere with seed 0 only against a two-seed anchor: one per-seed row (seed 0
     against the anchor's seed 0), then the mean curves."""
