@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint to resume training from, or to evaluate")
     train.add_argument("--init-from", metavar="CKPT", default=None,
                        help="start training from the weights of a checkpoint of this script "
-                       "(the same model and channels, any --lambda and training flags), with a "
-                       "new optimiser and schedule from epoch 1: fine-tuning, e.g. the lower "
-                       "lambdas of an RD curve from its highest")
+                       "(the same model and channels, any --lambda, training flags and -hr), "
+                       "with a new optimiser and schedule from epoch 1: fine-tuning, e.g. the "
+                       "lower lambdas of an RD curve from its highest, or at -hr 7 a model "
+                       "trained at -hr 6")
     train.add_argument("--weight-transfer", metavar="FILE",
                        help="initialise from a planar CompressAI checkpoint (FactorizedPrior, "
                        "ScaleHyperprior, MeanScaleHyperprior of the same N, M); exact with "

@@ -149,9 +149,11 @@ def checked_checkpoint(checkpoint: dict[str, Any], expected: dict[str, Any],
 
 def init_checkpoint(config: RunConfig, recorded: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint of ``--init-from``, refused unless it holds the same model (name,
-    channels, layers, ``-hr`` and structures' weights): its ``--lambda``, ``-q`` and training
-    flags may differ, since only its weights are used."""
-    free = {*TRAINING_ONLY_KEYS, "lambda", "quality"}
+    channels, layers and structures' weights): its ``--lambda``, ``-q``, training flags and
+    ``-hr`` may differ, since only its weights are used, and a convolution's weights (one
+    kernel tap per direction, or Chebyshev coefficients) do not depend on the resolution: a
+    model trained on whole maps at a low resolution can be fine-tuned at a higher one."""
+    free = {*TRAINING_ONLY_KEYS, "lambda", "quality", "healpix_res"}
     return checked_checkpoint(load_checkpoint(config.init_from),
                               {k: v for k, v in recorded.items() if k not in free},
                               config.init_from)

@@ -541,6 +541,29 @@ def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(data
     assert checkpoint["config"]["lr_schedule"] == "cosine"
 
 
+def test_init_from_accepts_another_resolution_but_evaluation_does_not(data, trained, tmp_path,
+                                                                       monkeypatch, capsys):
+    """A convolution's weights do not depend on the resolution: a checkpoint recorded at -hr 6
+    starts a training at -hr 7 with its weights (learning rates of 1e-30 keep them), while its
+    evaluation at -hr 7 is refused in one line."""
+    checkpoint = checkpoints.load_checkpoint(trained / "final.pth.tar")
+    checkpoint["config"]["healpix_res"] = HR - 1
+    other = checkpoints.save_checkpoint(tmp_path / "hr6.pth.tar", checkpoint)
+    out = tmp_path / "finetuned"
+    script.main([*train_args(data, out, 1), "-lr", "1e-30", "-lraux", "1e-30", "--init-from",
+                 str(other)])
+    weights = final_weights(out)
+    for key, value in checkpoint["state_dict"].items():
+        torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-20, msg=key)
+    assert torch.load(out / "final.pth.tar", weights_only=True)["config"]["healpix_res"] == HR
+    code, errors = run_cli(monkeypatch, capsys, [
+        *base_args(data), "-t", str(data.test), "-o", str(tmp_path / "refused"),
+        "--checkpoint-file", str(other)])
+    assert code == 2 and len(errors) == 1, errors
+    assert (f"it was trained with -hr/--healpix-res {HR - 1}, the flags give "
+            f"-hr/--healpix-res {HR}" in errors[0]), errors
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--channels", "8", "16"], "it was trained with -q/--quality (or --channels) M 12, the "
      "flags give -q/--quality (or --channels) M 16"),
