@@ -70,7 +70,8 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
     """What a checkpoint records and must match: the model's configuration (name, N, M, layer
     options, context model), ``-q``, ``--lambda``, ``-hr``, ``-prt``, ``--patch-border`` and
     ``--sphere-start``, the structures' weights, ``--lr-schedule``, ``--patience-unit`` and
-    ``--plateau-patches`` (:data:`TRAINING_ONLY_KEYS` checked only when resuming training)."""
+    ``--plateau-patches`` (:data:`TRAINING_ONLY_KEYS`, ``-hr`` among them, checked only when
+    resuming training)."""
     return {
         **model.config,
         "quality": config.quality,
@@ -87,9 +88,12 @@ def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, An
     }
 
 
-TRAINING_ONLY_KEYS = ("patch_res_train", "patch_border", "sphere_start", "lr_schedule",
-                      "patience_unit", "plateau_patches")
-"""Entries of :func:`run_config` that a checkpoint must match only to resume training."""
+TRAINING_ONLY_KEYS = ("healpix_res", "patch_res_train", "patch_border", "sphere_start",
+                      "lr_schedule", "patience_unit", "plateau_patches")
+"""Entries of :func:`run_config` that a checkpoint must match only to resume training. A
+convolution's weights (one kernel tap per direction, or Chebyshev coefficients) do not depend
+on the resolution, so a model trained at ``-hr 6`` can be evaluated or fine-tuned at ``-hr 7``
+(``oslo_codec.py`` codes any resolution too)."""
 
 OLD_CHECKPOINT_DEFAULTS = {"lr_schedule": "plateau", "patience_unit": "epochs",
                            "plateau_patches": 0, "patch_border": "cut", "sphere_start": 0.0}
@@ -149,11 +153,10 @@ def checked_checkpoint(checkpoint: dict[str, Any], expected: dict[str, Any],
 
 def init_checkpoint(config: RunConfig, recorded: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint of ``--init-from``, refused unless it holds the same model (name,
-    channels, layers and structures' weights): its ``--lambda``, ``-q``, training flags and
-    ``-hr`` may differ, since only its weights are used, and a convolution's weights (one
-    kernel tap per direction, or Chebyshev coefficients) do not depend on the resolution: a
-    model trained on whole maps at a low resolution can be fine-tuned at a higher one."""
-    free = {*TRAINING_ONLY_KEYS, "lambda", "quality", "healpix_res"}
+    channels, layers and structures' weights): its ``--lambda``, ``-q`` and training flags
+    (:data:`TRAINING_ONLY_KEYS`, ``-hr`` among them) may differ, since only its weights are
+    used."""
+    free = {*TRAINING_ONLY_KEYS, "lambda", "quality"}
     return checked_checkpoint(load_checkpoint(config.init_from),
                               {k: v for k, v in recorded.items() if k not in free},
                               config.init_from)
@@ -200,6 +203,9 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
     if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])
         log.info("loaded '%s' (epoch %d)", config.checkpoint_file, checkpoint["epoch"])
+        if checkpoint["config"]["healpix_res"] != config.healpix_res:
+            log.info("trained at -hr %d, evaluated at -hr %d",
+                     checkpoint["config"]["healpix_res"], config.healpix_res)
     elif start is not None:
         model.load_state_dict(start["state_dict"])
         log.info("initialised from '%s' (lambda %g, epoch %d)", config.init_from,

@@ -318,7 +318,6 @@ def run_cli(monkeypatch, capsys, args):
         (["-q", "3"], "-q/--quality 1, the flags give -q/--quality 3"),
         (["--lambda", "0.0018"], "--lambda 0.01, the flags give --lambda 0.0018"),
         (["-c", "ChebConv"], "-c/--conv-name SDPAConv, the flags give -c/--conv-name ChebConv"),
-        (["-hr", "6"], "-hr/--healpix-res 7, the flags give -hr/--healpix-res 6"),
     ],
 )
 def test_mismatched_checkpoints_are_refused_in_one_line(data, trained, monkeypatch, capsys,
@@ -541,11 +540,13 @@ def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(data
     assert checkpoint["config"]["lr_schedule"] == "cosine"
 
 
-def test_init_from_accepts_another_resolution_but_evaluation_does_not(data, trained, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_another_resolution_initialises_and_evaluates_but_does_not_resume(data, trained,
+                                                                          tmp_path, monkeypatch,
+                                                                          capsys):
     """A convolution's weights do not depend on the resolution: a checkpoint recorded at -hr 6
-    starts a training at -hr 7 with its weights (learning rates of 1e-30 keep them), while its
-    evaluation at -hr 7 is refused in one line."""
+    starts a training at -hr 7 with its weights (learning rates of 1e-30 keep them) and codes
+    the -hr 7 test map exactly as the same weights recorded at -hr 7; resuming it at -hr 7 is
+    refused in one line."""
     checkpoint = checkpoints.load_checkpoint(trained / "final.pth.tar")
     checkpoint["config"]["healpix_res"] = HR - 1
     other = checkpoints.save_checkpoint(tmp_path / "hr6.pth.tar", checkpoint)
@@ -556,9 +557,18 @@ def test_init_from_accepts_another_resolution_but_evaluation_does_not(data, trai
     for key, value in checkpoint["state_dict"].items():
         torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-20, msg=key)
     assert torch.load(out / "final.pth.tar", weights_only=True)["config"]["healpix_res"] == HR
+
+    outputs = {}
+    for name, path in (("hr6", other), ("hr7", trained / "final.pth.tar")):
+        script.main([*base_args(data), "-t", str(data.test), "-o", str(tmp_path / name),
+                     "--checkpoint-file", str(path)])
+        outputs[name] = sorted((tmp_path / name).rglob("*_reconstructed.npy"))
+    assert outputs["hr6"] and len(outputs["hr6"]) == len(outputs["hr7"])
+    for a, b in zip(outputs["hr6"], outputs["hr7"], strict=True):
+        np.testing.assert_array_equal(np.load(a), np.load(b))
+
     code, errors = run_cli(monkeypatch, capsys, [
-        *base_args(data), "-t", str(data.test), "-o", str(tmp_path / "refused"),
-        "--checkpoint-file", str(other)])
+        *train_args(data, tmp_path / "refused", 4), "--checkpoint-file", str(other)])
     assert code == 2 and len(errors) == 1, errors
     assert (f"it was trained with -hr/--healpix-res {HR - 1}, the flags give "
             f"-hr/--healpix-res {HR}" in errors[0]), errors
