@@ -952,11 +952,15 @@ def machine_description() -> str:
 
 
 def _bd_cell(row: dict, key: str, digits: int) -> str:
-    """A BD value of the report; ``no overlap`` where it is undefined (a BD-rate needs the two
-    curves' quality ranges to overlap); on a mean-curve row, with the seeds' mean and range
-    where some seed has one, and ``unsupported`` where the seeds' BD-rates have opposite
-    signs."""
-    text = "no overlap" if math.isnan(row[key]) else _number(row[key], digits)
+    """A BD value of the report; where it is undefined, why: ``under 2 points`` (a Pareto
+    front too short to interpolate, which also leaves the BD-PSNR undefined) or ``no overlap``
+    (a BD-rate needs the two curves' quality ranges to overlap); on a mean-curve row, with the
+    seeds' mean and range where some seed has one, and ``unsupported`` where the seeds'
+    BD-rates have opposite signs."""
+    if math.isnan(row[key]):
+        text = "under 2 points" if math.isnan(row["bd_psnr_db"]) else "no overlap"
+    else:
+        text = _number(row[key], digits)
     name = "bd_rate" if key == "bd_rate_percent" else "bd_psnr"
     if f"{name}_mean" not in row or math.isnan(row[f"{name}_max"]):
         return text

@@ -364,7 +364,7 @@ def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
             bd_values(anchor, mean_curve, row["metric"], row["interpolation"])[0])
 
 
-def test_curves_that_do_not_overlap_read_no_overlap_in_the_report():
+def test_undefined_bd_values_say_why_in_the_report():
     def curve(key, seed, psnrs):
         points = [(f"lambda={i}", {"bpp": 1.0 + i, **{m: p for m in METRIC_NAMES}})
                   for i, p in enumerate(psnrs)]
@@ -377,6 +377,11 @@ def test_curves_that_do_not_overlap_read_no_overlap_in_the_report():
     for row in rows:
         assert rd_study._bd_cell(row, "bd_rate_percent", 2) == "no overlap"
         assert "nan" not in rd_study._bd_cell(row, "bd_psnr_db", 3)
+
+    curves["oslo_fp"] = [curve("oslo_fp", 0, [24.0, 22.0, 20.0])]  # a front of 1 point
+    for row in rd_study.bd_rows(curves, "jpeg"):
+        assert rd_study._bd_cell(row, "bd_rate_percent", 2) == "under 2 points"
+        assert rd_study._bd_cell(row, "bd_psnr_db", 3) == "under 2 points"
 
 
 def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
