@@ -51,13 +51,13 @@ class OsloGraph(torch.nn.Module):
       ``[4**(pr-1)]``, the same permutations one resolution down (``[1]`` for ``pr = 0``): a
       stride-2 ``Conv2d`` keeps image positions ``(2y, 2x)``, the NESTED child 0 (pixel
       ``4p``) of the coarse pixel ``p`` at ``(x, y)``, so its output is the coarse image;
-    * whole sphere: for ``pad`` in ``1 .. num_hops``, the NESTED source of every position of the
-      12 faces padded by ``pad`` (:func:`utils.healpix.face_padding_index`, row-major
-      ``[12 * (nside + 2 pad)**2]``, see :meth:`face_padding`), ``face_index``
-      ``[12 * 4**hr]``, the NESTED pixel of each position of the unpadded faces
-      (``[face, y, x]`` row-major), and its inverse ``face_inverse``; for ``hr >= 1``,
+    * whole sphere: ``face_index`` ``[12 * 4**hr]``, the NESTED pixel of each position of the
+      12 faces (``[face, y, x]`` row-major), and its inverse ``face_inverse``; for ``hr >= 1``,
       ``coarse_face_index`` / ``coarse_face_inverse`` ``[12 * 4**(hr-1)]``, the same one
-      resolution down (the faces after a stride-2 ``Conv2d``).
+      resolution down (the faces after a stride-2 ``Conv2d``); for ``pad`` in
+      ``1 .. num_hops``, the source in the faces of every position of the 12 faces padded by
+      ``pad`` (:func:`utils.healpix.face_padding_index`, see :meth:`face_layout_padding`) and,
+      for ``hr >= 1``, in the coarse faces (:meth:`transposed_padding`).
 
     A *region* graph (``region=True``, :mod:`spherical_models.tiling`) holds the rows of a
     sorted set of pixels of the sphere (``patch_res = -1``, ``index`` local to the set, weight 0
@@ -91,10 +91,21 @@ class OsloGraph(torch.nn.Module):
             self._register_permutation("face", _face_image_index(self.healpix_res))
             if self.healpix_res > 0:
                 self._register_permutation("coarse_face", _face_image_index(self.healpix_res - 1))
+            face_inverse = _inverse_permutation(_face_image_index(self.healpix_res))
+            coarse_inverse = (
+                _inverse_permutation(_face_image_index(self.healpix_res - 1))
+                if self.healpix_res > 0 else None
+            )
             for pad in range(1, self.num_hops + 1):
                 source = face_padding_index(self.healpix_res, pad).reshape(-1)
-                self._register(f"face_padding_index_{pad}", np.maximum(source, 0))
+                self._register(f"face_padding_index_{pad}", face_inverse[np.maximum(source, 0)])
                 self._register(f"face_padding_missing_{pad}", np.flatnonzero(source < 0))
+                if coarse_inverse is not None:
+                    child_zero = (source >= 0) & (source % 4 == 0)
+                    coarse = coarse_inverse[np.where(child_zero, source, 0) // 4]
+                    self._register(f"transposed_padding_index_{pad}", coarse)
+                    self._register(f"transposed_padding_missing_{pad}",
+                                   np.flatnonzero(~child_zero))
 
     def _register(self, name: str, array: np.ndarray, dtype: torch.dtype = torch.int64) -> None:
         self.register_buffer(name, _buffer(array, dtype), persistent=False)
@@ -143,18 +154,47 @@ class OsloGraph(torch.nn.Module):
                 and self.num_weight_slices == 1)
 
     def face_padding(self, pad: int) -> tuple[Tensor, Tensor]:
-        """Gather table of the 12 faces padded by ``pad`` (whole-sphere graphs).
+        """Gather table of the 12 faces padded by ``pad`` (whole-sphere graphs), in NESTED
+        order.
 
         Returns:
             ``(source, missing)``: ``source`` ``[12 * (nside + 2 pad)**2]``, the NESTED pixel
             for each position of the padded faces (``[face, y, x]`` row-major; 0 where there is
             none), and ``missing``, the positions that have none (to be set to zero).
         """
-        if self.is_patch or not self.supports_face_path or not 1 <= pad <= self.num_hops:
-            raise ValueError(f"{self} has no face padding table for pad={pad}")
+        raster, missing = self.face_layout_padding(pad)
+        return self.face_index[raster].index_fill_(0, missing, 0), missing
+
+    def face_layout_padding(self, pad: int) -> tuple[Tensor, Tensor]:
+        """:meth:`face_padding` in the face layout: ``source`` holds the raster position of
+        each padded position in the unpadded faces ``[face, y, x]`` (``face_inverse`` of the
+        NESTED source; 0 where there is none), for
+        :func:`~spherical_models.layers.face_layout.pad_faces`."""
+        self._check_padding(pad)
         return getattr(self, f"face_padding_index_{pad}"), getattr(
             self, f"face_padding_missing_{pad}"
         )
+
+    def transposed_padding(self, pad: int) -> tuple[Tensor, Tensor]:
+        """The padded faces of this level gathered from the faces of the level below, for the
+        transposed convolution (whole sphere, ``healpix_res >= 1``).
+
+        Returns:
+            ``(source, missing)``: for each position of the 12 faces padded by ``pad``
+            (``[face, y, x]`` row-major), the raster position in the coarse faces of the parent
+            of its NESTED pixel where that pixel is child 0 of its parent (0 elsewhere), and
+            ``missing``, the positions that are no child 0 or have no pixel (zeros).
+        """
+        self._check_padding(pad)
+        if self.healpix_res == 0:
+            raise ValueError(f"{self} has no coarser level")
+        return getattr(self, f"transposed_padding_index_{pad}"), getattr(
+            self, f"transposed_padding_missing_{pad}"
+        )
+
+    def _check_padding(self, pad: int) -> None:
+        if self.is_patch or not self.supports_face_path or not 1 <= pad <= self.num_hops:
+            raise ValueError(f"{self} has no face padding table for pad={pad}")
 
     def extra_repr(self) -> str:
         where = f"patch_res={self.patch_res}" if self.is_patch else "whole sphere"

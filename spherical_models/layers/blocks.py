@@ -1,5 +1,8 @@
 r"""The building blocks of the spherical codecs: convolution blocks, down and up blocks,
-residual blocks and attention, all on sphere tensors ``[B, N, C]`` in NESTED order.
+residual blocks and attention, all on sphere tensors ``[B, N, C]`` in NESTED order or, for
+OSLO convolutions on graphs with a face path, on faces ``[B F, C, S, S]``
+(:mod:`~spherical_models.layers.face_layout`), in which they are ``Conv2d``, ``avg_pool2d``
+and ``PixelShuffle`` blocks.
 
 Every block takes the graphs it runs on at call time (PyTorch Geometric style): a convolution
 block at one resolution takes that level's graph, a down block the graph of its input level,
@@ -10,12 +13,15 @@ an up block the graphs of its input (coarse) and output (fine) levels. A graph i
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
 from spherical_models.layers.cheb_conv import SphereChebConv
+from spherical_models.layers.face_layout import is_faces, pixel_linear
 from spherical_models.layers.gdn import SphereGDN
-from spherical_models.layers.pooling import SpherePool, SphereUnpool
+from spherical_models.layers.pooling import SpherePool, SphereUnpool, child_zero
 from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 
 CONV_TYPES = ("SDPAConv", "ChebConv")
@@ -110,15 +116,15 @@ class SphereConvBlock(nn.Module):
         outputs = []
         for conv in hidden:
             x = conv(x, graph, patch_ids)
-            outputs.append(x[:, ::4] if stride else x)
+            outputs.append(child_zero(x) if stride else x)
         outputs.append(last(x, graph, patch_ids, stride=stride))
         if len(outputs) == 1:
             return outputs[0]
         if self.skip_aggregation == "sum":
-            return torch.stack(outputs).sum(0)
+            return functools.reduce(torch.add, outputs)
         if self.skip_aggregation == "max":
-            return torch.stack(outputs).amax(0)
-        return self.project(torch.cat(outputs, dim=-1))
+            return functools.reduce(torch.maximum, outputs)
+        return pixel_linear(self.project, torch.cat(outputs, dim=1 if is_faces(x) else -1))
 
 
 class SphereResidualBlock(nn.Module):
@@ -186,7 +192,7 @@ class SphereAttention(nn.Module):
             a = unit(a, graph, patch_ids)
         for unit in self.mask:
             b = unit(b, graph, patch_ids)
-        return x + a * torch.sigmoid(self.mask_out(b))
+        return x + a * torch.sigmoid(pixel_linear(self.mask_out, b))
 
 
 class _BottleneckUnit(nn.Module):
@@ -200,9 +206,9 @@ class _BottleneckUnit(nn.Module):
         self.expand = nn.Linear(half, channels)
 
     def forward(self, x: Tensor, graph: nn.Module, patch_ids: Tensor | None = None) -> Tensor:
-        out = torch.relu(self.reduce(x))
+        out = torch.relu(pixel_linear(self.reduce, x))
         out = torch.relu(self.conv(out, graph, patch_ids))
-        return torch.relu(x + self.expand(out))
+        return torch.relu(x + pixel_linear(self.expand, out))
 
 
 class SphereDown(nn.Module):

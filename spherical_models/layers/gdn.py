@@ -6,6 +6,8 @@ import torch
 from compressai.layers import GDN
 from torch import Tensor
 
+from spherical_models.layers.face_layout import is_faces
+
 __all__ = ["SphereGDN"]
 
 
@@ -34,8 +36,9 @@ class SphereGDN(torch.nn.Module):
         gamma_init (float, optional): initial diagonal of :math:`\gamma`. (default: ``0.1``)
 
     Shapes:
-        - **input:** :math:`(B, N, C)`
-        - **output:** :math:`(B, N, C)`
+        - **input:** :math:`(B, N, C)`, or faces :math:`(B F, C, S, S)`
+          (:mod:`~spherical_models.layers.face_layout`)
+        - **output:** the same shape
     """
 
     def __init__(
@@ -65,6 +68,8 @@ class SphereGDN(torch.nn.Module):
         gdn.gamma.copy_(gdn.gamma_reparam.init(gamma))
 
     def forward(self, x: Tensor) -> Tensor:
+        if is_faces(x):
+            return self.gdn(x)
         image = x.unsqueeze(2).permute(0, 3, 1, 2)  # [B, C, N, 1]
         return self.gdn(image).permute(0, 2, 3, 1).squeeze(2)
 

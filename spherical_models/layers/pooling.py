@@ -13,12 +13,22 @@ the 12 base faces of a whole sphere, these layers are exactly ``avg_pool2d(2)``,
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["POOL_MODES", "UNPOOL_MODES", "SpherePool", "SphereUnpool"]
+from spherical_models.layers.face_layout import is_faces
+
+__all__ = ["POOL_MODES", "UNPOOL_MODES", "SpherePool", "SphereUnpool", "child_zero"]
 
 POOL_MODES = ("stride", "avg_pool", "max_pool")
 UNPOOL_MODES = ("nearest", "pixel_shuffle")
+
+
+def child_zero(x: Tensor) -> Tensor:
+    """Child 0 of every pixel one resolution down: ``x[:, 0::4]`` of a NESTED ``[B, N, C]``,
+    ``x[:, :, ::2, ::2]`` of faces ``[B F, C, S, S]`` (the pixels a stride-2 convolution
+    keeps)."""
+    return x[:, :, ::2, ::2] if is_faces(x) else x[:, ::4]
 
 
 class SpherePool(torch.nn.Module):
@@ -39,8 +49,9 @@ class SpherePool(torch.nn.Module):
             (default: ``"stride"``)
 
     Shapes:
-        - **input:** :math:`(B, N, C)`, :math:`N` a multiple of 4, NESTED order
-        - **output:** :math:`(B, N / 4, C)`
+        - **input:** :math:`(B, N, C)`, :math:`N` a multiple of 4, NESTED order, or faces
+          :math:`(B F, C, S, S)` (:mod:`~spherical_models.layers.face_layout`)
+        - **output:** :math:`(B, N / 4, C)`, or :math:`(B F, C, S / 2, S / 2)`
     """
 
     def __init__(self, mode: str = "stride") -> None:
@@ -50,12 +61,16 @@ class SpherePool(torch.nn.Module):
         self.mode = mode
 
     def forward(self, x: Tensor) -> Tensor:
+        if is_faces(x):
+            if self.mode == "stride":
+                return child_zero(x)
+            return (F.avg_pool2d if self.mode == "avg_pool" else F.max_pool2d)(x, 2)
         batch, pixels, channels = x.shape
         if pixels % 4:
             raise ValueError(f"cannot pool {pixels} pixels by 4 children")
-        children = x.reshape(batch, pixels // 4, 4, channels)
         if self.mode == "stride":
-            return children[:, :, 0]
+            return child_zero(x)
+        children = x.reshape(batch, pixels // 4, 4, channels)
         if self.mode == "avg_pool":
             return children.mean(dim=2)
         return children.amax(dim=2)
@@ -81,8 +96,8 @@ class SphereUnpool(torch.nn.Module):
 
     Shapes:
         - **input:** :math:`(B, N, C)` for ``"nearest"``, :math:`(B, N, 4C)` for
-          ``"pixel_shuffle"``, NESTED order
-        - **output:** :math:`(B, 4N, C)`
+          ``"pixel_shuffle"``, NESTED order, or faces :math:`(B F, C \text{ or } 4C, S, S)`
+        - **output:** :math:`(B, 4N, C)`, or :math:`(B F, C, 2S, 2S)`
     """
 
     def __init__(self, mode: str = "pixel_shuffle") -> None:
@@ -92,6 +107,10 @@ class SphereUnpool(torch.nn.Module):
         self.mode = mode
 
     def forward(self, x: Tensor) -> Tensor:
+        if is_faces(x):
+            if self.mode == "nearest":
+                return F.interpolate(x, scale_factor=2, mode="nearest")
+            return F.pixel_shuffle(x, 2)
         batch, pixels, channels = x.shape
         if self.mode == "nearest":
             return (

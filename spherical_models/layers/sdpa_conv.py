@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from spherical_models.graph import OsloGraph
+from spherical_models.layers.face_layout import from_faces, is_faces, pad_faces, to_faces
 from utils.healpix import direction_offsets, num_directions
 
 PATHS = ("auto", "gather", "face")
@@ -111,47 +112,6 @@ def gather_conv(x: Tensor, index: Tensor, weight: Tensor, kernel: Tensor) -> Ten
     return _GatherMatmul.apply(x, index, weight.to(x.dtype), kernel.to(x.dtype))
 
 
-class _PermutePixels(torch.autograd.Function):
-    """``x.index_select(1, perm)`` for a permutation, whose backward is a gather too.
-
-    Autograd's ``index_select`` backward zero-fills and scatters with ``index_add_``; for a
-    permutation, gathering the gradient with the inverse permutation is the same and cheaper.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor, perm: Tensor, inverse: Tensor) -> Tensor:
-        ctx.save_for_backward(inverse)
-        return x.index_select(1, perm)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (inverse,) = ctx.saved_tensors
-        return grad.index_select(1, inverse), None, None
-
-
-def _to_images(x: Tensor, perm: Tensor, inverse: Tensor, side: int) -> Tensor:
-    """NESTED ``[B, n, C]`` -> images ``[B, C, side, side]`` (a channels-last view)."""
-    images = _PermutePixels.apply(x, perm, inverse)
-    return images.view(-1, side, side, x.shape[-1]).permute(0, 3, 1, 2)
-
-
-def _from_images(images: Tensor, perm: Tensor, inverse: Tensor, batch: int) -> Tensor:
-    """``[B * F, C, H, W]`` images -> NESTED ``[B, F * H * W, C]``; ``perm`` gathers NESTED."""
-    flat = images.permute(0, 2, 3, 1).reshape(batch, -1, images.shape[1])
-    return _PermutePixels.apply(flat, perm, inverse)
-
-
-def _padded_faces(x: Tensor, source: Tensor, missing: Tensor | None) -> Tensor:
-    """Gather ``x`` ``[B, n, C]`` into the 12 padded faces ``[B * 12, C, S, S]`` (channels last)."""
-    batch, _, channels = x.shape
-    faces = x.index_select(1, source)
-    if missing is not None:
-        faces.index_fill_(1, missing, 0)
-    side = math.isqrt(source.shape[0] // 12)
-    return faces.view(batch * 12, side, side, channels).permute(0, 3, 1, 2)
-
-
 class _SDPAConvBase(torch.nn.Module):
     """Parameters, initialisation and path choice shared by the SDPA convolutions."""
 
@@ -238,6 +198,20 @@ class _SDPAConvBase(torch.nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects input [batch, {pixels}, {self.in_channels}], "
                 f"got {list(x.shape)}"
+            )
+
+    def _check_faces(self, images: Tensor, graph: OsloGraph, side: int) -> None:
+        if self.num_hops > graph.num_hops:
+            raise ValueError(f"a {self.num_hops}-hop convolution needs a {self.num_hops}-hop "
+                             f"graph, got {graph}")
+        if not graph.supports_face_path:
+            raise ValueError(f"the face layout needs identity weights, got {graph}")
+        faces = 1 if graph.is_patch else 12
+        if (images.shape[0] % faces or images.shape[1] != self.in_channels
+                or images.shape[2:] != (side, side)):
+            raise ValueError(
+                f"{type(self).__name__} expects faces [{faces} * batch, {self.in_channels}, "
+                f"{side}, {side}] on {graph}, got {list(images.shape)}"
             )
 
     def _add_bias(self, out: Tensor) -> Tensor:
@@ -333,13 +307,16 @@ class SDPAConv(_SDPAConvBase):
         patch_ids: Tensor | None = None,
         stride: bool = False,
     ) -> Tensor:
-        self._check_input(x, graph.num_pixels)
         if stride and self.mask is not None:
             raise ValueError("a masked SDPAConv has no strided form")
         if stride and not graph.is_patch and graph.healpix_res == 0:
             raise ValueError(f"{graph} has no coarser level to stride to")
+        if is_faces(x):
+            return self.forward_faces(x, graph, stride)
+        self._check_input(x, graph.num_pixels)
         if self._use_face_path(graph, masked=self.mask is not None):
-            return self._face_forward(x, graph, stride)
+            out = self.forward_faces(to_faces(x, graph), graph, stride)
+            return from_faces(out, graph, coarse=stride)
         index, weight = self._neighbourhood(graph, patch_ids, stride)
         if self.mask is not None:
             keep = index < index[:, :1]
@@ -347,27 +324,20 @@ class SDPAConv(_SDPAConvBase):
             weight = weight * keep
         return self._add_bias(gather_conv(x, index, weight, self.weight))
 
-    def _face_forward(self, x: Tensor, graph: OsloGraph, stride: bool) -> Tensor:
+    def forward_faces(self, images: Tensor, graph: OsloGraph, stride: bool = False) -> Tensor:
+        """The convolution in the face layout (:mod:`~spherical_models.layers.face_layout`):
+        faces ``[B F, C_in, S, S]`` of ``graph`` -> ``[B F, C_out, S, S]``, or
+        ``[B F, C_out, ceil(S / 2), ceil(S / 2)]`` (the level below) with ``stride``."""
+        if self.mask is not None:
+            raise ValueError("a masked SDPAConv has no face layout (it runs on the gather path)")
+        side = 1 << (graph.patch_res if graph.is_patch else graph.healpix_res)
+        self._check_faces(images, graph, side)
         kernel = self.conv2d_weight()
         step = 2 if stride else 1
         if graph.is_patch:
-            side = 1 << graph.patch_res
-            image = _to_images(x, graph.image_index, graph.image_inverse, side)
-            out = F.conv2d(image, kernel, self.bias, stride=step, padding=self.num_hops)
-            index, inverse = (
-                (graph.coarse_image_index, graph.coarse_image_inverse)
-                if stride
-                else (graph.image_index, graph.image_inverse)
-            )
-        else:
-            faces = _padded_faces(x, *graph.face_padding(self.num_hops))
-            out = F.conv2d(faces, kernel, self.bias, stride=step)
-            index, inverse = (
-                (graph.coarse_face_index, graph.coarse_face_inverse)
-                if stride
-                else (graph.face_index, graph.face_inverse)
-            )
-        return _from_images(out, inverse, index, x.shape[0])
+            return F.conv2d(images, kernel, self.bias, stride=step, padding=self.num_hops)
+        framed = pad_faces(images, *graph.face_layout_padding(self.num_hops))
+        return F.conv2d(framed, kernel, self.bias, stride=step)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask={self.mask}"
@@ -421,27 +391,27 @@ class SDPAConvTransposed(_SDPAConvBase):
         graph = fine_graph
         if graph.patch_res == 0 or (not graph.is_patch and graph.healpix_res == 0):
             raise ValueError(f"{graph} has no coarser level to up-sample from")
+        if is_faces(x):
+            return self.forward_faces(x, graph)
         self._check_input(x, graph.num_pixels // 4)
         if self._use_face_path(graph):
-            return self._face_forward(x, graph)
+            out = self.forward_faces(to_faces(x, graph, coarse=True), graph)
+            return from_faces(out, graph)
         index, weight = self._neighbourhood(graph, patch_ids)
         weight = weight * (index % 4 == 0)
         return self._add_bias(gather_conv(x, index // 4, weight, self.weight))
 
-    def _face_forward(self, x: Tensor, graph: OsloGraph) -> Tensor:
+    def forward_faces(self, images: Tensor, fine_graph: OsloGraph) -> Tensor:
+        """The up-sampling in the face layout: coarse faces ``[B F, C_in, S, S]`` ->
+        ``[B F, C_out, 2 S, 2 S]`` on ``fine_graph``."""
+        graph = fine_graph
+        side = 1 << ((graph.patch_res if graph.is_patch else graph.healpix_res) - 1)
+        self._check_faces(images, graph, side)
         kernel = self.conv2d_weight()
         if graph.is_patch:
-            side = 1 << (graph.patch_res - 1)
-            coarse = graph.image_index.view(2 * side, 2 * side)[::2, ::2].reshape(-1) // 4
-            image = _to_images(x, coarse, torch.argsort(coarse), side)
-            out = F.conv_transpose2d(
-                image, kernel.flip(2, 3).transpose(0, 1), self.bias, stride=2,
+            return F.conv_transpose2d(
+                images, kernel.flip(2, 3).transpose(0, 1), self.bias, stride=2,
                 padding=self.num_hops, output_padding=1,
             )
-            return _from_images(out, graph.image_inverse, graph.image_index, x.shape[0])
-        source, missing = graph.face_padding(self.num_hops)
-        zero = x.shape[1]  # index of the zero pixel appended to x
-        source = torch.where(source % 4 == 0, source // 4, zero).index_fill_(0, missing, zero)
-        faces = _padded_faces(F.pad(x, (0, 0, 0, 1)), source, None)
-        out = F.conv2d(faces, kernel, self.bias)
-        return _from_images(out, graph.face_inverse, graph.face_index, x.shape[0])
+        framed = pad_faces(images, *graph.transposed_padding(self.num_hops))
+        return F.conv2d(framed, kernel, self.bias)

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from spherical_models.context import decoding_groups, masked_rows
 from spherical_models.entropy_coding import LatentCoder, bottleneck_parameters
 from spherical_models.layers.blocks import SphereAttention, SphereConvBlock
-from spherical_models.layers.sdpa_conv import SDPAConv
+from spherical_models.layers.face_layout import from_faces, supports_faces, to_faces
+from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 from spherical_models.models.base import (
     Y_LEVEL,
     Z_LEVEL,
@@ -68,7 +69,36 @@ class SphereTransform(nn.Module):
             {str(j): SphereAttention(attention_channels[j], options.conv) for j in attention_after}
         )
 
+    @property
+    def last_level(self) -> int:
+        """The level of the output."""
+        return self.first_level + self.step * len(self.stages)
+
+    def runs_on_faces(self, geometry) -> bool:
+        """Whether :meth:`forward` runs in the face layout on ``geometry``: OSLO convolutions,
+        none forced onto the gather path, and a face path at every level it visits."""
+        if any(isinstance(m, SDPAConv | SDPAConvTransposed) and m.path == "gather"
+               for m in self.modules()):
+            return False
+        levels = range(self.first_level, self.last_level + self.step, self.step)
+        return all(supports_faces(geometry[level]) for level in levels)
+
     def forward(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> Tensor:
+        """``x`` NESTED ``[B, N, C_in]`` -> NESTED ``[B, N', C_out]``.
+
+        Where :meth:`runs_on_faces`, ``x`` is laid out as faces once
+        (:func:`~spherical_models.layers.face_layout.to_faces`), every stage runs on images
+        (``Conv2d``, pooling, pixel shuffle, GDN) and the output goes back to NESTED order
+        once; otherwise every stage runs on NESTED tensors. Both give the same function.
+        """
+        if not self.runs_on_faces(geometry):
+            return self.run_stages(x, geometry, patch_ids)
+        faces = to_faces(x, geometry[self.first_level])
+        out = self.run_stages(faces, geometry, patch_ids)
+        return from_faces(out, geometry[self.last_level])
+
+    def run_stages(self, x: Tensor, geometry, patch_ids: Tensor | None = None) -> Tensor:
+        """The stages (and attention) on ``x`` in either layout."""
         level = self.first_level
         if "-1" in self.attention:
             x = self.attention["-1"](x, geometry[level], patch_ids)
