@@ -1,11 +1,14 @@
 """Time SDPAConv (face and gather paths) against ``torch.nn.Conv2d``, forward + backward.
 
 One-hop SDPAConv, 128 -> 128 channels, batch 8 of one 256 x 256 patch (``pr = 8``), against
-``nn.Conv2d(128, 128, 3, padding=1)`` on ``8 x 128 x 256 x 256`` (the baseline, timed in the
-same run; a ``channels_last`` Conv2d is timed too, for information). Each time is the median of
+``nn.Conv2d(128, 128, 3, padding=1)`` on ``8 x 128 x 256 x 256``, NCHW (the baseline) and
+``channels_last``, timed in the same run. SDPAConv runs on the face layout (the patch as a
+``channels_last`` image, as inside the models' transforms), on a NESTED input through the face
+path (one pixel permutation each way) and on the gather path. Each time is the median of
 ``--repeats`` runs after one warm-up; the peak memory is the rise of the peak RSS (CPU) or of
 the allocated memory (CUDA) during the runs. The last line is
-``face_ratio=<x> gather_ratio=<y>``: the two paths' times over the baseline's.
+``face_ratio=<x> gather_ratio=<y>``: the face layout's and the gather path's times over the
+channels_last Conv2d's.
 
     python benchmarks/bench_sdpaconv.py [--quick] [--threads N] [--repeats R] [--device D]
 """
@@ -23,6 +26,7 @@ import torch
 from spherical_models.cli import HelpFormatter
 from spherical_models.graph import OsloGraph
 from spherical_models.layers import SDPAConv
+from spherical_models.layers.face_layout import to_faces
 from utils.structures import build_oslo_structure
 
 FULL = dict(batch=8, channels=128, patch_res=8)
@@ -135,25 +139,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"device={device} threads={torch.get_num_threads()} batch={batch} "
           f"channels={channels}->{channels} patch={side}x{side} (pr={patch_res}), one hop, "
           f"forward+backward, median of {args.repeats}")
+    faces = to_faces(x.detach(), graph).detach().requires_grad_()
+    faces_grad = to_faces(x_grad, graph)
     labels = {
-        "conv2d": "nn.Conv2d 3x3 NCHW (baseline)",
+        "conv2d": "nn.Conv2d 3x3 NCHW",
         "conv2d_cl": "nn.Conv2d 3x3 channels_last",
-        "face": "SDPAConv face path",
+        "faces": "SDPAConv face layout",
+        "face": "SDPAConv face path, NESTED input",
         "gather": "SDPAConv gather path",
     }
     steps = {
         "conv2d": fwd_bwd(conv2d, image, image_grad),
         "conv2d_cl": fwd_bwd(conv2d, image_cl, image_grad_cl),
+        "faces": fwd_bwd(face, faces, faces_grad, graph),
         "face": fwd_bwd(face, x, x_grad, graph),
         "gather": fwd_bwd(gather, x, x_grad, graph),
     }
     results = measure(steps, args.repeats, device)
     times = {name: seconds for name, (seconds, _) in results.items()}
     for name, (seconds, peak) in results.items():
-        print(f"{labels[name]:<32} {seconds:8.3f} s   peak memory +{peak / 2**20:6.0f} MiB")
-    print(f"vs channels_last Conv2d: face {times['face'] / times['conv2d_cl']:.2f}x, "
-          f"gather {times['gather'] / times['conv2d_cl']:.2f}x")
-    ratios = {name: times[name] / times["conv2d"] for name in ("face", "gather")}
+        print(f"{labels[name]:<34} {seconds:8.3f} s   peak memory +{peak / 2**20:6.0f} MiB")
+    print("vs NCHW Conv2d: " + ", ".join(
+        f"{name} {times[name] / times['conv2d']:.2f}x" for name in ("faces", "face", "gather")))
+    print("vs channels_last Conv2d: " + ", ".join(
+        f"{name} {times[name] / times['conv2d_cl']:.2f}x" for name in ("faces", "face", "gather")))
+    ratios = {"face": times["faces"] / times["conv2d_cl"],
+              "gather": times["gather"] / times["conv2d_cl"]}
     print(f"face_ratio={ratios['face']:.3f} gather_ratio={ratios['gather']:.3f}")
     return ratios
 

@@ -252,3 +252,12 @@ def test_models_on_faces_agree_in_float32_at_resolutions_4_to_7(hr, pr, cls, thr
     pixels = geometry.num_pixels
     x = torch.rand(1 if pr < 0 else 2, pixels, 3)
     assert_model_paths_agree(model, x, geometry, 1e-5, 1e-5, monkeypatch)
+
+
+def test_training_benchmark_quick_mode_prints_both_ratios(capsys):
+    from benchmarks.bench_model import main
+
+    step, per_mac = main(["--quick", "--threads", "1", "--no-gather"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"step_ratio={step:.3f} mac_ratio={per_mac:.3f}"
+    assert step > 0 and per_mac > 0 and any("face / compressai" in line for line in out)
