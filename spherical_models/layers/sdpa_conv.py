@@ -7,6 +7,10 @@ Both run one of two execution paths that compute the same function:
 * the **face path**, for ``identity`` weights without mask: directions are fixed face-local
   offsets, so the layer is a ``Conv2d`` (``conv_transpose2d``) on the patch seen as an image,
   or on the 12 base faces padded with their neighbours' pixels (HEALPix face padding).
+
+A 4-D input is in the face layout (:mod:`~spherical_models.layers.face_layout`): the layer is
+then the ``Conv2d`` alone (:meth:`SDPAConv.forward_faces`), with no pixel permutation; a
+NESTED input on the face path is permuted to faces and back around it.
 """
 
 from __future__ import annotations
