@@ -88,12 +88,9 @@ class OsloGraph(torch.nn.Module):
             coarse = patch_image_index(max(self.patch_res - 1, 0)).reshape(-1)
             self._register_permutation("coarse_image", coarse)
         elif self.supports_face_path:
-            self._register_permutation("face", _face_image_index(self.healpix_res))
-            if self.healpix_res > 0:
-                self._register_permutation("coarse_face", _face_image_index(self.healpix_res - 1))
-            face_inverse = _inverse_permutation(_face_image_index(self.healpix_res))
+            face_inverse = self._register_permutation("face", _face_image_index(self.healpix_res))
             coarse_inverse = (
-                _inverse_permutation(_face_image_index(self.healpix_res - 1))
+                self._register_permutation("coarse_face", _face_image_index(self.healpix_res - 1))
                 if self.healpix_res > 0 else None
             )
             for pad in range(1, self.num_hops + 1):
@@ -110,10 +107,13 @@ class OsloGraph(torch.nn.Module):
     def _register(self, name: str, array: np.ndarray, dtype: torch.dtype = torch.int64) -> None:
         self.register_buffer(name, _buffer(array, dtype), persistent=False)
 
-    def _register_permutation(self, name: str, index: np.ndarray) -> None:
-        """Buffers ``{name}_index`` and its inverse permutation ``{name}_inverse``."""
+    def _register_permutation(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Buffers ``{name}_index`` and its inverse permutation ``{name}_inverse``; returns the
+        inverse."""
+        inverse = _inverse_permutation(index)
         self._register(f"{name}_index", index)
-        self._register(f"{name}_inverse", _inverse_permutation(index))
+        self._register(f"{name}_inverse", inverse)
+        return inverse
 
     @classmethod
     def from_folder(

@@ -169,10 +169,13 @@ class _SDPAConvBase(torch.nn.Module):
         kernel = self.weight.index_select(0, self.kernel_cells).permute(2, 1, 0)
         return kernel.reshape(self.out_channels, self.in_channels, size, size)
 
-    def _use_face_path(self, graph: OsloGraph, masked: bool = False) -> bool:
+    def _check_hops(self, graph: OsloGraph) -> None:
         if graph.num_hops < self.num_hops:
             raise ValueError(f"a {self.num_hops}-hop convolution needs a {self.num_hops}-hop "
                              f"graph, got {graph}")
+
+    def _use_face_path(self, graph: OsloGraph, masked: bool = False) -> bool:
+        self._check_hops(graph)
         applies = graph.supports_face_path and not masked
         if self.path == "face" and not applies:
             raise ValueError(f"the face path needs identity weights and no mask, got {graph}")
@@ -205,9 +208,7 @@ class _SDPAConvBase(torch.nn.Module):
             )
 
     def _check_faces(self, images: Tensor, graph: OsloGraph, side: int) -> None:
-        if self.num_hops > graph.num_hops:
-            raise ValueError(f"a {self.num_hops}-hop convolution needs a {self.num_hops}-hop "
-                             f"graph, got {graph}")
+        self._check_hops(graph)
         if not graph.supports_face_path:
             raise ValueError(f"the face layout needs identity weights, got {graph}")
         faces = 1 if graph.is_patch else 12
