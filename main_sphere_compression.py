@@ -35,6 +35,7 @@ from spherical_models.layers.blocks import (
     UNPOOL_TYPES,
 )
 from spherical_models.layers.pooling import POOL_MODES
+from spherical_models.layers.sdpa_conv import INIT_RULES
 from spherical_models.models import CONTEXT_MODELS, QUALITY_CHANNELS, model_name
 from spherical_models.tiling import DEFAULT_TILE_RES
 from utils.cli import run_main, setup_logging
@@ -130,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rate-distortion trade-off in bpp + lambda * 255^2 * MSE")
     model.add_argument("-c", "--conv-name", choices=CONV_TYPES, default="SDPAConv",
                        help="OSLO convolution, or DeepSphere's ChebConv")
+    model.add_argument("--conv-init", choices=INIT_RULES, default="conv2d",
+                       help="initialisation of the SDPA convolutions. conv2d: uniform in "
+                       "+-1/sqrt((1 + K) C_in), nn.Conv2d's rule; oslo: the original code's "
+                       "kaiming_uniform_(a=sqrt(5)) on the [1 + K, C_in, C_out] weight, bound "
+                       "1/sqrt(C_in C_out); only for a fresh model (not with --init-from or a "
+                       "checkpoint)")
     model.add_argument("-w", "--weight-type", choices=WEIGHT_TYPES, default=None,
                        help="neighbour weights of the structures (default: identity for "
                        "SDPAConv, gaussian for ChebConv)")

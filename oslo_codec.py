@@ -5,10 +5,14 @@ encode: an ERP image (jpg, jpeg, png, tiff), sampled on HEALPix at -r, or a HEAL
 decode: a .oslo file -> the HEALPix map (.npy) or an ERP image resampled from it (.png...),
 refusing a checkpoint other than the one that encoded it.
 info: the header of a .oslo file, its sizes and bpp.
+models: the pretrained zoo (zoo/), which encode uses without --checkpoint (-q picks the quality)
+and decode finds by the checkpoint hash of the file.
 A folder for -i codes every file in it, into the folder -o. The file format, the checks and the
 deterministic mode are described in spherical_models/codec.py and README.md.
 
 Examples:
+    python oslo_codec.py encode -i photo.jpg -o photo.oslo -q 3
+    python oslo_codec.py decode -i photo.oslo -o photo.png
     python oslo_codec.py encode -i samples/earth_day.jpg --checkpoint final.pth.tar -r 9 \\
         -o earth.oslo
     python oslo_codec.py decode -i earth.oslo --checkpoint final.pth.tar -o earth.png
@@ -25,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from spherical_models import codec
+from spherical_models import codec, zoo
 from spherical_models.cli import HelpFormatter
 from spherical_models.tiling import DEFAULT_TILE_RES
 from utils.cli import get_logger, run_main, setup_logging
@@ -40,8 +44,10 @@ def _common(parser: argparse.ArgumentParser, device: bool = True) -> None:
     parser.add_argument("-i", "--input", required=True,
                         help="input file, or a folder of input files")
     if device:
-        parser.add_argument("--checkpoint", required=True,
-                            help="checkpoint of main_sphere_compression.py (e.g. final.pth.tar)")
+        parser.add_argument("--checkpoint", default=None,
+                            help="checkpoint of main_sphere_compression.py (e.g. final.pth.tar); "
+                            "default: a zoo model (encode: --zoo-model at -q; decode: the zoo "
+                            "model whose hash the file records)")
         parser.add_argument("--device", default="cpu",
                             help="torch device of the model: cpu, cuda, cuda:1...")
         parser.add_argument("--threads", type=int, default=0,
@@ -72,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(encode)
     encode.add_argument("-o", "--output", required=True,
                         help=".oslo file to write (a folder if -i is a folder: <stem>.oslo)")
+    encode.add_argument("-q", "--quality", type=int, default=None,
+                        help="quality of the zoo model (oslo_codec.py models lists them; "
+                        "default: a middle one); not with --checkpoint")
+    encode.add_argument("--zoo-model", choices=tuple(zoo.ZOO_MODELS), default=zoo.DEFAULT_MODEL,
+                        help="zoo model of -q")
     encode.add_argument("-r", "--healpix-res", type=int, default=None,
                         help="HEALPix resolution an ERP image is sampled at (default: the "
                         "checkpoint's -hr; a .npy map keeps its own)")
@@ -105,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--erp-width", type=int, default=None,
                         help="width of an ERP output, height width/2 (default: the size of the "
                         "image encoded; 4 * nside for a map)")
+
+    commands.add_parser("models", formatter_class=HelpFormatter,
+                        help="the pretrained zoo: qualities, lambdas, steps, results",
+                        description="List the zoo's models: quality, lambda, training steps, "
+                        "and the mean bpp and S-PSNR Y of the bundled test images.")
 
     info = commands.add_parser("info", formatter_class=HelpFormatter,
                                help="header, sizes and bpp of .oslo files",
@@ -150,7 +166,7 @@ def _progress(pairs: list, args: argparse.Namespace, desc: str):
     return tqdm(pairs, desc=desc, unit="file", disable=True if disable else None)
 
 
-def _load(args: argparse.Namespace) -> codec.Codec:
+def _device(args: argparse.Namespace) -> torch.device:
     if args.threads < 0:
         raise OsloError(f"--threads must not be negative, got {args.threads}")
     if args.threads:
@@ -161,12 +177,44 @@ def _load(args: argparse.Namespace) -> codec.Codec:
         raise OsloError(f"unknown --device '{args.device}'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise OsloError("--device cuda, but CUDA is not available")
-    return codec.load_codec(args.checkpoint, device)
+    return device
+
+
+def _encoder(args: argparse.Namespace) -> codec.Codec:
+    """The codec of --checkpoint, or of the zoo entry (--zoo-model, -q)."""
+    device = _device(args)
+    if args.checkpoint is not None:
+        if args.quality is not None:
+            raise OsloError("-q picks a zoo model: it excludes --checkpoint")
+        return codec.load_codec(args.checkpoint, device)
+    entry = zoo.zoo_entry(args.zoo_model, args.quality)
+    get_logger().info("zoo model %s quality %d (lambda %g)", entry.model, entry.quality,
+                      entry.lmbda)
+    return codec.load_codec(zoo.checked_path(entry), device)
+
+
+class _Decoders:
+    """The codec of --checkpoint, or per file the zoo model of the hash it records."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.device = _device(args)
+        self.fixed = codec.load_codec(args.checkpoint, self.device) if args.checkpoint else None
+        self.loaded: dict[str, codec.Codec] = {}
+
+    def __call__(self, source: Path, coded: codec.OsloFile) -> codec.Codec:
+        if self.fixed is not None:
+            return self.fixed
+        entry = zoo.entry_by_digest(coded.header.checkpoint_hash)
+        if entry is None:
+            raise OsloError(f"'{source}' was not encoded by a zoo model: give its --checkpoint")
+        if entry.file not in self.loaded:
+            self.loaded[entry.file] = codec.load_codec(zoo.checked_path(entry), self.device)
+        return self.loaded[entry.file]
 
 
 def encode(args: argparse.Namespace) -> None:
     pairs = _pairs(args, INPUT_EXTENSIONS, codec.SUFFIX.lstrip("."))
-    model = _load(args)
+    model = _encoder(args)
     res = args.healpix_res
     if res is None:
         res = model.config.get("healpix_res")
@@ -188,10 +236,11 @@ def decode(args: argparse.Namespace) -> None:
     if len(pairs) == 1 and not Path(args.input).is_dir() and args.format:
         if pairs[0][1].suffix.lower().lstrip(".") != args.format:
             raise OsloError(f"-f {args.format} does not match the output '{pairs[0][1]}'")
-    model = _load(args)
+    decoders = _Decoders(args)
     log = get_logger()
     for source, target in _progress(pairs, args, "decode"):
         coded = codec.read_file(source)
+        model = decoders(source, coded)
         try:
             hp_map = codec.decode(model, coded, args.tile_res, not args.no_progress)
         except OsloError as error:
@@ -208,10 +257,14 @@ def info(args: argparse.Namespace) -> None:
         sys.stdout.write(("\n" if i else "") + f"file: {path}\n" + text)
 
 
+def models(args: argparse.Namespace) -> None:
+    sys.stdout.write(zoo.listing(zoo.read_registry()))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
-    {"encode": encode, "decode": decode, "info": info}[args.command](args)
+    {"encode": encode, "decode": decode, "info": info, "models": models}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -453,7 +453,7 @@ def train(
     criterion = RateDistortionLoss(lmbda=args.lmbda)
     row_weights = area_row_weights(images.shape[-2])
     context = EpochContext(criterion, optimizer, aux_optimizer, geometry=None, device=device,
-                           clip_max_norm=args.clip_max_norm)
+                           clip_max_norm=args.clip_max_norm, warmup_steps=args.lr_warmup)
     log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
              args.model, config["N"], config["M"], len(entries), args.erp_width,
              args.erp_width // 2, start, args.epochs)

@@ -70,6 +70,10 @@ PATIENCE_UNITS = ("epochs", "steps")
 PATCH_BORDERS = ("cut", "sphere")
 """``--patience-unit``: what ``--scheduler-patience`` counts."""
 
+DEFAULT_WARMUP_STEPS = 50
+"""``--lr-warmup``: 50 steps bound the first 250 steps' loss to 1.1x to 1.4x the first step's
+(3 seeds, lr 1e-3), against 2.4x to 8e5x without (docs/RESULTS.md, "Training start")."""
+
 LR_SCHEDULE_CHOICES = ("plateau", "step", "cosine")
 """``--lr-schedule`` (:data:`spherical_models.training.LR_SCHEDULES`, without importing torch)."""
 
@@ -96,6 +100,11 @@ def add_lr_schedule_arguments(parser: argparse.ArgumentParser | argparse._Argume
     parser.add_argument(
         "--lr-min", type=float, default=0.0,
         help="with --lr-schedule cosine: final learning rate, in [0, -lr]")
+    parser.add_argument(
+        "--lr-warmup", type=int, default=DEFAULT_WARMUP_STEPS, metavar="STEPS",
+        help="linear warm-up: optimisation step t (from 0, counted by the optimiser, so also "
+        "across a resume) runs at min(1, (t + 1) / STEPS) times the scheduled rate; it keeps "
+        "Adam's first steps at -lr 1e-3 from blowing the decoder up; 0: none")
 
 
 def check_lr_schedule(args: argparse.Namespace) -> None:
@@ -108,6 +117,8 @@ def check_lr_schedule(args: argparse.Namespace) -> None:
         raise OsloError(f"--lr-step-at fractions must be in (0, 1), got {bad[0]:g}")
     if not args.lr_step_factor > 0:
         raise OsloError(f"--lr-step-factor must be positive, got {args.lr_step_factor:g}")
+    if args.lr_warmup < 0:
+        raise OsloError(f"--lr-warmup must be 0 or more steps, got {args.lr_warmup}")
     if not 0 <= args.lr_min <= args.learning_rate:
         raise OsloError(f"--lr-min must be in [0, -lr {args.learning_rate:g}], got "
                         f"{args.lr_min:g}")
@@ -149,6 +160,7 @@ class RunConfig:
     channels: tuple[int, int] | None
     lmbda: float
     conv_name: str
+    conv_init: str
     weight_type: str
     use_euclidean: bool
     skip_conn_aggr: str
@@ -175,6 +187,7 @@ class RunConfig:
     lr_step_at: tuple[float, ...]
     lr_step_factor: float
     lr_min: float
+    lr_warmup: int
     validation_start: int
     checkpoint_file: str | None
     init_from: str | None

@@ -27,6 +27,7 @@ from spherical_models.distributed import (
 )
 from spherical_models.evaluation import evaluate_maps
 from spherical_models.geometry import SphereGeometry
+from spherical_models.layers.sdpa_conv import reset_sdpa_parameters
 from spherical_models.models import (
     QUALITY_CHANNELS,
     SCALE_TABLE_LEVELS,
@@ -55,15 +56,18 @@ def channels(config: RunConfig) -> tuple[int, int]:
 
 
 def build_model(config: RunConfig) -> SphereCompressionModel:
-    """The codec that the flags describe (random initialisation)."""
+    """The codec that the flags describe (random initialisation, ``--conv-init``'s rule for
+    the SDPA convolutions)."""
     n, m = channels(config)
     options = LayerOptions(
         conv=config.conv_name, hop=2, skip_aggregation=config.skip_conn_aggr,
         single_conv=config.single_conv, pool=config.pool_func, unpool=config.unpool_func,
         nonlinearity=config.non_linearity, attention=config.attention,
     )
-    return model_from_config({"model": config.model, "N": n, "M": m, **options.to_dict(),
-                              "context_model": config.context_model, "ar_hops": config.ar_hops})
+    model = model_from_config({"model": config.model, "N": n, "M": m, **options.to_dict(),
+                               "context_model": config.context_model, "ar_hops": config.ar_hops})
+    reset_sdpa_parameters(model, config.conv_init)
+    return model
 
 
 def run_config(config: RunConfig, model: SphereCompressionModel) -> dict[str, Any]:

@@ -272,7 +272,7 @@ class Trainer:
         self.ctx = EpochContext(
             RateDistortionLoss(run.lmbda), self.optimizer, self.aux_optimizer,
             geometries[first.whole_maps], device, info, run.clip_max_norm,
-            run.print_freq if info.is_main else 0, progress,
+            run.print_freq if info.is_main else 0, progress, run.lr_warmup,
         )
         self._use(first)
 

@@ -299,6 +299,7 @@ class EpochContext:
     clip_max_norm: float = 1.0
     print_freq: int = 0
     progress: bool = True
+    warmup_steps: int = 0
 
 
 def to_device(
@@ -311,11 +312,57 @@ def to_device(
     return x, patch_ids.to(device, non_blocking=True)
 
 
+def steps_done(optimizer: torch.optim.Optimizer) -> int:
+    """Optimisation steps ``optimizer`` has taken (Adam's ``step`` count; part of its state, so
+    a resumed run keeps counting)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if state and "step" in state:
+                return int(state["step"])
+    return 0
+
+
+def warmup_factor(steps: int, warmup_steps: int) -> float:
+    r"""Linear warm-up of the learning rate: step :math:`t` (0-based) runs at
+    :math:`\min(1, (t + 1) / W)` times the scheduled rate, :math:`W` = ``warmup_steps``
+    (0: no warm-up).
+
+    Adam's first updates move every weight by about the learning rate whatever its gradient's
+    size, while its second-moment estimate rests on one or two gradients. At ``lr`` 1e-3, two
+    such steps of the decoder's convolutions (the pixel-shuffle blocks, two chained
+    convolutions to four times the channels) multiply the decoder's activations through its
+    inverse GDNs, and the loss of step 3 reaches 1e5 to 1e6 times the first one
+    (docs/RESULTS.md, "Training start"); the warm-up bounds those steps.
+    """
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (steps + 1) / warmup_steps)
+
+
+def _warmed_step(optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
+    """``optimizer.step()`` at :func:`warmup_factor` times each group's rate; the rates the
+    scheduler set are restored after the step."""
+    factor = warmup_factor(steps_done(optimizer), warmup_steps)
+    if factor == 1.0:
+        optimizer.step()
+        return
+    rates = [group["lr"] for group in optimizer.param_groups]
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate * factor
+    try:
+        optimizer.step()
+    finally:
+        for group, rate in zip(optimizer.param_groups, rates, strict=True):
+            group["lr"] = rate
+
+
 def train_step(
     forward: Callable[[Tensor], dict], module: nn.Module, x: Tensor, ctx: EpochContext
 ) -> tuple[dict[str, Tensor], float]:
-    """One optimisation step: rate-distortion loss, backward, clipping, model step, then the
-    auxiliary loss of the entropy bottlenecks and its step (CompressAI's ``examples/train.py``).
+    """One optimisation step: rate-distortion loss, backward, clipping, model step (at the
+    warm-up's fraction of the rate, :func:`warmup_factor`), then the auxiliary loss of the
+    entropy bottlenecks and its step (CompressAI's ``examples/train.py``).
 
     ``forward(x)`` runs the model: a spherical codec with its geometry and patch ids, through
     ``module`` itself or its ``DistributedDataParallel`` wrapper (which averages the gradients
@@ -333,7 +380,7 @@ def train_step(
     if ctx.clip_max_norm > 0:
         params = [p for group in ctx.optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, ctx.clip_max_norm)
-    ctx.optimizer.step()
+    _warmed_step(ctx.optimizer, ctx.warmup_steps)
     aux_value = 0.0
     if ctx.aux_optimizer is not None:
         aux_loss = module.aux_loss()

@@ -116,6 +116,18 @@ def gather_conv(x: Tensor, index: Tensor, weight: Tensor, kernel: Tensor) -> Ten
     return _GatherMatmul.apply(x, index, weight.to(x.dtype), kernel.to(x.dtype))
 
 
+INIT_RULES = ("conv2d", "oslo")
+"""Initialisation rules of the SDPA convolutions (:meth:`_SDPAConvBase.reset_parameters`)."""
+
+
+def reset_sdpa_parameters(model: torch.nn.Module, rule: str) -> None:
+    """Initialise every SDPA convolution of ``model`` (transposed ones too) by ``rule``
+    (:data:`INIT_RULES`); the other layers keep theirs."""
+    for module in model.modules():
+        if isinstance(module, _SDPAConvBase):
+            module.reset_parameters(rule)
+
+
 class _SDPAConvBase(torch.nn.Module):
     """Parameters, initialisation and path choice shared by the SDPA convolutions."""
 
@@ -156,9 +168,22 @@ class _SDPAConvBase(torch.nn.Module):
             raise ValueError(f"path must be one of {PATHS}, got {value!r}")
         self._path = value
 
-    def reset_parameters(self) -> None:
-        """Uniform in ``+-1/sqrt(fan_in)``, ``fan_in = (1 + K) C_in``: ``nn.Conv2d``'s default."""
-        bound = 1.0 / math.sqrt(self.weight.shape[0] * self.in_channels)
+    def reset_parameters(self, rule: str = "conv2d") -> None:
+        r"""Weight and bias uniform in :math:`\pm 1/\sqrt{\text{fan}_{in}}`.
+
+        ``conv2d`` (default): :math:`\text{fan}_{in} = (1 + K) C_{in}`, ``nn.Conv2d``'s rule
+        for the equivalent kernel. ``oslo``: the original code's
+        ``kaiming_uniform_(a=sqrt(5))`` on the ``[1 + K, C_in, C_out]`` weight, which PyTorch
+        reads as :math:`\text{fan}_{in} = C_{in} C_{out}`: a bound :math:`\sqrt{(1 + K) /
+        C_{out}}` times the first (0.19x at 256 channels, 1 hop); the bias takes the same bound
+        (PyTorch's rule for its layers; the original's bias rule is not known here).
+        """
+        if rule not in INIT_RULES:
+            raise ValueError(f"unknown initialisation '{rule}' (choose from {INIT_RULES})")
+        fan_in = self.weight.shape[0] * self.in_channels
+        if rule == "oslo":
+            fan_in = self.in_channels * self.out_channels
+        bound = 1.0 / math.sqrt(fan_in)
         torch.nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             torch.nn.init.uniform_(self.bias, -bound, bound)

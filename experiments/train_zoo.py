@@ -1,0 +1,292 @@
+"""Train the pretrained zoo (``zoo/``) with the toolkit's own commands, resumably.
+
+The recipe (docs/RESULTS.md, "The zoo"): the OSLO scale hyperprior with one 2-hop convolution
+per block and transposed-convolution up-sampling (``--single-conv -upf SDPAConvTransposed``,
+the fastest layout per step, about 4x the default's steps per CPU-second), channels (64, 96),
+batches of 8 patches of 64 x 64 pixels (``-hr 7 -prt 6``) from the 24 training maps of
+``samples/planets`` and ``samples/photos`` (no test image). Two base models train from scratch
+at lambdas 0.0035 and 0.013 (Adam, lr 1e-3 with a 50-step warm-up, constant); each quality is
+then fine-tuned from the nearer base at its own lambda (lr 1e-3 with a cosine decay to 1e-5).
+
+Steps, each skipped when its output exists (an interrupted training resumes from its last
+checkpoint with ``--checkpoint-file``):
+
+1. step 1 on the training images, step 2 for the levels of the model;
+2. the base trainings, then the fine-tunings (``main_sphere_compression.py``), two at a time
+   (``--jobs``), one thread each;
+3. export: the final weights in half precision into ``zoo/oslo-hyperprior-q<Q>.pth.tar``;
+4. measurement of every file with the codec of ``oslo_codec.py`` (deterministic mode): bpp and
+   S-PSNR Y of the four test images of ``samples/`` at resolutions 7 and 8, and the bytes and
+   S-PSNR Y of the check map the tests code again (``samples/earth_day.jpg`` at resolution 6);
+5. ``zoo/registry.json``: per entry its file, SHA-256, checkpoint hash, record (commands,
+   steps, training images, seconds, machine) and results.
+
+Example:
+    python experiments/train_zoo.py -O runs/zoo            # train, export and measure
+    python experiments/train_zoo.py -O runs/zoo --measure-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from spherical_models import codec, zoo  # noqa: E402
+from spherical_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from spherical_models.cli import HelpFormatter  # noqa: E402
+from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
+from utils.errors import OsloError  # noqa: E402
+from utils.io import load_image  # noqa: E402
+from utils.metrics import spherical_psnr  # noqa: E402
+from utils.sampling import erp_to_healpix  # noqa: E402
+from utils.sphere_points import read_sphere_points  # noqa: E402
+
+TRAIN_IMAGE_DIRS = ("samples/planets", "samples/photos")
+TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
+               "moon_surface_4096.jpg")
+TEST_RESOLUTIONS = (7, 8)
+CHECK_IMAGE, CHECK_RES = "earth_day.jpg", 6
+SPHERE_POINTS = REPO / "misc" / "sphere_10242.txt"
+HEALPIX_RES, PATCH_RES, LEVELS = 7, 6, 7
+MODEL_FLAGS = ("-m", "SphereScaleHyperprior", "--channels", "64", "96", "--single-conv",
+               "-upf", "SDPAConvTransposed")
+
+
+@dataclass(frozen=True)
+class Point:
+    """A zoo quality: its lambda and the base lambda it is fine-tuned from."""
+
+    quality: int
+    lmbda: float
+    base: float
+
+
+BASES = (0.0035, 0.013)
+POINTS = (Point(1, 0.0018, 0.0035), Point(2, 0.0035, 0.0035), Point(3, 0.0067, 0.013),
+          Point(4, 0.013, 0.013), Point(5, 0.025, 0.013))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-O", "--out", default="runs/zoo", help="working folder")
+    parser.add_argument("--zoo-dir", default=str(zoo.ZOO_DIR),
+                        help="folder of the exported files and registry.json")
+    parser.add_argument("--base-epochs", type=int, default=150,
+                        help="epochs of a base training (144 steps each)")
+    parser.add_argument("--finetune-epochs", type=int, default=40,
+                        help="epochs of a fine-tuning (144 steps each)")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="export and measure the trained models, train nothing")
+    parser.add_argument("-g", "--gpu", action="store_true", help="train on CUDA")
+    return parser
+
+
+def run_command(argv: Sequence[str], log_path: Path, threads: int = 1) -> float:
+    """Run a toolkit script (one torch thread unless ``threads``), its output into
+    ``log_path`` (appended); the seconds it took. :class:`OsloError` if it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(log_path, "a") as log:
+        log.write("$ " + shlex.join(argv) + "\n")
+        log.flush()
+        done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        raise OsloError(f"'{shlex.join(argv[:1])}' failed: see {log_path}")
+    return time.perf_counter() - start
+
+
+def prepare_data(out: Path) -> Path:
+    """Steps 1 and 2; the training list."""
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for folder in TRAIN_IMAGE_DIRS:
+        for image in sorted((REPO / folder).glob("*.jpg")):
+            link = images / image.name
+            if not link.exists():
+                link.symlink_to(image)
+    train_list = out / "data" / "train.txt"
+    if not train_list.exists():
+        run_command(["generate_healpix_samples_and_split_to_train_and_test.py", "-i",
+                     str(images), "-e", "jpg", "-r", str(HEALPIX_RES), "-s", "-o",
+                     str(out / "data"), "-t", "1", "-v", "0", "--seed", "0", "--workers", "2"],
+                    out / "data.log")
+    for level in range(LEVELS):
+        hr, pr = HEALPIX_RES - level, PATCH_RES - level
+        if not (out / "structures" / f"oslo_struct_hr{hr}_pr{pr}_hops2.npz").exists():
+            run_command(["generate_and_save_healpix_oslo_struct.py", "-o",
+                         str(out / "structures"), "-hr", str(hr), "-pr", str(pr)],
+                        out / "data.log")
+    return train_list
+
+
+def training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
+                     init_from: Path | None, gpu: bool) -> list[str]:
+    """The ``main_sphere_compression.py`` command of a base (``init_from`` None) or a
+    fine-tuning."""
+    argv = ["main_sphere_compression.py", "-i", str(out / "data" / "train.txt"), "-nd",
+            str(out / "structures"), "-o", str(run_dir), "-hr", str(HEALPIX_RES), "-prt",
+            str(PATCH_RES), "-np", "48", "--dataloader-num-workers", "0", *MODEL_FLAGS,
+            "--lambda", f"{lmbda:g}", "-e", str(epochs), "-lr", "1e-3", "--lr-warmup", "50",
+            "-bst", "8", "--seed", "0", "--checkpoint-interval", "10", "--no-progress",
+            "--print-freq", "1"]
+    argv += (["--no-scheduler"] if init_from is None else
+             ["--init-from", str(init_from), "--lr-schedule", "cosine", "--lr-min", "1e-5"])
+    return argv + (["-g"] if gpu else [])
+
+
+def resume_from(run_dir: Path) -> list[str]:
+    """``--checkpoint-file`` of an interrupted training: its interrupted or newest periodic
+    checkpoint."""
+    interrupted = run_dir / "interrupted.pth.tar"
+    if interrupted.exists():
+        return ["--checkpoint-file", str(interrupted)]
+    periodic = sorted(run_dir.glob("checkpoint_[0-9]*.pth.tar"),
+                      key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    return ["--checkpoint-file", str(periodic[-1])] if periodic else []
+
+
+def train(out: Path, run_dir: Path, argv: list[str]) -> None:
+    """Run one training unless its ``final.pth.tar`` exists; record its command and
+    seconds in ``record.json``."""
+    if (run_dir / "final.pth.tar").exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record_path = run_dir / "record.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"seconds": 0.0}
+    record["command"] = shlex.join(["python", *argv])
+    get_logger().info("training %s", run_dir)
+    seconds = run_command([*argv, *resume_from(run_dir)], run_dir / "train.log")
+    record["seconds"] += seconds
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def run_record(run_dir: Path) -> dict:
+    """Command, steps and seconds of a finished training (``record.json``, ``log.csv``)."""
+    record = json.loads((run_dir / "record.json").read_text())
+    with open(run_dir / "log.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    record["epochs"] = len(rows)
+    record["steps"] = 144 * len(rows)
+    return record
+
+
+def base_dir(out: Path, lmbda: float) -> Path:
+    return out / f"base_lambda{lmbda:g}"
+
+
+def point_dir(out: Path, point: Point) -> Path:
+    return out / f"q{point.quality}_lambda{point.lmbda:g}"
+
+
+def train_all(out: Path, args: argparse.Namespace) -> None:
+    """The bases, then the fine-tunings, ``--jobs`` at a time."""
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda lmbda: train(out, base_dir(out, lmbda), training_command(
+            out, base_dir(out, lmbda), lmbda, args.base_epochs, None, args.gpu)), BASES))
+        list(pool.map(lambda p: train(out, point_dir(out, p), training_command(
+            out, point_dir(out, p), p.lmbda, args.finetune_epochs,
+            base_dir(out, p.base) / "final.pth.tar", args.gpu)), POINTS))
+
+
+def export(source: Path, target: Path) -> None:
+    """The final checkpoint with half-precision floating weights, without optimiser state."""
+    checkpoint = load_checkpoint(source)
+    state = {k: v.half() if v.is_floating_point() else v
+             for k, v in checkpoint["state_dict"].items()}
+    keep = ("format", "version", "epoch", "config", "args")
+    save_checkpoint(target, {**{k: checkpoint[k] for k in keep if k in checkpoint},
+                             "state_dict": state})
+
+
+def code_image(model: codec.Codec, image: np.ndarray, res: int,
+               points: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Code an ERP image at ``res`` with the codec (deterministic mode): bytes, bpp,
+    S-PSNR Y against the image, and whether decoding gives the encoder's reconstruction."""
+    hp_map = erp_to_healpix(image, res)
+    data = codec.encode_map(model, hp_map, image_shape=image.shape[:2])
+    decoded = codec.decode(model, codec.unpack(data))
+    metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
+    return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map),
+            "s_psnr_y": metrics["s_psnr_y"], "ws_psnr_y": metrics["ws_psnr_y"]}
+
+
+def measure(path: Path) -> dict:
+    """Results of a zoo file: per test resolution the mean bpp and S-PSNR Y of the test
+    images (and per image), and the check map's."""
+    model = codec.load_codec(path)
+    points = read_sphere_points(SPHERE_POINTS)
+    images = {name: load_image(REPO / "samples" / name) for name in TEST_IMAGES}
+    samples = {}
+    for res in TEST_RESOLUTIONS:
+        per_image = {name: code_image(model, image, res, points)
+                     for name, image in images.items()}
+        samples[str(res)] = {
+            "bpp": float(np.mean([r["bpp"] for r in per_image.values()])),
+            "s_psnr_y": float(np.mean([r["s_psnr_y"] for r in per_image.values()])),
+            "images": per_image,
+        }
+    check = code_image(model, images[CHECK_IMAGE], CHECK_RES, points)
+    return {"samples": samples, "check": {"image": CHECK_IMAGE, "res": CHECK_RES, **check},
+            "sphere_points": SPHERE_POINTS.name}
+
+
+def machine() -> str:
+    return (f"{platform.machine()} {platform.processor() or platform.platform()}, "
+            f"{os.cpu_count()} CPUs, torch {torch.__version__}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    log = get_logger()
+    out, zoo_dir = Path(args.out), Path(args.zoo_dir)
+    if not args.measure_only:
+        prepare_data(out)
+        train_all(out, args)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for point in POINTS:
+        final = point_dir(out, point) / "final.pth.tar"
+        if not final.exists():
+            log.info("q%d not trained yet: skipped", point.quality)
+            continue
+        target = zoo_dir / f"{zoo.DEFAULT_MODEL}-q{point.quality}.pth.tar"
+        export(final, target)
+        loaded = codec.load_codec(target)
+        base = run_record(base_dir(out, point.base))
+        tune = run_record(point_dir(out, point))
+        record = {"base": base, "finetune": tune, "steps": base["steps"] + tune["steps"],
+                  "seconds": round(base["seconds"] + tune["seconds"], 1),
+                  "data": [f"{d}/*.jpg" for d in TRAIN_IMAGE_DIRS],
+                  "machine": machine()}
+        log.info("measuring %s", target)
+        entries.append(zoo.ZooEntry(
+            model=zoo.DEFAULT_MODEL, quality=point.quality, lmbda=point.lmbda,
+            file=target.name, sha256=zoo.file_sha256(target), digest=loaded.digest.hex(),
+            record=record, results=measure(target)))
+    zoo.write_registry(entries, zoo_dir)
+    sys.stdout.write(zoo.listing(entries))
+
+
+if __name__ == "__main__":
+    run_main(main)

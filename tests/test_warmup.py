@@ -1,0 +1,109 @@
+"""The learning-rate warm-up keeps the first steps at lr 1e-3 bounded; the OSLO initialisation
+rule has the original's bound."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spherical_models.geometry import SphereGeometry
+from spherical_models.layers.sdpa_conv import SDPAConv, reset_sdpa_parameters
+from spherical_models.models.google import SphereScaleHyperprior
+from spherical_models.training import (
+    EpochContext,
+    RateDistortionLoss,
+    configure_optimizers,
+    steps_done,
+    train_step,
+    warmup_factor,
+)
+from utils.io import load_image
+from utils.sampling import erp_to_healpix
+
+REPO = Path(__file__).resolve().parent.parent
+HR, PR = 7, 6
+
+
+@pytest.fixture(scope="module")
+def photo_patches():
+    """All 64 x 64 patches (pr 6) of three training photographs at resolution 7."""
+    names = ("aqua.jpg", "dune.jpg", "storm.jpg")
+    maps = [erp_to_healpix(load_image(REPO / "samples" / "photos" / n), HR) for n in names]
+    patches = np.concatenate([m.reshape(-1, 4**PR, 3) for m in maps])
+    return torch.from_numpy(patches).float() / 255
+
+
+def first_losses(patches, warmup: int, threads: int, steps: int = 20) -> np.ndarray:
+    """Losses of the first ``steps`` steps of the default OSLO hyperprior (64, 96) at lr 1e-3,
+    lambda 0.03, batches of 8 patches, clipping 1 (the set-up that blew up at step 3)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        rng = np.random.default_rng(0)
+        model = SphereScaleHyperprior(64, 96)
+        geometry = SphereGeometry.build(HR, PR, model.num_levels, num_hops=model.graph_hops)
+        optimizer, aux_optimizer = configure_optimizers(model, 1e-3, 1e-3)
+        ctx = EpochContext(RateDistortionLoss(0.03), optimizer, aux_optimizer, geometry,
+                           torch.device("cpu"), warmup_steps=warmup)
+        npatch = 12 * 4 ** (HR - PR)
+        losses = []
+        for _ in range(steps):
+            rows = rng.integers(len(patches), size=8)
+            ids = torch.from_numpy(rows % npatch)
+            out, _ = train_step(lambda x, ids=ids: model(x, geometry, ids), model,
+                                patches[rows], ctx)
+            losses.append(out["loss"].item())
+        assert steps_done(optimizer) == steps
+        return np.array(losses)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_warmup_bounds_the_first_steps(photo_patches, threads):
+    losses = first_losses(photo_patches, warmup=50, threads=threads)
+    assert np.all(np.isfinite(losses))
+    assert losses.max() < 3 * losses[0], losses
+    assert losses[-5:].mean() < losses[0]  # it learns
+
+
+def test_without_warmup_the_same_start_blows_up(photo_patches):
+    """The control: the same 20 steps without warm-up reach more than 100x the first loss
+    (8e5x measured; Adam's first steps through the decoder's inverse GDNs)."""
+    losses = first_losses(photo_patches, warmup=0, threads=1)
+    assert losses.max() > 100 * losses[0], losses
+
+
+def test_warmup_factor():
+    assert [warmup_factor(t, 4) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+
+
+def test_warmed_step_restores_the_scheduled_rate():
+    param = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    ctx = EpochContext(lambda out, x: {"loss": (out["x"] - x).pow(2).sum()}, optimizer, None,
+                       None, torch.device("cpu"), clip_max_norm=0, warmup_steps=10)
+    optimizer.state[param]["step"] = torch.tensor(0.0)  # SGD keeps no count: give it one
+    x = torch.ones(3)
+    train_step(lambda inputs: {"x": param}, None, x, ctx)
+    # SGD step of lr * 1/10 on the gradient -2 (x - 0): param = 0.1 * 0.1 * 2
+    torch.testing.assert_close(param.detach(), torch.full((3,), 0.02))
+    assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_oslo_initialisation_bound():
+    conv = SDPAConv(64, 256, num_hops=1)
+    reset_sdpa_parameters(conv, "oslo")
+    bound = 1 / math.sqrt(64 * 256)
+    assert conv.weight.abs().max() <= bound
+    assert conv.weight.abs().max() > 0.99 * bound
+    # uniform on [-b, b]: variance b^2 / 3 (9 * 64 * 256 draws, relative error about 0.5 %)
+    assert conv.weight.var().item() == pytest.approx(bound**2 / 3, rel=0.03)
+    reset_sdpa_parameters(conv, "conv2d")
+    assert conv.weight.abs().max() > 0.99 / math.sqrt(9 * 64)
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        conv.reset_parameters("xavier")
