@@ -66,7 +66,8 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
     )
     model = model_from_config({"model": config.model, "N": n, "M": m, **options.to_dict(),
                                "context_model": config.context_model, "ar_hops": config.ar_hops})
-    reset_sdpa_parameters(model, config.conv_init)
+    if config.conv_init != "conv2d":  # the layers' own rule: no second draw of the weights
+        reset_sdpa_parameters(model, config.conv_init)
     return model
 
 

@@ -49,7 +49,7 @@ def train(data, out, model, seed=1, extra=()):
         "-np", "2", "-bst", "2", "--dataloader-num-workers", "0", "--seed", str(seed),
         "--no-progress", "--print-freq", "0", "--lambda", "0.01", *MODELS[model], "-i",
         str(data.train), "-o", str(out), "-e", "1", "-t", str(data.test), "-bsvt", "5",
-        "--lr-warmup", "0", "--only-npy-valtest", *extra,
+        "--only-npy-valtest", *extra,
     ])
     return out / "final.pth.tar"
 
