@@ -188,9 +188,10 @@ def _encoder(args: argparse.Namespace) -> codec.Codec:
             raise OsloError("-q picks a zoo model: it excludes --checkpoint")
         return codec.load_codec(args.checkpoint, device)
     entry = zoo.zoo_entry(args.zoo_model, args.quality)
+    loaded = codec.load_codec(zoo.checked_path(entry), device)
     get_logger().info("zoo model %s quality %d (lambda %g)", entry.model, entry.quality,
                       entry.lmbda)
-    return codec.load_codec(zoo.checked_path(entry), device)
+    return loaded
 
 
 class _Decoders:

@@ -25,6 +25,11 @@ ZOO_MODELS = {"oslo-hyperprior": "SphereScaleHyperprior"}
 DEFAULT_MODEL = "oslo-hyperprior"
 
 
+def _folder(folder: Path | None) -> Path:
+    """``folder``, else the zoo of the repository (:data:`ZOO_DIR`, read at call time)."""
+    return ZOO_DIR if folder is None else Path(folder)
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """One pretrained model.
@@ -51,14 +56,14 @@ class ZooEntry:
     record: dict[str, Any]
     results: dict[str, Any]
 
-    def path(self, folder: Path = ZOO_DIR) -> Path:
-        return folder / self.file
+    def path(self, folder: Path | None = None) -> Path:
+        return _folder(folder) / self.file
 
 
-def read_registry(folder: Path = ZOO_DIR) -> list[ZooEntry]:
+def read_registry(folder: Path | None = None) -> list[ZooEntry]:
     """The entries of ``folder/registry.json``, by model then quality; :class:`OsloError` if
     it is missing or unreadable."""
-    path = folder / REGISTRY_NAME
+    path = _folder(folder) / REGISTRY_NAME
     try:
         rows = json.loads(path.read_text())["entries"]
         entries = [ZooEntry(**row) for row in rows]
@@ -69,20 +74,20 @@ def read_registry(folder: Path = ZOO_DIR) -> list[ZooEntry]:
     return sorted(entries, key=lambda e: (e.model, e.quality))
 
 
-def write_registry(entries: list[ZooEntry], folder: Path = ZOO_DIR) -> None:
+def write_registry(entries: list[ZooEntry], folder: Path | None = None) -> None:
     """Write ``folder/registry.json`` atomically."""
     from utils.io import write_text
 
     rows = [entry.__dict__ for entry in sorted(entries, key=lambda e: (e.model, e.quality))]
-    write_text(folder / REGISTRY_NAME, json.dumps({"entries": rows}, indent=1) + "\n")
+    write_text(_folder(folder) / REGISTRY_NAME, json.dumps({"entries": rows}, indent=1) + "\n")
 
 
-def qualities(model: str = DEFAULT_MODEL, folder: Path = ZOO_DIR) -> list[int]:
+def qualities(model: str = DEFAULT_MODEL, folder: Path | None = None) -> list[int]:
     """The qualities of ``model`` in the zoo, ascending."""
     return [e.quality for e in read_registry(folder) if e.model == model]
 
 
-def default_quality(model: str = DEFAULT_MODEL, folder: Path = ZOO_DIR) -> int:
+def default_quality(model: str = DEFAULT_MODEL, folder: Path | None = None) -> int:
     """A middle quality of ``model``: the upper median of its qualities."""
     levels = qualities(model, folder)
     if not levels:
@@ -98,7 +103,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def checked_path(entry: ZooEntry, folder: Path = ZOO_DIR) -> Path:
+def checked_path(entry: ZooEntry, folder: Path | None = None) -> Path:
     """The entry's file, once its SHA-256 is the registry's; :class:`OsloError` naming the file
     if it is missing or differs (corrupt, or replaced without the registry)."""
     path = entry.path(folder)
@@ -110,7 +115,7 @@ def checked_path(entry: ZooEntry, folder: Path = ZOO_DIR) -> Path:
 
 
 def zoo_entry(model: str = DEFAULT_MODEL, quality: int | None = None,
-              folder: Path = ZOO_DIR) -> ZooEntry:
+              folder: Path | None = None) -> ZooEntry:
     """The entry of ``(model, quality)`` (default quality: :func:`default_quality`);
     :class:`OsloError` for an unknown model or quality."""
     if model not in ZOO_MODELS:
@@ -123,7 +128,7 @@ def zoo_entry(model: str = DEFAULT_MODEL, quality: int | None = None,
     raise OsloError(f"the zoo has no quality {quality} of '{model}' (qualities: {levels})")
 
 
-def entry_by_digest(digest: bytes, folder: Path = ZOO_DIR) -> ZooEntry | None:
+def entry_by_digest(digest: bytes, folder: Path | None = None) -> ZooEntry | None:
     """The entry whose checkpoint hash is ``digest``, or :obj:`None`."""
     for entry in read_registry(folder):
         if bytes.fromhex(entry.digest) == digest:

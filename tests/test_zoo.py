@@ -1,0 +1,131 @@
+"""The pretrained zoo: every entry loads, round-trips through the codec, and gives the figures
+its record states; the codec's command line uses it without --checkpoint."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import oslo_codec
+from spherical_models import codec, zoo
+from utils.io import load_image
+from utils.metrics import spherical_psnr
+from utils.sampling import erp_to_healpix
+from utils.sphere_points import read_sphere_points
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRIES = zoo.read_registry()
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_the_zoo_covers_the_rates_of_the_issue():
+    assert len(ENTRIES) >= 4
+    rates = [e.results["samples"]["8"]["bpp"] for e in ENTRIES]
+    assert rates == sorted(rates) and rates[0] < 0.1 and rates[-1] > 0.25
+    size = sum(e.path().stat().st_size for e in ENTRIES)
+    assert size <= 30e6
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: f"q{e.quality}")
+def test_entry_round_trips_with_its_recorded_figures(entry):
+    path = zoo.checked_path(entry)
+    loaded = codec.load_codec(path)
+    assert loaded.digest.hex() == entry.digest
+    check = entry.results["check"]
+    image = load_image(REPO / "samples" / check["image"])
+    hp_map = erp_to_healpix(image, check["res"])
+    data = codec.encode_map(loaded, hp_map, image_shape=image.shape[:2])
+    assert codec.encode_map(loaded, hp_map, image_shape=image.shape[:2]) == data
+    # decode checks the CRC-32 of every decoded latent against the encoder's
+    decoded = codec.decode(loaded, codec.unpack(data))
+    np.testing.assert_array_equal(codec.decode(loaded, codec.unpack(data)), decoded)
+    # another CPU may round a latent of g_a that lies within float32 error of .5 the other
+    # way: a few symbols of ~6,000, so the size within 1 % and S-PSNR within 0.05 dB
+    assert len(data) == pytest.approx(check["bytes"], rel=0.01)
+    points = read_sphere_points(REPO / "misc" / entry.results["sphere_points"])
+    metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
+    assert metrics["s_psnr_y"] == pytest.approx(check["s_psnr_y"], abs=0.05)
+
+
+def run_cli(monkeypatch, capsys, *argv):
+    monkeypatch.setattr(sys, "argv", ["oslo_codec.py", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        from utils.cli import run_main
+        run_main(oslo_codec.main)
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_encode_without_checkpoint_and_decode_by_hash(tmp_path):
+    image = tmp_path / "earth.jpg"
+    shutil.copy(REPO / "samples" / "earth_day.jpg", image)
+    oslo = tmp_path / "earth.oslo"
+    oslo_codec.main(["encode", "-i", str(image), "-o", str(oslo), "-r", "6", "-q",
+                     str(ENTRIES[0].quality), "--no-progress"])
+    coded = codec.read_file(oslo)
+    assert coded.header.checkpoint_hash.hex() == ENTRIES[0].digest
+    oslo_codec.main(["decode", "-i", str(oslo), "-o", str(tmp_path / "earth.png"),
+                     "--no-progress"])
+    oslo_codec.main(["decode", "-i", str(oslo), "-o", str(tmp_path / "earth.npy"),
+                     "--no-progress"])
+    assert load_image(tmp_path / "earth.png").shape == (1024, 2048, 3)
+    assert np.load(tmp_path / "earth.npy").shape == (12 * 4**6, 3)
+
+
+def test_the_default_quality_is_a_middle_one():
+    levels = zoo.qualities()
+    assert zoo.default_quality() == levels[len(levels) // 2]
+
+
+def test_models_lists_every_entry(capsys):
+    oslo_codec.main(["models"])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert len(lines) == len(ENTRIES) + 2
+    for entry, line in zip(ENTRIES, lines[1:], strict=False):
+        assert line.split()[:3] == [entry.model, str(entry.quality), f"{entry.lmbda:g}"]
+
+
+@pytest.fixture
+def zoo_copy(tmp_path, monkeypatch):
+    """A copy of the zoo that the test may break, in place of the real one."""
+    folder = tmp_path / "zoo"
+    shutil.copytree(zoo.ZOO_DIR, folder)
+    monkeypatch.setattr(zoo, "ZOO_DIR", folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "quality"])
+def test_bad_zoo_gets_one_line_and_writes_nothing(zoo_copy, tmp_path, monkeypatch, capsys,
+                                                  damage):
+    entry = ENTRIES[0]
+    quality = entry.quality
+    if damage == "missing":
+        (zoo_copy / entry.file).unlink()
+    elif damage == "corrupt":
+        blob = bytearray((zoo_copy / entry.file).read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        (zoo_copy / entry.file).write_bytes(bytes(blob))
+    else:
+        quality = 99
+    out = tmp_path / "out" / "m.oslo"
+    out.parent.mkdir()
+    code, captured = run_cli(monkeypatch, capsys, "encode", "-i",
+                             str(REPO / "samples" / "earth_day.jpg"), "-o", str(out), "-r", "5",
+                             "-q", str(quality))
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    expected = {"missing": f"zoo file '{zoo_copy / entry.file}'",
+                "corrupt": "is corrupt", "quality": "no quality 99"}[damage]
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert not list(out.parent.iterdir())
+
+
+def test_quality_excludes_checkpoint(tmp_path, monkeypatch, capsys):
+    code, captured = run_cli(monkeypatch, capsys, "encode", "-i",
+                             str(REPO / "samples" / "earth_day.jpg"), "-o",
+                             str(tmp_path / "m.oslo"), "-q", "1", "--checkpoint",
+                             str(ENTRIES[0].path()))
+    assert code == 2 and "excludes --checkpoint" in captured.err
