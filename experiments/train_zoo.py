@@ -54,8 +54,6 @@ from spherical_models.cli import HelpFormatter  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
 from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image  # noqa: E402
-from utils.metrics import spherical_psnr  # noqa: E402
-from utils.sampling import erp_to_healpix  # noqa: E402
 from utils.sphere_points import read_sphere_points  # noqa: E402
 
 TRAIN_IMAGE_DIRS = ("samples/planets", "samples/photos")
@@ -218,18 +216,6 @@ def export(source: Path, target: Path) -> None:
                              "state_dict": state})
 
 
-def code_image(model: codec.Codec, image: np.ndarray, res: int,
-               points: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Code an ERP image at ``res`` with the codec (deterministic mode): bytes, bpp,
-    S-PSNR Y against the image, and whether decoding gives the encoder's reconstruction."""
-    hp_map = erp_to_healpix(image, res)
-    data = codec.encode_map(model, hp_map, image_shape=image.shape[:2])
-    decoded = codec.decode(model, codec.unpack(data))
-    metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
-    return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map),
-            "s_psnr_y": metrics["s_psnr_y"], "ws_psnr_y": metrics["ws_psnr_y"]}
-
-
 def measure(path: Path) -> dict:
     """Results of a zoo file: per test resolution the mean bpp and S-PSNR Y of the test
     images (and per image), and the check map's."""
@@ -238,14 +224,14 @@ def measure(path: Path) -> dict:
     images = {name: load_image(REPO / "samples" / name) for name in TEST_IMAGES}
     samples = {}
     for res in TEST_RESOLUTIONS:
-        per_image = {name: code_image(model, image, res, points)
+        per_image = {name: zoo.code_erp_image(model, image, res, points)[0]
                      for name, image in images.items()}
         samples[str(res)] = {
             "bpp": float(np.mean([r["bpp"] for r in per_image.values()])),
             "s_psnr_y": float(np.mean([r["s_psnr_y"] for r in per_image.values()])),
             "images": per_image,
         }
-    check = code_image(model, images[CHECK_IMAGE], CHECK_RES, points)
+    check = zoo.code_erp_image(model, images[CHECK_IMAGE], CHECK_RES, points)[0]
     return {"samples": samples, "check": {"image": CHECK_IMAGE, "res": CHECK_RES, **check},
             "sphere_points": SPHERE_POINTS.name}
 

@@ -82,11 +82,25 @@ python misc/compute_spherical_psnr.py -o samples -oe jpg -po erp -t "$data/test.
     -rs _reconstructed -p healpix -ratef "$prefix" -s misc/sphere_655362.txt \
     --csv "$recon/spherical_psnr.csv"
 echo
+echo "The training above is a check that training runs (minutes on the CPU, on the demo's own"
+echo "split), not the codec: the codec is the pretrained zoo (zoo/, experiments/train_zoo.py)."
+echo "== the pretrained zoo on the held-out test map, beside JPEG and WebP"
+zoo_out=$out/zoo
+while read -r map; do
+    [ -n "$map" ] || continue
+    name=$(basename "$map" .npy)
+    name=${name#"$prefix"}
+    python scripts/zoo_demo.py -i "samples/$name.jpg" -r "$res" -O "$zoo_out/$name"
+    python misc/create_mollweide_comparison.py -a "$zoo_out/$name/original.npy" \
+        -b "$zoo_out/$name/zoo_view.npy" -o "$views/${name}_zoo_comparison.png" -w 1200
+done < "$data/test.txt"
+echo
 echo "Outputs ($(( $(date +%s) - start )) s):"
 echo "  HEALPix maps and train/validation/test lists: $data/"
 echo "  neighbour structures and graphs:              $structures/"
 echo "  Mollweide views of the maps:                  $views/"
 echo "  original vs reconstruction:                   $views/*_comparison.png"
+echo "  the zoo: results.csv, and its view:           $zoo_out/, $views/*_zoo_comparison.png"
 echo "  checkpoints, log.csv, loss.txt, config.txt:   $run/"
 echo "  reconstructions (.npy, gray Mollweide .png):  $recon/"
 echo "  rates.txt, test_results.csv, spherical_psnr.csv: $recon/"

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from utils.errors import OsloError
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
@@ -154,3 +156,25 @@ def listing(entries: list[ZooEntry]) -> str:
     note = ("mean over the test images of samples/ (S-PSNR Y against the original ERP image, "
             "bpp per HEALPix pixel)")
     return "\n".join([*lines, note]) + "\n"
+
+
+def code_erp_image(model: Any, image: np.ndarray, res: int,
+                   points: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
+    """Code an ERP image ``[H, W, 3]`` at HEALPix resolution ``res`` with a codec
+    (:func:`spherical_models.codec.load_codec`, deterministic mode) and decode it.
+
+    Returns:
+        ``({"bytes", "bpp", "s_psnr_y", "ws_psnr_y"}, decoded map [12 * 4**res, 3])``: S-PSNR
+        and WS-PSNR Y against the ERP image at the sphere ``points`` (latitudes, longitudes),
+        bpp over the HEALPix pixels.
+    """
+    from spherical_models import codec
+    from utils.metrics import spherical_psnr
+    from utils.sampling import erp_to_healpix
+
+    hp_map = erp_to_healpix(image, res)
+    data = codec.encode_map(model, hp_map, image_shape=image.shape[:2])
+    decoded = codec.decode(model, codec.unpack(data))
+    metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
+    return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map),
+            "s_psnr_y": metrics["s_psnr_y"], "ws_psnr_y": metrics["ws_psnr_y"]}, decoded
