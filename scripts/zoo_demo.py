@@ -29,7 +29,7 @@ from utils.io import load_image, save_npy
 from utils.metrics import spherical_psnr
 from utils.sampling import erp_to_healpix, resample_erp
 from utils.seams import seam_ratio
-from utils.sphere_points import read_sphere_points
+from utils.sphere_points import load_or_create
 
 CLASSIC_QUALITIES = (2, 5, 10, 20, 30, 40, 60, 80)
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     image = load_image(args.image)
-    points = read_sphere_points(args.sphere_points)
+    points = load_or_create(args.sphere_points)
     original = erp_to_healpix(image, args.healpix_res)
     classic = classic_points(image, args.healpix_res, points)
     header = ("quality", "bpp", "s_psnr_y", "mean_error_r", "mean_error_g", "mean_error_b",

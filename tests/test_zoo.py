@@ -13,7 +13,7 @@ from spherical_models import codec, zoo
 from utils.io import load_image
 from utils.metrics import spherical_psnr
 from utils.sampling import erp_to_healpix
-from utils.sphere_points import read_sphere_points
+from utils.sphere_points import load_or_create
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRIES = zoo.read_registry()
@@ -45,7 +45,7 @@ def test_entry_round_trips_with_its_recorded_figures(entry):
     # another CPU may round a latent of g_a that lies within float32 error of .5 the other
     # way: a few symbols of ~6,000, so the size within 1 % and S-PSNR within 0.05 dB
     assert len(data) == pytest.approx(check["bytes"], rel=0.01)
-    points = read_sphere_points(REPO / "misc" / entry.results["sphere_points"])
+    points = load_or_create(REPO / "misc" / entry.results["sphere_points"])
     metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
     assert metrics["s_psnr_y"] == pytest.approx(check["s_psnr_y"], abs=0.05)
 
