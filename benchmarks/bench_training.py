@@ -7,14 +7,17 @@ same seed, one thread each, side by side:
 * zoo: Adam at lr 1e-3 after a 50-step linear warm-up (``--lr-warmup 50``);
 * anchor: Adam at lr 1e-4, constant, no warm-up (CompressAI's recipe).
 
-Every ``--every`` epochs a checkpoint is kept; the test loss (``bpp + lambda 255^2 MSE``, the
-likelihood bits, on every 64 x 64 patch of the four test images of ``samples/`` at resolution
-7) of each is measured afterwards. Printed: steps per second of both, the anchor's final test
-loss, the seconds the zoo's recipe takes to reach it (linear between its checkpoints) and their
-ratio to the anchor's seconds (the target: at most 0.5).
+Every ``--every`` epochs a checkpoint is kept, and measured afterwards on the four test images
+of ``samples/`` at HEALPix resolution 7: the test loss (``bpp + lambda 255^2 MSE``, the
+likelihood bits, on every 64 x 64 patch) and, coded for real by ``oslo_codec.py``'s codec, the
+mean bpp and S-PSNR Y against the original ERP images. Printed: steps per second of both, the
+anchor's final test loss, the seconds the zoo's recipe takes to reach it (linear between its
+checkpoints) and their ratio to the anchor's seconds (the target: at most 0.5). Written:
+``curves.csv`` (a row a checkpoint) and ``curves.png`` (S-PSNR Y and bpp against steps, and the
+test loss against seconds).
 
 Example:
-    python -m benchmarks.bench_training --epochs 20
+    python -m benchmarks.bench_training --epochs 40
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import numpy as np
 import torch
 
 from experiments import train_zoo
+from spherical_models import codec, zoo
 from spherical_models.checkpoint import load_checkpoint
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import model_from_config
 from spherical_models.training import RateDistortionLoss
-from utils.io import load_image
+from utils.io import load_image, write_text
 from utils.sampling import erp_to_healpix
+from utils.sphere_points import load_or_create
 
 RECIPES = {"zoo": ["-lr", "1e-3", "--lr-warmup", "50"],
            "anchor": ["-lr", "1e-4", "--lr-warmup", "0"]}
@@ -67,12 +72,54 @@ def test_loss(path: Path, patches: torch.Tensor, lmbda: float) -> float:
     return sum(losses) / len(patches)
 
 
+def coded(path: Path, images: dict[str, np.ndarray], points) -> tuple[float, float]:
+    """Mean bpp and S-PSNR Y of a checkpoint coding the test images at resolution 7."""
+    model = codec.load_codec(path)
+    results = [zoo.code_erp_image(model, image, train_zoo.HEALPIX_RES, points)[0]
+               for image in images.values()]
+    return (float(np.mean([r["bpp"] for r in results])),
+            float(np.mean([r["s_psnr_y"] for r in results])))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """S-PSNR Y and bpp against steps, and the test loss against seconds, per recipe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, label in (("zoo", "zoo: lr 1e-3, warm-up 50"), ("anchor", "anchor: lr 1e-4")):
+        mine = [r for r in rows if r["recipe"] == name]
+        steps = [r["steps"] for r in mine]
+        axes[0].plot(steps, [r["s_psnr_y"] for r in mine], "o-", label=label)
+        axes[1].plot(steps, [r["bpp"] for r in mine], "o-", label=label)
+        axes[2].plot([r["seconds"] for r in mine], [r["test_loss"] for r in mine], "o-",
+                     label=label)
+    for ax, ylabel, xlabel in zip(axes, ("S-PSNR Y (dB)", "bpp", "test loss"),
+                                  ("steps", "steps", "training seconds (one thread)"),
+                                  strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("zoo model, lambda {:g}: the test images of samples/ at resolution 7".format(
+        rows[0]["lambda"]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of 144 steps a recipe")
-    parser.add_argument("--every", type=int, default=4, help="epochs between checkpoints")
-    parser.add_argument("--lambda", dest="lmbda", type=float, default=0.013)
-    parser.add_argument("-O", "--out", default="runs/bench_training", help="working folder")
+    parser.add_argument("--epochs", type=int, default=40,
+                        help="epochs of 144 steps a recipe (default: 40)")
+    parser.add_argument("--every", type=int, default=4,
+                        help="epochs between checkpoints (default: 4)")
+    parser.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
+                        help="rate-distortion trade-off (default: 0.013)")
+    parser.add_argument("-O", "--out", default="runs/bench_training",
+                        help="working folder (default: runs/bench_training)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     data = Path("runs/zoo")
@@ -88,28 +135,41 @@ def main(argv: list[str] | None = None) -> None:
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(run, RECIPES))
     torch.set_num_threads(2)
+    images = {name: load_image(train_zoo.REPO / "samples" / name)
+              for name in train_zoo.TEST_IMAGES}
     patches = torch.cat([
-        torch.from_numpy(erp_to_healpix(load_image(train_zoo.REPO / "samples" / name),
-                                        train_zoo.HEALPIX_RES)).float().reshape(-1, 4096, 3)
-        for name in train_zoo.TEST_IMAGES]) / 255
-    curves = {}
+        torch.from_numpy(erp_to_healpix(image, train_zoo.HEALPIX_RES)).float()
+        .reshape(-1, 4096, 3) for image in images.values()]) / 255
+    points = load_or_create(train_zoo.SPHERE_POINTS)
+    rows = []
     for name in RECIPES:
         with open(out / name / "log.csv") as stream:
             seconds = np.cumsum([float(r["seconds"]) for r in csv.DictReader(stream)])
-        points = [(seconds[e - 1], e * 144, test_loss(out / name / f"checkpoint_{e}.pth.tar",
-                                                      patches, args.lmbda))
-                  for e in range(args.every, args.epochs + 1, args.every)]
-        curves[name] = points
-        rate = points[-1][1] / points[-1][0]
-        print(f"{name}: {rate:.2f} steps/s; test loss by checkpoint: "
-              + ", ".join(f"{s} steps {loss:.4f}" for _, s, loss in points))
-    target, anchor_seconds = curves["anchor"][-1][2], curves["anchor"][-1][0]
-    zoo_points = [(0.0, 0, float("inf")), *curves["zoo"]]
-    reached = next((i for i, p in enumerate(zoo_points) if p[2] <= target), None)
+        for epoch in range(args.every, args.epochs + 1, args.every):
+            path = out / name / f"checkpoint_{epoch}.pth.tar"
+            bpp, s_psnr_y = coded(path, images, points)
+            rows.append({"recipe": name, "lambda": args.lmbda, "epoch": epoch,
+                         "steps": epoch * 144, "seconds": round(float(seconds[epoch - 1]), 1),
+                         "test_loss": test_loss(path, patches, args.lmbda), "bpp": bpp,
+                         "s_psnr_y": s_psnr_y})
+        mine = [r for r in rows if r["recipe"] == name]
+        print(f"{name}: {mine[-1]['steps'] / mine[-1]['seconds']:.2f} steps/s; by checkpoint "
+              "(steps: test loss, bpp, S-PSNR Y): " + "; ".join(
+                  f"{r['steps']}: {r['test_loss']:.4f}, {r['bpp']:.4f}, {r['s_psnr_y']:.2f}"
+                  for r in mine))
+    columns = list(rows[0])
+    write_text(out / "curves.csv", "\n".join(
+        [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]) + "\n")
+    plot(rows, out / "curves.png")
+    anchor = [r for r in rows if r["recipe"] == "anchor"][-1]
+    target, anchor_seconds = anchor["test_loss"], anchor["seconds"]
+    zoo_points = [(0.0, float("inf"))] + [(r["seconds"], r["test_loss"]) for r in rows
+                                          if r["recipe"] == "zoo"]
+    reached = next((i for i, p in enumerate(zoo_points) if p[1] <= target), None)
     if reached is None:
         print(f"the zoo recipe does not reach the anchor's final test loss {target:.4f}")
         sys.exit(0)
-    (t0, _, l0), (t1, _, l1) = zoo_points[reached - 1], zoo_points[reached]
+    (t0, l0), (t1, l1) = zoo_points[reached - 1], zoo_points[reached]
     seconds = t1 if not np.isfinite(l0) else t0 + (t1 - t0) * (l0 - target) / (l0 - l1)
     print(f"anchor's final test loss {target:.4f} after {anchor_seconds:.0f} s; the zoo recipe "
           f"reaches it after {seconds:.0f} s: ratio {seconds / anchor_seconds:.2f} "
