@@ -54,7 +54,7 @@ from spherical_models.cli import HelpFormatter  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
 from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image  # noqa: E402
-from utils.sphere_points import read_sphere_points  # noqa: E402
+from utils.sphere_points import load_or_create  # noqa: E402
 
 TRAIN_IMAGE_DIRS = ("samples/planets", "samples/photos")
 TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
@@ -78,7 +78,7 @@ class Point:
 
 BASES = (0.0035, 0.013)
 POINTS = (Point(1, 0.0018, 0.0035), Point(2, 0.0035, 0.0035), Point(3, 0.0067, 0.013),
-          Point(4, 0.013, 0.013), Point(5, 0.025, 0.013))
+          Point(4, 0.013, 0.013), Point(5, 0.025, 0.013), Point(6, 0.05, 0.013))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of the exported files and registry.json")
     parser.add_argument("--base-epochs", type=int, default=150,
                         help="epochs of a base training (144 steps each)")
-    parser.add_argument("--finetune-epochs", type=int, default=40,
+    parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="epochs of a fine-tuning (144 steps each)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
     parser.add_argument("--measure-only", action="store_true",
@@ -220,7 +220,7 @@ def measure(path: Path) -> dict:
     """Results of a zoo file: per test resolution the mean bpp and S-PSNR Y of the test
     images (and per image), and the check map's."""
     model = codec.load_codec(path)
-    points = read_sphere_points(SPHERE_POINTS)
+    points = load_or_create(SPHERE_POINTS)
     images = {name: load_image(REPO / "samples" / name) for name in TEST_IMAGES}
     samples = {}
     for res in TEST_RESOLUTIONS:
