@@ -21,9 +21,17 @@ checkpoint with ``--checkpoint-file``):
 5. ``zoo/registry.json``: per entry its file, SHA-256, checkpoint hash, record (commands,
    steps, training images, seconds, machine) and results.
 
+With ``--erp``, instead: the planar twin of the zoo for the studies, CompressAI's
+``ScaleHyperprior(64, 96)`` on 64 x 64 crops of the same images in ERP at 512 x 256
+(``baselines/train_erp_compressai.py``), with the same bases, lambdas, steps and schedules, in
+``<-O>/erp/``; each quality is evaluated on the four test images at resolutions 7 and 8 (ERP
+width ``4 * 2**r``, coded by 64 x 64 patches as the zoo is), into ``<-O>/erp/results.csv``.
+Its checkpoints are not exported into the zoo.
+
 Example:
     python experiments/train_zoo.py -O runs/zoo            # train, export and measure
     python experiments/train_zoo.py -O runs/zoo --measure-only
+    python experiments/train_zoo.py -O runs/zoo --erp       # the planar twin of the studies
 """
 
 from __future__ import annotations
@@ -94,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
     parser.add_argument("--measure-only", action="store_true",
                         help="export and measure the trained models, train nothing")
+    parser.add_argument("--erp", action="store_true",
+                        help="train and evaluate the planar ERP twin instead (module docstring)")
     parser.add_argument("-g", "--gpu", action="store_true", help="train on CUDA")
     return parser
 
@@ -152,6 +162,32 @@ def training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
     return argv + (["-g"] if gpu else [])
 
 
+def erp_training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
+                         init_from: Path | None, gpu: bool) -> list[str]:
+    """The ``baselines/train_erp_compressai.py`` command of the planar twin of a base or a
+    fine-tuning: the same images, lambdas, steps (48 crops of 64 x 64 per image and epoch, 8 a
+    batch: 144 steps), learning rates, warm-up, schedules and seed."""
+    argv = ["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
+            "--train-original-dir", str(out / "images"), "-i", str(out / "data" / "train.txt"),
+            "-r", str(HEALPIX_RES), "-O", str(run_dir), "-m",
+            "ScaleHyperprior", "--channels", "64", "96", "--lambda", f"{lmbda:g}", "-e",
+            str(epochs), "-np", "48", "--crop-size", str(2**PATCH_RES), "-bst", "8", "-lr",
+            "1e-3", "--lr-warmup", "50", "--seed", "0", "--checkpoint-interval", "10",
+            "--no-progress"]
+    argv += (["--no-scheduler"] if init_from is None else
+             ["--init-from", str(init_from), "--lr-schedule", "cosine", "--lr-min", "1e-5"])
+    return argv + (["-g"] if gpu else [])
+
+
+def erp_test_list(out: Path) -> Path:
+    """A list naming the four test images, as the baseline reads lists (names only)."""
+    path = out / "erp" / "test.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"healpix_sampling_res_{HEALPIX_RES}_{Path(name).stem}.npy\n"
+                            for name in TEST_IMAGES))
+    return path
+
+
 def resume_from(run_dir: Path) -> list[str]:
     """``--checkpoint-file`` of an interrupted training: its interrupted or newest periodic
     checkpoint."""
@@ -197,13 +233,45 @@ def point_dir(out: Path, point: Point) -> Path:
 
 
 def train_all(out: Path, args: argparse.Namespace) -> None:
-    """The bases, then the fine-tunings, ``--jobs`` at a time."""
+    """The bases, then the fine-tunings, ``--jobs`` at a time (of the ERP twin in
+    ``<out>/erp`` with ``--erp``)."""
+    command = erp_training_command if args.erp else training_command
+    runs = out / "erp" if args.erp else out
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda lmbda: train(out, base_dir(out, lmbda), training_command(
-            out, base_dir(out, lmbda), lmbda, args.base_epochs, None, args.gpu)), BASES))
-        list(pool.map(lambda p: train(out, point_dir(out, p), training_command(
-            out, point_dir(out, p), p.lmbda, args.finetune_epochs,
-            base_dir(out, p.base) / "final.pth.tar", args.gpu)), POINTS))
+        list(pool.map(lambda lmbda: train(out, base_dir(runs, lmbda), command(
+            out, base_dir(runs, lmbda), lmbda, args.base_epochs, None, args.gpu)), BASES))
+        list(pool.map(lambda p: train(out, point_dir(runs, p), command(
+            out, point_dir(runs, p), p.lmbda, args.finetune_epochs,
+            base_dir(runs, p.base) / "final.pth.tar", args.gpu)), POINTS))
+
+
+def measure_erp(out: Path) -> None:
+    """Evaluate every trained quality of the ERP twin at the test resolutions (by 64 x 64
+    patches) into ``<out>/erp/results.csv``: quality, lambda, resolution, mean bpp, S-PSNR Y
+    and WS-PSNR Y over the test images."""
+    lines = ["quality,lambda,res,bpp,s_psnr_y,ws_psnr_y"]
+    for point in POINTS:
+        run_dir = point_dir(out / "erp", point)
+        if not (run_dir / "final.pth.tar").exists():
+            continue
+        for res in TEST_RESOLUTIONS:
+            folder = f"test_r{res}"
+            if not (run_dir / folder / "rd.csv").exists():
+                run_command(["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
+                             "-t", str(erp_test_list(out)), "--files-prefix",
+                             f"healpix_sampling_res_{HEALPIX_RES}_", "-r", str(res), "-O",
+                             str(run_dir),
+                             "--checkpoint-file", str(run_dir / "final.pth.tar"), "-m",
+                             "ScaleHyperprior", "--channels", "64", "96",
+                             "--patch-size-valtest", str(2**PATCH_RES), "-s",
+                             str(SPHERE_POINTS), "--foldername-valtest", folder,
+                             "--no-progress"], run_dir / "evaluation.log", threads=2)
+            with open(run_dir / folder / "rd.csv") as stream:
+                mean = list(csv.DictReader(stream))[-1]
+            lines.append(f"{point.quality},{point.lmbda:g},{res},{float(mean['bpp']):.6f},"
+                         f"{float(mean['s_psnr_y']):.4f},{float(mean['ws_psnr_y']):.4f}")
+    (out / "erp" / "results.csv").write_text("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def export(source: Path, target: Path) -> None:
@@ -249,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.measure_only:
         prepare_data(out)
         train_all(out, args)
+    if args.erp:
+        load_or_create(SPHERE_POINTS)
+        measure_erp(out)
+        return
     zoo_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for point in POINTS:
