@@ -23,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from spherical_models import codec, zoo
 from spherical_models.cli import HelpFormatter
-from utils.classic_codecs import CODECS, compress
+from utils.classic_codecs import CODECS, erp_rd_points
 from utils.cli import run_main, setup_logging
 from utils.io import load_image, save_npy
-from utils.metrics import spherical_psnr
-from utils.sampling import erp_to_healpix, resample_erp
+from utils.sampling import erp_to_healpix
 from utils.seams import seam_ratio
 from utils.sphere_points import load_or_create
 
@@ -51,18 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def classic_points(image: np.ndarray, res: int, points) -> dict[str, list[tuple]]:
     """``{codec: [(quality, bpp, S-PSNR Y)]}`` of JPEG and WebP on the image at 4 * 2**r."""
-    width = 4 * 2**res
-    small = resample_erp(image, width, width // 2)
-    npix = 12 * 4**res
-    out = {}
-    for name in ("jpeg", "webp"):
-        rows = []
-        for quality in CLASSIC_QUALITIES:
-            data, decoded = compress(small, CODECS[name], quality)
-            metrics = spherical_psnr(image, "erp", decoded, "erp", *points, resample=True)
-            rows.append((quality, 8 * len(data) / npix, metrics["s_psnr_y"]))
-        out[name] = rows
-    return out
+    return {name: [(q, bpp, m["s_psnr_y"]) for q, bpp, m in
+                   erp_rd_points(image, res, points, CODECS[name], CLASSIC_QUALITIES)]
+            for name in ("jpeg", "webp")}
 
 
 def nearest(rows: list[tuple], bpp: float) -> tuple:

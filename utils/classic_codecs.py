@@ -91,3 +91,22 @@ def summary_csv(codec: str, points: Sequence[tuple[float, Row]]) -> str:
         writer.writerow([codec, f"{quality:g}", f"{row.bpp:.6f}",
                          *format_metrics(row.values()[1:])])
     return buffer.getvalue()
+
+
+def erp_rd_points(image: np.ndarray, res: int, points: tuple[np.ndarray, np.ndarray],
+                  codec: Codec, qualities: Sequence[float]) -> list[tuple[float, float, dict]]:
+    """``[(quality, bpp, metrics)]`` of ``codec`` coding the ERP image ``[H, W, 3]`` resampled
+    to ``4 * 2**res x 2 * 2**res`` (the planar size of HEALPix resolution ``res``): bpp over the
+    ``12 * 4**res`` HEALPix pixels, S-PSNR and WS-PSNR (:func:`utils.metrics.spherical_psnr`)
+    against the original image at the sphere ``points`` (latitudes, longitudes)."""
+    from utils.metrics import spherical_psnr
+    from utils.sampling import resample_erp
+
+    width = 4 * 2**res
+    small = resample_erp(image, width, width // 2)
+    rows = []
+    for quality in qualities:
+        data, decoded = compress(small, codec, quality)
+        metrics = spherical_psnr(image, "erp", decoded, "erp", *points, resample=True)
+        rows.append((quality, 8 * len(data) / (12 * 4**res), metrics))
+    return rows
