@@ -129,3 +129,33 @@ def test_quality_excludes_checkpoint(tmp_path, monkeypatch, capsys):
                              str(tmp_path / "m.oslo"), "-q", "1", "--checkpoint",
                              str(ENTRIES[0].path()))
     assert code == 2 and "excludes --checkpoint" in captured.err
+
+
+def test_zoo_bd_points_are_the_registry_means():
+    from experiments import zoo_bd
+
+    rows = zoo_bd.zoo_points(zoo.ZOO_DIR)
+    assert len(rows) == len(ENTRIES) * 2
+    for row in rows:
+        entry = next(e for e in ENTRIES if e.quality == row["quality"])
+        recorded = entry.results["samples"][str(row["res"])]
+        assert row["bpp"] == pytest.approx(recorded["bpp"], rel=1e-12)
+        assert row["s_psnr_y"] == pytest.approx(recorded["s_psnr_y"], rel=1e-12)
+
+
+def test_zoo_bd_table_of_shifted_curves():
+    """A curve 1 dB above an anchor of slope 10 dB per doubling of the rate: BD-PSNR +1 dB and
+    BD-rate 2**(-1/10) - 1 = -6.7 % (the closed form of parallel log-linear curves)."""
+    from experiments import zoo_bd
+
+    bpp = np.array([0.05, 0.1, 0.2, 0.4])
+    rows = []
+    for method, offset in (("zoo", 1.0), ("jpeg", 0.0)):
+        for res in zoo_bd.TEST_RESOLUTIONS:
+            for k, b in enumerate(bpp):
+                psnr = 30 + 10 * np.log2(b / 0.1) + offset
+                rows.append({"method": method, "res": res, "quality": k, "bpp": b,
+                             "s_psnr_y": psnr, "ws_psnr_y": psnr})
+    for row in zoo_bd.bd_rows(rows):
+        assert float(row["bd_psnr"]) == pytest.approx(1.0, abs=1e-3)
+        assert float(row["bd_rate"]) == pytest.approx(100 * (2 ** -0.1 - 1), abs=0.01)
