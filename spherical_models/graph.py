@@ -116,20 +116,13 @@ class OsloGraph(torch.nn.Module):
         return inverse
 
     @classmethod
-    def from_folder(
-        cls,
-        folder: str | os.PathLike,
-        healpix_res: int,
-        patch_res: int,
-        num_hops: int = 1,
-        weight_type: str = "identity",
-    ) -> OsloGraph:
+    def from_folder(cls, folder: str | os.PathLike, *args, **kwargs) -> OsloGraph:
         """Load the structure of ``(healpix_res, patch_res)`` saved in ``folder``.
 
-        See :func:`utils.structures.load_oslo_structure`; raises :class:`utils.errors.OsloError`
-        if no file fits.
+        The arguments, defaults and errors of :func:`utils.structures.load_oslo_structure`,
+        which raises :class:`utils.errors.OsloError` if no file fits.
         """
-        return cls(load_oslo_structure(folder, healpix_res, patch_res, num_hops, weight_type))
+        return cls(load_oslo_structure(folder, *args, **kwargs))
 
     @property
     def is_patch(self) -> bool:

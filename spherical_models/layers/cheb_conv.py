@@ -79,22 +79,11 @@ class ChebGraph(torch.nn.Module):
         )
 
     @classmethod
-    def from_folder(
-        cls,
-        folder: str | os.PathLike,
-        healpix_res: int,
-        patch_res: int,
-        num_hops: int = 1,
-        weight_type: str = "gaussian",
-        use_euclidean: bool = False,
-    ) -> ChebGraph:
-        """Load the graph file of ``(hr, pr)`` from ``folder`` (see
-        :func:`utils.structures.load_deepsphere_graph`, which raises ``OsloError`` if it is
-        missing or does not match)."""
-        graph = load_deepsphere_graph(
-            folder, healpix_res, patch_res, num_hops, weight_type, use_euclidean
-        )
-        return cls.from_structure(graph)
+    def from_folder(cls, folder: str | os.PathLike, *args, **kwargs) -> ChebGraph:
+        """Load the graph file of ``(hr, pr)`` from ``folder``: the arguments, defaults and
+        errors of :func:`utils.structures.load_deepsphere_graph`, which raises ``OsloError``
+        if the file is missing or does not match."""
+        return cls.from_structure(load_deepsphere_graph(folder, *args, **kwargs))
 
     @property
     def num_edges(self) -> int:
