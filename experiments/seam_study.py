@@ -21,7 +21,7 @@ these four curves (and on the terminal; ``<out>/results`` stays the RD study's):
 * the training seconds per 1000 patches of each mode (``log.csv`` of the runs: the sphere
   mode's epoch is ``ceil(maps * np / P)`` whole maps of ``P`` patches).
 
-The study's steps resume where they stopped (see :mod:`experiments.rd_study`).
+The study's steps resume where they stopped (see :mod:`experiments.rd.runner`).
 
 Example:
     python experiments/seam_study.py --small -O runs/seams --seeds 0 1
@@ -41,6 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from experiments import rd_study
+from experiments.rd.bd import BD_METRICS
+from experiments.rd.layout import Layout, method_seeds
+from experiments.rd.methods import METHODS as RD_METHODS
+from experiments.rd.presets import PRESETS, Preset
 from spherical_models.cli import HelpFormatter
 from utils.cli import run_main, setup_logging
 from utils.healpix import num_patches
@@ -63,15 +67,14 @@ def evaluation_rows(folder: Path) -> dict[str, dict[str, str]]:
         return {row["name"]: row for row in csv.DictReader(handle)}
 
 
-def coding_rows(preset: rd_study.Preset, layout: rd_study.Layout,
-                test_maps: Sequence[Path]) -> list[dict]:
+def coding_rows(preset: Preset, layout: Layout, test_maps: Sequence[Path]) -> list[dict]:
     """One row per method, seed and lambda: actual bpp, seam ratio, encode and decode seconds,
     each the mean over the test maps."""
     originals = {path.stem: load_map(path) for path in test_maps}
     rows = []
     for key in METHODS:
-        method = rd_study.METHODS[key]
-        for seed in rd_study.method_seeds(preset, layout, method):
+        method = RD_METHODS[key]
+        for seed in method_seeds(preset, layout, method):
             for lmbda, _ in preset.points:
                 folder = layout.run(method, lmbda, seed) / method.reconstruction
                 results = evaluation_rows(folder)
@@ -89,18 +92,17 @@ def coding_rows(preset: rd_study.Preset, layout: rd_study.Layout,
     return rows
 
 
-def training_rows(preset: rd_study.Preset, layout: rd_study.Layout,
-                  num_train_maps: int) -> list[dict]:
+def training_rows(preset: Preset, layout: Layout, num_train_maps: int) -> list[dict]:
     """Per trained method, seed and lambda: mean seconds of an epoch, patches of an epoch
     (whole maps count ``P = 12 * 4**(hr - pr)`` patches) and seconds per 1000 patches."""
     per_map = num_patches(preset.healpix_res, preset.patch_res)
     rows = []
     for key in ("oslo_sh", "oslo_sh_sphere"):
-        method = rd_study.METHODS[key]
+        method = RD_METHODS[key]
         patches = num_train_maps * preset.patches_per_map
         if method.patch_border == "sphere":
             patches = math.ceil(patches / per_map) * per_map
-        for seed in rd_study.method_seeds(preset, layout, method):
+        for seed in method_seeds(preset, layout, method):
             for lmbda, _ in preset.points:
                 with (layout.run(method, lmbda, seed) / "log.csv").open(newline="") as handle:
                     seconds = float(np.mean([float(r["seconds"])
@@ -142,7 +144,7 @@ def report(bd: Sequence[dict], rows: Sequence[dict], ratios: Sequence[dict],
              "## BD-rate against `oslo_sh` (cut, coded by patch; pchip on the Pareto fronts)",
              "", "| method | metric | BD-rate % mean (min .. max over seeds) |", "|---|---|---|"]
     for key in METHODS[1:]:
-        for metric in rd_study.BD_METRICS:
+        for metric in BD_METRICS:
             per_seed = [r["bd_rate_percent"] for r in bd
                         if (r["method"], r["metric"], r["interpolation"]) == (key, metric, "pchip")
                         and r["seed"] in {str(s) for s in seeds} | {""}]
@@ -212,12 +214,12 @@ def main(argv: Sequence[str] | None = None) -> str:
              "--lr-schedule", args.lr_schedule,
              *(("--report-only",) if args.report_only else ())]
     bd = rd_study.main(study)
-    preset = rd_study.PRESETS[args.preset]
+    preset = PRESETS[args.preset]
     if args.epochs:
         preset = replace(preset, epochs=args.epochs)
     root = Path(args.output_dir)
-    layout = rd_study.Layout(root, separate_training=True, seeds=tuple(dict.fromkeys(args.seeds)),
-                             results_name=RESULTS)
+    layout = Layout(root, separate_training=True, seeds=tuple(dict.fromkeys(args.seeds)),
+                    results_name=RESULTS)
     rows = coding_rows(preset, layout, read_list(layout.data_list("test")))
     ratios = whole_over_patch(rows)
     training = training_rows(preset, layout, len(read_list(layout.data_list("train"))))

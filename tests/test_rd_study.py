@@ -17,6 +17,13 @@ import torch
 from PIL import Image
 
 from experiments import rd_study
+from experiments.rd.bd import bd_rows, unsupported
+from experiments.rd.curves import Curve, classic_points, mean_curve, monotone_breaks, point_label
+from experiments.rd.layout import Inputs, Layout
+from experiments.rd.methods import METHODS
+from experiments.rd.presets import PAPER_POINTS, PRESETS
+from experiments.rd.report import _bd_cell
+from experiments.rd.steps import study_steps
 from utils.metrics import METRIC_NAMES
 from utils.rd import bd_values, read_point
 
@@ -72,17 +79,17 @@ def test_every_output_is_written(study):
 
 def test_points_are_the_mean_rows_of_the_rd_files(study):
     root, _ = study
-    preset = rd_study.PRESETS["tiny"]
-    layout = rd_study.Layout(root)
+    preset = PRESETS["tiny"]
+    layout = Layout(root)
     rows = read_rows(root / "results" / "rd_points.csv")
-    assert {r["method"] for r in rows} == set(rd_study.METHODS)
-    for method in rd_study.METHODS.values():
+    assert {r["method"] for r in rows} == set(METHODS)
+    for method in METHODS.values():
         if method.kind == "classic":
-            labels = rd_study.classic_points(preset, method.model)
+            labels = classic_points(preset, method.model)
             files = {label: layout.rd_csv(method, label) for label in labels}
         else:
             files = {f"lambda={p[0]:g}": layout.rd_csv(method, p) for p in preset.points}
-        mine = {rd_study.point_label(method, r["lambda"]): r
+        mine = {point_label(method, r["lambda"]): r
                 for r in rows if r["method"] == method.key}
         assert {r["seed"] for r in mine.values()} == {"" if method.kind == "classic" else "0"}
         assert set(mine) == set(files)
@@ -94,11 +101,11 @@ def test_points_are_the_mean_rows_of_the_rd_files(study):
 
 def test_learned_bpp_is_the_actual_rate_per_healpix_pixel(study):
     root, _ = study
-    preset = rd_study.PRESETS["tiny"]
+    preset = PRESETS["tiny"]
     npix = 12 * 4**preset.healpix_res
     for key in ("oslo_sh", "deepsphere_fp", "erp_sh"):
-        method = rd_study.METHODS[key]
-        run = rd_study.Layout(root).run(method, preset.points[0][0])
+        method = METHODS[key]
+        run = Layout(root).run(method, preset.points[0][0])
         rates = [line.split("\t") for line in
                  (run / "reconstruction" / "rates.txt").read_text().splitlines()
                  if not line.startswith("#")]
@@ -115,18 +122,18 @@ def test_erp_models_are_coded_by_patch_and_whole(study):
     the patch coding's actual bits are its patches' strings, so the two codings differ, and
     each rd.csv holds its own coding's rates."""
     root, _ = study
-    preset = rd_study.PRESETS["tiny"]
-    layout = rd_study.Layout(root)
+    preset = PRESETS["tiny"]
+    layout = Layout(root)
     commands = (root / "commands.sh").read_text().splitlines()
     for key, size in (("erp_sh", 2**preset.patch_res), ("erp_sh_whole", 0)):
-        method = rd_study.METHODS[key]
+        method = METHODS[key]
         run = layout.run(method, preset.points[0][0])
         assert run == root / "runs" / "erp_sh" / f"lambda{preset.points[0][0]:g}"
         evaluation = next(line for line in commands if f" -O {run} " in line
                           and "--checkpoint-file" in line and f"--foldername-valtest "
                           f"{method.reconstruction}" in line)
         assert f"--patch-size-valtest {size} " in evaluation
-    run = layout.run(rd_study.METHODS["erp_sh"], preset.points[0][0])
+    run = layout.run(METHODS["erp_sh"], preset.points[0][0])
     bits = {}
     for folder in ("reconstruction", "reconstruction_erp_sh_whole"):
         rates = [line.split("\t") for line in (run / folder / "rates.txt").read_text()
@@ -163,7 +170,7 @@ def test_bd_table_is_recomputed_from_the_points(study):
             curve[key].append(float(row[key]))
     curves = {k: {m: np.array(v) for m, v in c.items()} for k, c in curves.items()}
     rows = read_rows(root / "results" / "bd_rates.csv")
-    assert {r["method"] for r in rows} == set(rd_study.METHODS) - {"jpeg"}
+    assert {r["method"] for r in rows} == set(METHODS) - {"jpeg"}
     finite = 0
     for row in rows:
         metric = row["metric"]
@@ -217,8 +224,8 @@ def test_report_shows_the_csv_numbers(study):
     root, _ = study
     report = (root / "results" / "report.md").read_text()
     for row in read_rows(root / "results" / "rd_points.csv"):
-        method = rd_study.METHODS[row["method"]]
-        label = rd_study.point_label(method, row["lambda"])
+        method = METHODS[row["method"]]
+        label = point_label(method, row["lambda"])
         assert f"| {method.label} | {row['seed']} | {label} | {float(row['bpp']):.4f} | " \
                f"{float(row['s_psnr_y']):.2f} |" in report
     for row in read_rows(root / "results" / "bd_rates.csv"):
@@ -245,13 +252,13 @@ def two_seeds(study, tmp_path_factory):
 
 def test_two_seeds_train_every_point_twice(two_seeds):
     root, _ = two_seeds
-    preset = rd_study.PRESETS["tiny"]
+    preset = PRESETS["tiny"]
     commands = (root / "commands.sh").read_text()
     points = read_rows(root / "results" / "rd_points.csv")
     assert list(points[0]) == ["method", "seed", "lambda", "bpp", *METRIC_NAMES]
-    layout = rd_study.Layout(root, seeds=(0, 1))
+    layout = Layout(root, seeds=(0, 1))
     for key in ("oslo_fp", "erp_fp"):
-        method = rd_study.METHODS[key]
+        method = METHODS[key]
         found = {(r["seed"], r["lambda"]) for r in points if r["method"] == key}
         assert found == {(s, f"{p[0]:g}") for s in ("0", "1") for p in preset.points}
         for seed in (0, 1):
@@ -274,14 +281,14 @@ def test_parallel_jobs_give_the_points_of_the_sequential_study(study, two_seeds)
     root, _ = two_seeds
     source, _ = study
     for key in ("oslo_fp", "erp_fp"):
-        method = rd_study.METHODS[key]
-        for point in rd_study.PRESETS["tiny"].points:
-            parallel = rd_study.Layout(root, seeds=(0, 1)).rd_csv(method, point, 0)
-            sequential = rd_study.Layout(source).rd_csv(method, point)
+        method = METHODS[key]
+        for point in PRESETS["tiny"].points:
+            parallel = Layout(root, seeds=(0, 1)).rd_csv(method, point, 0)
+            sequential = Layout(source).rd_csv(method, point)
             assert read_point(parallel) == read_point(sequential)
     logs = sorted(path.name for path in (root / "logs").iterdir())
     assert logs == sorted(f"{key}_lambda={p[0]:g}_seed={s}.log" for key in ("oslo_fp", "erp_fp")
-                          for p in rd_study.PRESETS["tiny"].points for s in (0, 1))
+                          for p in PRESETS["tiny"].points for s in (0, 1))
     assert all("$ python main_sphere_compression.py" in (root / "logs" / name).read_text()
                for name in logs if name.startswith("oslo_fp"))
 
@@ -330,7 +337,7 @@ def test_two_seeds_bd_rows_per_seed_and_of_the_mean_curve(two_seeds):
     report = (root / "results" / "report.md").read_text()
     assert "### Per seed" in report
     for row in rows:
-        if row["seed"] == "mean" and rd_study.unsupported(
+        if row["seed"] == "mean" and unsupported(
                 {k: float(row[k]) for k in ("bd_rate_min", "bd_rate_max")}):
             assert "unsupported" in report
 
@@ -340,12 +347,12 @@ def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
     def curve(key, seed, bpps):
         points = [(f"lambda={i}", {"bpp": b, **{m: 30.0 + 3 * i for m in METRIC_NAMES}})
                   for i, b in enumerate(bpps)]
-        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+        return Curve(METHODS[key], points, seed)
 
     curves = {"jpeg": [curve("jpeg", None, [1.0, 2.0, 3.0])],
               "oslo_fp": [curve("oslo_fp", 0, [0.8, 1.6, 2.4]),
                           curve("oslo_fp", 1, [1.1, 2.2, 3.3])]}
-    rows = rd_study.bd_rows(curves, "jpeg")
+    rows = bd_rows(curves, "jpeg")
     mean = [r for r in rows if r["seed"] == "mean"]
     assert {r["seed"] for r in rows} == {"0", "1", "mean"} and mean
     for row in mean:
@@ -357,31 +364,31 @@ def test_seeds_of_opposite_signs_make_an_unsupported_ranking():
         assert row["bd_rate_max"] == pytest.approx(max(per_seed))
         assert row["bd_rate_mean"] == pytest.approx(np.mean(per_seed))
         assert "ranking unsupported" in row["note"]
-        assert rd_study._bd_cell(row, "bd_rate_percent", 2).endswith(" unsupported")
-        mean_curve = rd_study.mean_curve(curves["oslo_fp"]).front(row["metric"])
+        assert _bd_cell(row, "bd_rate_percent", 2).endswith(" unsupported")
+        mean_front = mean_curve(curves["oslo_fp"]).front(row["metric"])
         anchor = curves["jpeg"][0].front(row["metric"])
         assert row["bd_rate_percent"] == pytest.approx(
-            bd_values(anchor, mean_curve, row["metric"], row["interpolation"])[0])
+            bd_values(anchor, mean_front, row["metric"], row["interpolation"])[0])
 
 
 def test_undefined_bd_values_say_why_in_the_report():
     def curve(key, seed, psnrs):
         points = [(f"lambda={i}", {"bpp": 1.0 + i, **{m: p for m in METRIC_NAMES}})
                   for i, p in enumerate(psnrs)]
-        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+        return Curve(METHODS[key], points, seed)
 
     curves = {"jpeg": [curve("jpeg", None, [30.0, 32.0, 34.0])],
               "oslo_fp": [curve("oslo_fp", s, [20.0 + s, 22.0, 24.0]) for s in (0, 1)]}
-    rows = rd_study.bd_rows(curves, "jpeg")
+    rows = bd_rows(curves, "jpeg")
     assert rows and all(math.isnan(r["bd_rate_percent"]) for r in rows)
     for row in rows:
-        assert rd_study._bd_cell(row, "bd_rate_percent", 2) == "no overlap"
-        assert "nan" not in rd_study._bd_cell(row, "bd_psnr_db", 3)
+        assert _bd_cell(row, "bd_rate_percent", 2) == "no overlap"
+        assert "nan" not in _bd_cell(row, "bd_psnr_db", 3)
 
     curves["oslo_fp"] = [curve("oslo_fp", 0, [24.0, 22.0, 20.0])]  # a front of 1 point
-    for row in rd_study.bd_rows(curves, "jpeg"):
-        assert rd_study._bd_cell(row, "bd_rate_percent", 2) == "under 2 points"
-        assert rd_study._bd_cell(row, "bd_psnr_db", 3) == "under 2 points"
+    for row in bd_rows(curves, "jpeg"):
+        assert _bd_cell(row, "bd_rate_percent", 2) == "under 2 points"
+        assert _bd_cell(row, "bd_psnr_db", 3) == "under 2 points"
 
 
 def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
@@ -390,16 +397,16 @@ def test_a_one_seed_method_is_measured_on_the_seeds_it_has():
     def curve(key, seed, bpps):
         points = [(f"lambda={i}", {"bpp": b, **{m: 30.0 + 3 * i for m in METRIC_NAMES}})
                   for i, b in enumerate(bpps)]
-        return rd_study.Curve(rd_study.METHODS[key], points, seed)
+        return Curve(METHODS[key], points, seed)
 
     anchor = [curve("erp_sh", 0, [1.0, 2.0, 3.0]), curve("erp_sh", 1, [1.2, 2.4, 3.6])]
     curves = {"erp_sh": anchor, "deepsphere_sh": [curve("deepsphere_sh", 0, [0.9, 1.8, 2.7])],
               "jpeg": [curve("jpeg", None, [1.1, 2.1, 3.1])]}
-    rows = rd_study.bd_rows(curves, "erp_sh")
+    rows = bd_rows(curves, "erp_sh")
     deepsphere = [r for r in rows if r["method"] == "deepsphere_sh"]
     assert {r["seed"] for r in deepsphere} == {"0", "mean"}
     for row in deepsphere:
-        base = (anchor[0] if row["seed"] == "0" else rd_study.mean_curve(anchor))
+        base = (anchor[0] if row["seed"] == "0" else mean_curve(anchor))
         assert row["bd_rate_percent"] == pytest.approx(bd_values(
             base.front(row["metric"]), curves["deepsphere_sh"][0].front(row["metric"]),
             row["metric"], row["interpolation"])[0])
@@ -424,14 +431,14 @@ def test_monotone_breaks_name_the_lambda_steps():
     def curve(values):
         points = [(f"lambda={lmbda:g}", {"bpp": bpp, "s_psnr_y": psnr})
                   for lmbda, bpp, psnr in values]
-        return rd_study.Curve(rd_study.METHODS["oslo_sh"], points, 0)
+        return Curve(METHODS["oslo_sh"], points, 0)
 
-    assert rd_study.monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 25.0),
-                                           (0.012, 0.3, 26.0)])) == []
+    assert monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 25.0),
+                                  (0.012, 0.3, 26.0)])) == []
     # listed by bpp, as Curve keeps them: the lambda order is read from the labels
     broken = curve([(0.012, 0.15, 26.0), (0.002, 0.1, 24.0), (0.005, 0.2, 25.0)])
-    assert rd_study.monotone_breaks(broken) == ["0.005 -> 0.012"]  # fewer bits
-    assert rd_study.monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 23.5)])) == [
+    assert monotone_breaks(broken) == ["0.005 -> 0.012"]  # fewer bits
+    assert monotone_breaks(curve([(0.002, 0.1, 24.0), (0.005, 0.2, 23.5)])) == [
         "0.002 -> 0.005"]  # lower S-PSNR Y
 
 
@@ -443,7 +450,7 @@ def test_medium_preset_commands(tmp_path):
     chain."""
     out = tmp_path / "medium"
     rd_study.main(["--medium", "-O", str(out), "-i", str(REPO / "samples"), "--dry-run"])
-    preset = rd_study.PRESETS["medium"]
+    preset = PRESETS["medium"]
     commands = (out / "commands.sh").read_text()
     trainings = [line for line in commands.splitlines()
                  if " --lambda " in line and (" -e " in line)]
@@ -469,9 +476,9 @@ def test_medium_preset_commands(tmp_path):
             if key == "oslo_sh_sphere":  # the base on patches, then whole maps at 1e-4
                 assert "--sphere-start 0.8 " in runs[first]
                 assert not any("--sphere-start" in line for line in tuned)
-    steps = [step for step in rd_study.study_steps(
-        preset, rd_study.Layout(out, separate_training=True, seeds=(0, 1)),
-        [rd_study.METHODS["oslo_sh"]], rd_study.Inputs("samples", "jpg", "t", "s"))
+    steps = [step for step in study_steps(
+        preset, Layout(out, separate_training=True, seeds=(0, 1)),
+        [METHODS["oslo_sh"]], Inputs("samples", "jpg", "t", "s"))
         if step.chain]
     assert [step.chain for step in steps] == ["oslo_sh seed=0"] * (1 + 3 * 4) + \
         ["oslo_sh seed=1"] * (1 + 3 * 4)
@@ -496,18 +503,18 @@ def test_finetuned_points_start_from_the_base_model(study, tmp_path):
     argv = [*argv, "--methods", "oslo_fp", "erp_fp", "jpeg", "--finetune-epochs", "1"]
     argv[argv.index("-O") + 1] = str(root)
     rd_study.main(argv)
-    layout = rd_study.Layout(root)
+    layout = Layout(root)
     for key in ("oslo_fp", "erp_fp"):
-        method = rd_study.METHODS[key]
+        method = METHODS[key]
         base = layout.base(method) / "final.pth.tar"
         assert torch.load(base, weights_only=True)["config"]["lambda"] == 0.02
-        for lmbda, _ in rd_study.PRESETS["tiny"].points:
+        for lmbda, _ in PRESETS["tiny"].points:
             checkpoint = torch.load(layout.run(method, lmbda) / "final.pth.tar",
                                     weights_only=True)
             assert checkpoint["args"]["init_from"] == str(base)
             assert checkpoint["config"]["lambda"] == lmbda
     points = read_rows(root / "results" / "rd_points.csv")
-    lambdas = [f"{p[0]:g}" for p in rd_study.PRESETS["tiny"].points]
+    lambdas = [f"{p[0]:g}" for p in PRESETS["tiny"].points]
     assert {(r["method"], r["lambda"]) for r in points if r["seed"] == "0"} == {
         (key, lmbda) for key in ("oslo_fp", "erp_fp") for lmbda in lambdas}
     steps = read_rows(root / "steps.csv")
@@ -535,7 +542,7 @@ def test_paper_preset_writes_the_commands_only(tmp_path):
     assert commands.count("generate_healpix_samples_and_split_to_train_and_test.py") == 1
     assert "-t 0.8 -v 0.1" in commands and f"-v {tmp_path}/data/validation.txt" in commands
     assert not (tmp_path / "data").exists()
-    for lmbda, quality in rd_study.PAPER_POINTS:
+    for lmbda, quality in PAPER_POINTS:
         assert f"--lambda {lmbda:g} " in commands and f"-q {quality} " in commands
     trainings = [line for line in commands.splitlines() if line.startswith("torchrun")]
     assert len(trainings) == 4 * 10
