@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="quality level: (N, M) = (128, 192) for 1-5, (142, 270) for 6-8")
     model.add_argument("--channels", type=int, nargs=2, metavar=("N", "M"), default=None,
                        help="override the (N, M) channels of -q (small models for tests and the "
-                       "demo); recorded in checkpoints")
+                       "demo); recorded in checkpoints (default: those of -q)")
     model.add_argument("--lambda", dest="lmbda", type=float, default=0.0018, metavar="LAMBDA",
                        help="rate-distortion trade-off in bpp + lambda * 255^2 * MSE")
     model.add_argument("-c", "--conv-name", choices=CONV_TYPES, default="SDPAConv",
@@ -230,10 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "--no-deterministic: CompressAI's float32 ones. Default: on, except for "
                       "the context models (not covered)")
     test.add_argument("--scale-table-levels", type=int, default=None,
-                      help="entries of the scale table of y, exp(linspace(log 0.11, log 256, "
-                      "L)): recorded in the checkpoints of a new training (default 256); "
-                      "evaluation uses the checkpoint's (64 for checkpoints that do not record "
-                      "it) unless given")
+                      help="entries L of the scale table of y, exp(linspace(log 0.11, log 256, "
+                      "L)), recorded in the checkpoints (default: 256 for a new training; "
+                      "otherwise the checkpoint's, 64 for checkpoints that do not record it)")
 
     device = parser.add_argument_group("device")
     device.add_argument("-g", "--gpu", action="store_true", help="run on CUDA")

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list file of the training maps (step 1's train.txt; only the names are used); "
              "trains")
     add("--train-original-dir", default=None,
-        help="folder of the originals of the training list, if not -o")
+        help="folder of the originals of the training list (default: -o)")
     add("-t", "--test-data", default=None, metavar="TEST_LIST",
         help="list file of the test maps (step 1's test.txt; only the names are used); "
              "evaluates")
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="quality level: CompressAI's (N, M) of the model, (128, 192) for "
                                "1-5, (192, 320) for 6-8")
     channels.add_argument("--channels", type=int, nargs=2, metavar=("N", "M"), default=None,
-                          help="(N, M) channels instead of -q's")
+                          help="(N, M) channels instead of -q's (default: -q's)")
     add("--lambda", dest="lmbda", type=float, default=0.0018, metavar="LAMBDA",
         help="rate-distortion trade-off in bpp + lambda * 255^2 * MSE")
     add("-e", "--epochs", type=int, default=1000, help="last epoch (epochs are numbered from 1)")

@@ -86,23 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
              "--tiny and --small, samples/planets and samples/photos for --medium, none for "
              "--paper); several are linked into <out>/train_images; 'none': split -i instead")
     add("-e", "--image-ext", default="jpg", help="extension of the ERP images")
-    add("--methods", nargs="+", choices=list(METHODS), default=None,
-        help="the curves of the study (default: the preset's: all of them; --medium: oslo_fp "
-             "oslo_sh oslo_sh_sphere deepsphere_sh erp_fp erp_sh and the classic codecs (the "
-             "other codings of issue 13 are experiments/seam_study.py's); --paper: all but the "
-             "sphere-border ones, whose training on whole resolution-10 maps does not fit a "
-             "GPU)")
-    add("--anchor", default="erp_sh", choices=list(METHODS),
-        help="the curve the BD-rates are measured against")
-    add("--epochs", type=int, default=None, help="override the preset's training epochs")
+    add("--methods", nargs="+", choices=list(METHODS), default=None, metavar="METHOD",
+        help=f"the curves of the study, among {' '.join(METHODS)} (default: the preset's: "
+             "all of them; --medium: oslo_fp oslo_sh oslo_sh_sphere deepsphere_sh erp_fp "
+             "erp_sh and the classic codecs (the other codings of issue 13 are "
+             "experiments/seam_study.py's); --paper: all but the sphere-border ones, whose "
+             "training on whole resolution-10 maps does not fit a GPU)")
+    add("--anchor", default="erp_sh", choices=list(METHODS), metavar="METHOD",
+        help="the curve the BD-rates are measured against, one of those of --methods")
+    add("--epochs", type=int, default=None,
+        help="training epochs of every learned model (default: the preset's)")
     add("--finetune-epochs", type=int, default=None, metavar="E",
         help="train a base model per method and seed at the highest lambda for --epochs, then "
              "fine-tune every point from it for E epochs (--init-from of the training scripts, "
              "learning rate 5e-4, the same schedule); 0: every point from scratch (default: the "
              "preset's: 25 for --medium, 0 for the others)")
     add("--lr-schedule", choices=("plateau", "step", "cosine"), default=None,
-        help="override the preset's learning-rate schedule (--lr-schedule of every learned "
-             "model; --medium: cosine, the other presets: plateau)")
+        help="learning-rate schedule (--lr-schedule) of every learned model (default: the "
+             "preset's: cosine for --medium, plateau for the others)")
     add("--seeds", type=int, nargs="+", default=None,
         help="train every learned point once per seed (--seed of its training); with several, "
              "the run folders get a _seed<s> suffix and the report gives the BD values per "

@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training seeds of every point (the medium preset's sphere-border "
                         "models: the first only)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="override the preset's training epochs")
+                        help="training epochs of every model (default: the preset's)")
     parser.add_argument("--lr-schedule", choices=("plateau", "step", "cosine"),
                         default="cosine",
                         help="learning-rate schedule of every model: the small preset's plateau "

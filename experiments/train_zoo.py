@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("-O", "--out", default="runs/zoo", help="working folder")
     parser.add_argument("--zoo-dir", default=str(zoo.ZOO_DIR),
-                        help="folder of the exported files and registry.json")
+                        help="folder of the exported files and registry.json (default: zoo/ of the "
+                        "repository)")
     parser.add_argument("--base-epochs", type=int, default=150,
                         help="epochs of a base training (144 steps each)")
     parser.add_argument("--finetune-epochs", type=int, default=30,

@@ -10,6 +10,7 @@ module reads it. :func:`run` checks the flag combinations, turns them into a fro
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,23 @@ DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent.parent / "misc" / "spher
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows each option's default, except for required options and switches."""
+    """``--help`` shows each option's default: ``(default: none)`` for an option without one
+    (an input not given, an output not written), its value otherwise. Required options,
+    switches (off unless given) and helps that state their default themselves (``default:
+    the preset's``) are left as they are."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default is None or action.nargs == 0:
-            return action.help or ""
+        text = action.help or ""
+        if (action.required or action.nargs == 0 or not action.option_strings
+                or STATED_DEFAULT.search(text)):
+            return text
+        if action.default is None:
+            return f"{text} (default: none)"
         return super()._get_help_string(action)
+
+
+STATED_DEFAULT = re.compile(r"\bdefault:|%\(default\)", re.IGNORECASE)
+"""A help that states its default (:class:`HelpFormatter` adds none)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +75,8 @@ def add_sphere_points_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-s", "--sphere-points", default=str(DEFAULT_SPHERE_POINTS),
         help="sphere points of S-PSNR (count, then 'lat lon' per line); a missing "
-             "sphere_<10*4**k+2>.txt is generated")
+             "sphere_<10*4**k+2>.txt is generated (default: misc/sphere_655362.txt of the "
+             "repository)")
 
 
 PATIENCE_UNITS = ("epochs", "steps")
