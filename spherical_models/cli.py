@@ -23,20 +23,22 @@ DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent.parent / "misc" / "spher
 """360Lib's 655,362 points, generated on first use (:func:`utils.sphere_points.load_or_create`)."""
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` shows each option's default: ``(default: none)`` for an option without one
-    (an input not given, an output not written), its value otherwise. Required options,
-    switches (off unless given) and helps that state their default themselves (``default:
-    the preset's``) are left as they are."""
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default as it would be typed (``0.6 0.9`` for a list),
+    or ``none`` for an option without one (an input not given, an output not written, an
+    empty prefix). Required options, switches (off unless given) and helps that state their
+    default themselves (``default: the preset's``) are left as they are."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if (action.required or action.nargs == 0 or not action.option_strings
-                or STATED_DEFAULT.search(text)):
+                or action.default is argparse.SUPPRESS or STATED_DEFAULT.search(text)):
             return text
-        if action.default is None:
-            return f"{text} (default: none)"
-        return super()._get_help_string(action)
+        value = action.default
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))
+        shown = "none" if value is None or value == "" else str(value).replace("%", "%%")
+        return f"{text} (default: {shown})"
 
 
 STATED_DEFAULT = re.compile(r"\bdefault:|%\(default\)", re.IGNORECASE)

@@ -124,7 +124,7 @@ def test_help_documents_every_flag_with_its_default():
                     "(default: 0.001)", "(default: 1.0)", "(default: 10)", "(default: 8)",
                     "(default: 20)", "(default: reconstruction)", "(default: stride)",
                     "(default: pixel_shuffle)", "(default: SphereScaleHyperprior)",
-                    "(default: plateau)", "(default: [0.6, 0.9])", "(default: epochs)",
+                    "(default: plateau)", "(default: 0.6 0.9)", "(default: epochs)",
                     "--patience-unit {epochs,steps}", "--plateau-patches N",
                     "the training loss. Ignored with -v (default: 0)"):
         assert default in text, default

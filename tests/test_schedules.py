@@ -162,7 +162,7 @@ def test_schedule_flags_in_range_are_accepted_and_documented(tmp_path):
     for parser in (script.build_parser(), baseline.build_parser()):
         text = " ".join(parser.format_help().split())
         for needle in ("--lr-schedule {plateau,step,cosine}", "(default: plateau)",
-                       "--lr-step-at FRACTION", "(default: [0.6, 0.9])", "--lr-step-factor",
+                       "--lr-step-at FRACTION", "(default: 0.6 0.9)", "--lr-step-factor",
                        "(default: 0.1)", "--lr-min", "(default: 0.0)", "cosine decay"):
             assert needle in text, needle
 
