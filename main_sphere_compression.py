@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Training: -i (and -v); evaluation: -t with --checkpoint-file (or "
-        "--weight-transfer). See README.md, steps 3 and 4.",
+        "--weight-transfer). See docs/guide.md, steps 3 and 4.",
         formatter_class=HelpFormatter,
     )
     data = parser.add_argument_group("data")

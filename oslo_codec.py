@@ -8,7 +8,7 @@ info: the header of a .oslo file, its sizes and bpp.
 models: the pretrained zoo (zoo/), which encode uses without --checkpoint (-q picks the quality)
 and decode finds by the checkpoint hash of the file.
 A folder for -i codes every file in it, into the folder -o. The file format, the checks and the
-deterministic mode are described in spherical_models/codec.py and README.md.
+deterministic mode are described in spherical_models/codec.py and docs/codec.md.
 
 Examples:
     python oslo_codec.py encode -i photo.jpg -o photo.oslo -q 3
@@ -68,7 +68,7 @@ def _common(parser: argparse.ArgumentParser, device: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter,
-                                     epilog="See README.md, 'The .oslo codec'.")
+                                     epilog="See docs/codec.md.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     encode = commands.add_parser("encode", formatter_class=HelpFormatter,
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkpoint's -hr; a .npy map keeps its own)")
     encode.add_argument("-p", "--patch-res", type=int, default=None,
                         help="patch resolution, -1: whole sphere (default: the checkpoint's "
-                        "evaluation patch resolution -prvt, else its -prt)")
+                        "evaluation patch resolution -prvt, else -1 for a model trained with "
+                        "--patch-border sphere, else its -prt)")
     encode.add_argument("-b", "--batch-size", type=int, default=10,
                         help="patches per compress call (as -bsvt; recorded, decoding uses the "
                         "same batches)")
