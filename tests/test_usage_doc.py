@@ -1,18 +1,31 @@
 """docs/usage.md is the scripts' ``--help`` (scripts/make_usage.py): a test fails when a parser
-changes and the file does not, and every flag of every script shows its default."""
+changes and the file does not, and every flag of every script shows its default. The commands
+that README.md and the guides print (the seed's among them) still parse."""
 
 import argparse
+import contextlib
 import importlib.util
+import io
+import re
+import shlex
 from pathlib import Path
 
 import pytest
 
 from utils.errors import OsloError
-from utils.usage import python_version, recorded_python, split_sections, stale_commands, subcommands
+from utils.usage import (
+    anchor,
+    python_version,
+    recorded_python,
+    split_sections,
+    stale_commands,
+    subcommands,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 USAGE = REPO / "docs" / "usage.md"
 REGENERATE = "python scripts/make_usage.py"
+GUIDES = ("README.md", "docs/guide.md", "docs/codec.md", "docs/studies.md")
 
 
 def load_generator():
@@ -118,3 +131,61 @@ def test_help_shows_the_default_of_every_flag():
             if "default" not in formatter._get_help_string(action).lower():
                 missing.append(f"{command} {action.option_strings[-1]}")
     assert not missing
+
+
+def documented_commands(text: str) -> list[str]:
+    """The ``python <script> ...`` commands of the code blocks of a Markdown ``text``, with
+    their continuation lines joined; those with shell variables are left out."""
+    commands = []
+    for block in re.findall(r"^```(?:bash|sh)?\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        for command in block.replace("\\\n", " ").splitlines():
+            if command.startswith("python ") and "$" not in command:
+                commands.append(command)
+    return commands
+
+
+def test_the_documented_commands_parse():
+    """Every command of README.md and the guides, the seed's four steps among them, is accepted
+    by its script's parser as written (paths and all)."""
+    scripts = {script: make_usage.load(script) for script in make_usage.SCRIPTS}
+    refused, checked = [], 0
+    for guide in GUIDES:
+        for command in documented_commands((REPO / guide).read_text()):
+            _, script, *args = shlex.split(command, comments=True)
+            module = scripts.get(script.removeprefix("./"))
+            if module is None:
+                continue
+            checked += 1
+            with contextlib.redirect_stderr(io.StringIO()) as errors:
+                try:
+                    module.build_parser().parse_args(args)
+                except SystemExit:
+                    refused.append(f"{guide}: {command}: {errors.getvalue().strip()}")
+    assert not refused
+    assert checked >= 20
+
+
+def headings(text: str) -> set[str]:
+    """The anchors of the headings of a Markdown ``text`` (code blocks left out)."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    return {anchor(title) for title in re.findall(r"^#+ (.+)$", prose, re.MULTILINE)}
+
+
+def test_relative_links_resolve():
+    """Every relative link of README.md and docs/ names a file that exists, and its #anchor,
+    if any, a heading of that file."""
+    broken = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text()
+        prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target}")
+            elif fragment and linked.suffix == ".md" and fragment not in headings(
+                    linked.read_text()):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken
