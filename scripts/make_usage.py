@@ -61,6 +61,7 @@ SCRIPTS = (
     "experiments/seam_study.py",
     "experiments/train_zoo.py",
     "experiments/warmup_study.py",
+    "experiments/zoo_bd.py",
     "scripts/zoo_demo.py",
     "scripts/gpu_check.py",
     "scripts/make_usage.py",

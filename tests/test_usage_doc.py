@@ -189,3 +189,13 @@ def test_relative_links_resolve():
                     linked.read_text()):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken
+
+
+def test_every_script_with_a_parser_is_in_the_reference():
+    """A new script cannot be left out: every top-level, misc/, baselines/, experiments/ and
+    scripts/ file that defines ``build_parser`` is one of the generator's scripts."""
+    folders = (".", "misc", "baselines", "experiments", "scripts")
+    found = {str(path.relative_to(REPO)) for folder in folders
+             for path in (REPO / folder).glob("*.py")
+             if "def build_parser(" in path.read_text()}
+    assert found <= set(make_usage.SCRIPTS), sorted(found - set(make_usage.SCRIPTS))
