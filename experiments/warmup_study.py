@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO))
 from compressai.losses import RateDistortionLoss as PlanarLoss  # noqa: E402
 from compressai.models import ScaleHyperprior  # noqa: E402
 
-from baselines.train_erp_compressai import codec_image, random_crops  # noqa: E402
 from experiments.train_zoo import HEALPIX_RES, PATCH_RES, TRAIN_IMAGE_DIRS  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
+from spherical_models.erp import codec_image, random_crops  # noqa: E402
 from spherical_models.geometry import SphereGeometry  # noqa: E402
 from spherical_models.models.base import LayerOptions  # noqa: E402
 from spherical_models.models.google import SphereScaleHyperprior  # noqa: E402

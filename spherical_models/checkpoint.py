@@ -186,6 +186,7 @@ def checkpoint_state(
     seed: int,
     rng: list[dict[str, Any]],
     position: Mapping[str, Any] | None = None,
+    checkpoint_format: str = CHECKPOINT_FORMAT,
 ) -> dict[str, Any]:
     """Everything a checkpoint holds (DESIGN.md section 7).
 
@@ -199,9 +200,11 @@ def checkpoint_state(
         rng: the random states of each process (:func:`rng_state`), by rank.
         position: for an interrupted epoch, ``{"epoch", "batch", "meters": [by rank]}``: the
             epoch under way, the batches done, and the running sums of each process.
+        checkpoint_format: the script's format name: this toolkit's (the spherical codecs),
+            or that of the planar models (:data:`spherical_models.erp_pipeline.CHECKPOINT_FORMAT`).
     """
     return {
-        "format": CHECKPOINT_FORMAT,
+        "format": checkpoint_format,
         "version": CHECKPOINT_VERSION,
         "epoch": epoch,
         "state_dict": module.state_dict(),

@@ -1,10 +1,14 @@
 """The command line's one boundary: the parser helpers every script shares, and the typed run
-configuration that the flags of ``main_sphere_compression.py`` become.
+configurations that the flags of the two training scripts become.
 
 Scripts parse their flags and hand the :class:`argparse.Namespace` here; nothing past this
-module reads it. :func:`run` checks the flag combinations, turns them into a frozen
-:class:`RunConfig` and runs :func:`spherical_models.pipeline.run` on it, which builds the model
-(:mod:`spherical_models.models.registry`), the geometries and the loaders from the typed values.
+module reads it. :func:`run` checks the flag combinations of ``main_sphere_compression.py``,
+turns them into a frozen :class:`RunConfig` and runs :func:`spherical_models.pipeline.run` on
+it, which builds the model (:mod:`spherical_models.models.registry`), the geometries and the
+loaders from the typed values; :func:`run_erp` does the same for
+``baselines/train_erp_compressai.py`` (:class:`ErpRunConfig`,
+:func:`spherical_models.erp_pipeline.run`). Both trainings run the one epoch loop of
+:class:`spherical_models.trainer.Trainer`, whose flags are a :class:`TrainingConfig`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import OsloError
-from utils.healpix import MAX_RESOLUTION
+from utils.healpix import MAX_RESOLUTION, nside_of
 from utils.structures import check_resolutions
 
 DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent.parent / "misc" / "sphere_655362.txt"
@@ -140,6 +144,41 @@ def check_lr_schedule(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The epoch loop of both training scripts
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The flags of the epoch loop (:class:`spherical_models.trainer.Trainer`), the same for
+    the sphere models and the planar ones: epochs, optimisers, clipping, warm-up, learning-rate
+    schedule, checkpoints, logging, the checkpoint to resume from, and ``arguments``, every
+    flag as given (recorded in the checkpoints).
+
+    ``validation_start`` is the first epoch with validation and plateau steps (1 where there is
+    no validation); ``print_freq`` logs the losses every this many batches (0: never).
+    """
+
+    max_epochs: int
+    learning_rate: float
+    aux_learning_rate: float
+    clip_max_norm: float
+    lr_warmup: int
+    no_scheduler: bool
+    lr_schedule: str
+    scheduler_patience: int
+    patience_unit: str
+    lr_step_at: tuple[float, ...]
+    lr_step_factor: float
+    lr_min: float
+    validation_start: int
+    checkpoint_interval: int
+    checkpoint_file: str | None
+    print_freq: int
+    no_progress: bool
+    arguments: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
 # main_sphere_compression.py
 
 
@@ -240,6 +279,11 @@ class RunConfig:
             for f in fields(cls)
         })
 
+    @property
+    def training(self) -> TrainingConfig:
+        """The flags of the epoch loop."""
+        return TrainingConfig(**{f.name: getattr(self, f.name) for f in fields(TrainingConfig)})
+
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse, with one clear line, flag combinations that cannot run."""
@@ -322,3 +366,138 @@ def run(args: argparse.Namespace):
 
     check_arguments(args)
     return run_pipeline(RunConfig.from_args(args))
+
+
+# ---------------------------------------------------------------------------------------------
+# baselines/train_erp_compressai.py: the planar models on ERP images
+
+PAD_MULTIPLE = 64
+"""The planar codecs' images are padded to a multiple of this (their down-sampling, 2**6):
+the sides of the training crops and of the coded patches are multiples of it."""
+
+DISTORTION_WEIGHTS = ("none", "latitude")
+"""``--distortion-weight`` of the planar models: plain MSE, or rows weighted by the sphere's
+area (:func:`spherical_models.erp.latitude_criterion`)."""
+
+
+@dataclass(frozen=True)
+class ErpRunConfig:
+    """What a run of ``baselines/train_erp_compressai.py`` does, as typed values: the flags,
+    with ``erp_width`` and ``files_prefix`` resolved from ``-r``, ``train_original_dir`` from
+    ``-o``, ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``), and the
+    epoch loop's flags in ``training`` (``-e`` its ``max_epochs``; without validation,
+    ``--scheduler-patience`` counts epochs and no batch is logged)."""
+
+    original_dir: Path
+    original_ext: str
+    train_data: str | None
+    train_original_dir: Path
+    test_data: str | None
+    files_prefix: str
+    healpix_res: int
+    out_dir: Path
+    model: str
+    quality: int
+    channels: tuple[int, int] | None
+    lmbda: float
+    crops_per_image: int
+    crop_size: int
+    batch_size_train: int
+    distortion_weight: str
+    seed: int
+    init_from: str | None
+    erp_width: int
+    sphere_points: str
+    patch_size_valtest: int
+    foldername_valtest: str
+    gpu: bool
+    training: TrainingConfig
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ErpRunConfig:
+        """The configuration of parsed flags (checked by :func:`check_erp_arguments`)."""
+        width, prefix = _erp_width(args), _files_prefix(args)
+        loop = {"max_epochs": args.epochs, "lr_step_at": tuple(args.lr_step_at),
+                "patience_unit": "epochs", "validation_start": 1, "print_freq": 0,
+                "arguments": {**vars(args), "erp_width": width, "files_prefix": prefix}}
+        resolved = {
+            "original_dir": Path(args.original_dir),
+            "train_original_dir": Path(args.train_original_dir or args.original_dir),
+            "out_dir": Path(args.out_dir),
+            "files_prefix": prefix,
+            "erp_width": width,
+            "channels": tuple(args.channels) if args.channels else None,
+            "training": TrainingConfig(**{
+                f.name: loop[f.name] if f.name in loop else getattr(args, f.name)
+                for f in fields(TrainingConfig)
+            }),
+        }
+        return cls(**{
+            f.name: resolved[f.name] if f.name in resolved else getattr(args, f.name)
+            for f in fields(cls)
+        })
+
+
+def _erp_width(args: argparse.Namespace) -> int:
+    """``--erp-width``, by default ``4 * 2**r``."""
+    return 4 * nside_of(args.healpix_res) if args.erp_width is None else args.erp_width
+
+
+def _files_prefix(args: argparse.Namespace) -> str:
+    """``--files-prefix``, by default ``healpix_sampling_res_{r}_``."""
+    return args.files_prefix if args.files_prefix is not None else \
+        f"healpix_sampling_res_{args.healpix_res}_"
+
+
+def check_erp_arguments(args: argparse.Namespace) -> None:
+    """Refuse, with one clear line, flags of ``baselines/train_erp_compressai.py`` out of
+    range or that cannot run together."""
+    if args.train_data is None and args.test_data is None:
+        raise OsloError("nothing to do: give -i/--train-data (training) and/or -t/--test-data")
+    if args.init_from is not None and (args.train_data is None or args.checkpoint_file):
+        raise OsloError("--init-from needs -i/--train-data and excludes --checkpoint-file")
+    if args.train_data is None and args.checkpoint_file is None:
+        raise OsloError("evaluation without training needs --checkpoint-file")
+    if not 0 <= args.healpix_res <= 13:
+        raise OsloError(f"-r/--healpix-res must be in 0..13, got {args.healpix_res}")
+    width = _erp_width(args)
+    if width < 2 or width % 2:
+        raise OsloError(f"--erp-width must be even and positive, got {width}")
+    if args.channels is not None and min(args.channels) < 1:
+        raise OsloError(f"--channels must be positive, got {args.channels}")
+    for flag, value in (("-e/--epochs", args.epochs), ("-np/--crops-per-image",
+                        args.crops_per_image), ("-bst/--batch-size-train",
+                        args.batch_size_train)):
+        if value < 1:
+            raise OsloError(f"{flag} must be >= 1, got {value}")
+    if args.seed < 0:
+        raise OsloError(f"--seed must be >= 0, got {args.seed}")
+    if args.scheduler_patience < 0:
+        raise OsloError(f"--scheduler-patience must be >= 0, got {args.scheduler_patience}")
+    check_lr_schedule(args)
+    if args.checkpoint_interval < 0:
+        raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
+    if args.patch_size_valtest < 0 or args.patch_size_valtest % PAD_MULTIPLE:
+        raise OsloError(f"--patch-size-valtest must be 0 or a positive multiple of "
+                        f"{PAD_MULTIPLE}, got {args.patch_size_valtest}")
+    if args.train_data is not None:
+        if args.crop_size < PAD_MULTIPLE or args.crop_size % PAD_MULTIPLE:
+            raise OsloError(f"--crop-size must be a positive multiple of {PAD_MULTIPLE}, got "
+                            f"{args.crop_size}")
+        if args.crop_size > width // 2:
+            raise OsloError(f"--crop-size {args.crop_size} is larger than the ERP images "
+                            f"({width} x {width // 2}; see --erp-width)")
+    out = Path(args.out_dir)
+    if out.exists() and not out.is_dir():
+        raise OsloError(f"-O/--out-dir '{out}' is not a folder")
+
+
+def run_erp(args: argparse.Namespace):
+    """Train (``-i``) and/or evaluate (``-t``) as the flags of
+    ``baselines/train_erp_compressai.py`` say: :func:`check_erp_arguments`, then
+    :func:`spherical_models.erp_pipeline.run` on the :class:`ErpRunConfig`. Returns the
+    evaluation's rows."""
+    from spherical_models.erp_pipeline import run as run_pipeline
+
+    check_erp_arguments(args)
+    return run_pipeline(ErpRunConfig.from_args(args))

@@ -38,9 +38,7 @@ from spherical_models.models import (
 )
 from spherical_models.tiling import check_tile_res, coarse_geometry
 from spherical_models.trainer import Trainer, training_data
-from spherical_models.training import (
-    seed_everything,
-)
+from spherical_models.training import RateDistortionLoss, seed_everything, write_config
 from spherical_models.weight_transfer import apply_weight_transfer
 from utils.cli import get_logger
 from utils.datasets import read_map_list
@@ -233,18 +231,22 @@ def _run(config: RunConfig, info: Distributed) -> SphereCompressionModel:
         hr = config.healpix_res
         train_files = read_map_list(config.train_data, hr)
         val_files = read_map_list(config.validation_data, hr) if config.validation_data else []
-        data = training_data(config, train_files, val_files, seed, info, device)
-        resolutions = {False: max(config.patch_res_train, -1), True: -1}  # by whole_maps
-        geometries = {phase.whole_maps: load_geometry(config, model,
-                                                      resolutions[phase.whole_maps]).to(device)
-                      for phase in data.phases}
-        val_geometry = next((g for g in geometries.values()
-                             if g.patch_res == config.patch_res_valtest), None)
-        if val_geometry is None:
-            val_geometry = load_geometry(config, model, config.patch_res_valtest).to(device) \
-                if val_files else next(iter(geometries.values()))
-        Trainer(config, model, recorded, data, geometries, val_geometry, seed, info, device,
-                out_dir, checkpoint).fit()
+        geometries: dict[int, SphereGeometry] = {}
+
+        def geometry(patch_res: int) -> SphereGeometry:
+            if patch_res not in geometries:
+                geometries[patch_res] = load_geometry(config, model, patch_res).to(device)
+            return geometries[patch_res]
+
+        data = training_data(config, train_files, val_files, seed, info, device, geometry)
+        if info.is_main:
+            write_config(out_dir, config.arguments, {
+                "seed": seed, "world_size": info.world_size, "device": str(device),
+                "torch": torch.__version__, "resumed_from": config.checkpoint_file,
+                "start_epoch": checkpoint["epoch"] + 1 if checkpoint is not None else 1,
+            })
+        Trainer(config.training, model, recorded, data, RateDistortionLoss(config.lmbda), seed,
+                info, device, out_dir, checkpoint).fit()
     if config.test_data:
         evaluate(config, model, test_files, test_geometry.to(device), info, device, out_dir)
     return model

@@ -1,21 +1,35 @@
 """Step 3: the epochs of a training run (training, validation, scheduler, logs and
-checkpoints), its loaders, and its processes (:class:`Trainer`)."""
+checkpoints) and its processes (:class:`Trainer`), the same for the spherical codecs and the
+planar ones; the loaders of the spherical codecs (:func:`training_data`).
+
+What differs between the two is handed to the :class:`Trainer` as typed objects: the data
+(:class:`TrainingData`: the phases' samplers, loaders and geometries, the validation, and the
+:class:`~spherical_models.training.Step` of a model on a batch), the loss, the checkpoints'
+configuration, and the outputs (:class:`TrainingOutputs`: checkpoint format, ``log.csv``
+columns, ``loss.txt``, ``checkpoint_best_loss.pth.tar``)."""
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from spherical_models.checkpoint import checkpoint_state, rng_state, save_checkpoint, set_rng_state
-from spherical_models.cli import RunConfig
+from spherical_models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    checkpoint_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from spherical_models.cli import RunConfig, TrainingConfig
 from spherical_models.distributed import (
     Distributed,
     any_process,
@@ -23,12 +37,11 @@ from spherical_models.distributed import (
     broadcast_parameters,
     gather_objects,
 )
-from spherical_models.geometry import SphereGeometry
-from spherical_models.models import SphereCompressionModel
 from spherical_models.training import (
+    LOG_COLUMNS,
     EpochContext,
     Meters,
-    RateDistortionLoss,
+    Step,
     StopRequest,
     TrainingInterrupted,
     configure_optimizers,
@@ -36,11 +49,11 @@ from spherical_models.training import (
     ignore_interrupts,
     make_scheduler,
     patience_epochs,
+    sphere_step,
     split_parameters,
     step_scheduler,
     train_one_epoch,
     validate,
-    write_config,
     write_logs,
 )
 from utils.cli import get_logger
@@ -74,9 +87,7 @@ def make_loader(
     )
 
 
-def wrap_distributed(
-    model: SphereCompressionModel, info: Distributed, device: torch.device
-) -> nn.Module:
+def wrap_distributed(model: nn.Module, info: Distributed, device: torch.device) -> nn.Module:
     """``DistributedDataParallel`` around ``model`` (several processes), ``model`` otherwise.
 
     DDP averages the gradients of the rate-distortion loss; the entropy bottlenecks'
@@ -96,34 +107,66 @@ def wrap_distributed(
     )
 
 
+class EpochSampler(Protocol):
+    """What the :class:`Trainer` asks of a phase's sampler: the items of an epoch (per
+    process), and the epoch to draw and the items to skip (resuming an epoch)."""
+
+    @property
+    def items_per_epoch(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def set_start(self, start: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class TrainingPhase:
-    """The training data of the epochs ``first_epoch ..`` (until the next phase): random
-    patches of the training maps, balanced over the caps and the belt, or whole maps
-    (``whole_maps``, ``--patch-border sphere``), with their sampler (which the epochs seed and
-    position), the items of a batch, and the fixed training patches (maps) that the plateau
-    scheduler watches (``--plateau-patches`` without ``-v``, else :obj:`None`)."""
+    """The training data of the epochs ``first_epoch ..`` (until the next phase), named by
+    ``name`` in the log: their sampler (which the epochs seed and position), the loader of its
+    batches, the items of a batch, the geometry of the batches' items (the spherical codecs';
+    :obj:`None` for the planar ones), and the fixed training patches (maps) that the plateau
+    scheduler watches (``--plateau-patches`` without ``-v``, else :obj:`None`).
+
+    ``sampler.set_epoch`` may draw from torch's global generator (the planar models' crops):
+    the :class:`Trainer` seeds it alike on every process before, so that every process draws
+    the same epoch."""
 
     first_epoch: int
-    whole_maps: bool
-    sampler: BalancedPatchSampler | WholeMapSampler
-    loader: DataLoader
+    name: str
+    sampler: EpochSampler
+    loader: Iterable
     batch_size: int
+    geometry: nn.Module | None = None
     plateau_loader: DataLoader | None = None
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The loaders of a training run: its phases (one, or with ``--patch-border sphere
-    --sphere-start F`` patches then whole maps), and every patch of the validation maps
-    (:obj:`None` without ``-v``)."""
+    """The data of a training run: its phases (one, or with ``--patch-border sphere
+    --sphere-start F`` patches then whole maps), every patch of the validation maps and their
+    geometry (:obj:`None` without ``-v``), and ``step``, the
+    :class:`~spherical_models.training.Step` of a model on a batch of the loaders."""
 
     phases: tuple[TrainingPhase, ...]
-    val_loader: DataLoader | None
+    val_loader: DataLoader | None = None
+    val_geometry: nn.Module | None = None
+    step: Callable[[nn.Module, Any, EpochContext], Step] = sphere_step
 
     def phase(self, epoch: int) -> TrainingPhase:
         """The phase of ``epoch``."""
         return [p for p in self.phases if p.first_epoch <= epoch][-1]
+
+
+@dataclass(frozen=True)
+class TrainingOutputs:
+    """What a :class:`Trainer` writes besides the checkpoints' contents: the checkpoints'
+    format name, the columns of ``log.csv``, and whether it writes ``loss.txt`` and
+    ``checkpoint_best_loss.pth.tar``. The defaults are ``main_sphere_compression.py``'s."""
+
+    checkpoint_format: str = CHECKPOINT_FORMAT
+    log_columns: tuple[str, ...] = LOG_COLUMNS
+    loss_txt: bool = True
+    best_checkpoint: bool = True
 
 
 def sphere_border_items(run: RunConfig, num_maps: int) -> tuple[int, int]:
@@ -142,7 +185,8 @@ def first_whole_map_epoch(run: RunConfig) -> int:
 
 
 def _phase(run: RunConfig, train_files: list[Path], whole_maps: bool, first_epoch: int,
-           seed: int, info: Distributed, device: torch.device, plateau: bool) -> TrainingPhase:
+           seed: int, info: Distributed, device: torch.device, plateau: bool,
+           geometry: Callable[[int], nn.Module]) -> TrainingPhase:
     hr, prt = run.healpix_res, max(run.patch_res_train, -1)
     plateau_count = run.plateau_patches
     if whole_maps:
@@ -165,7 +209,8 @@ def _phase(run: RunConfig, train_files: list[Path], whole_maps: bool, first_epoc
             MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
             run.batch_size_valtest, workers, device,
         )
-    return TrainingPhase(first_epoch, whole_maps, sampler, loader, batch_size, plateau_loader)
+    return TrainingPhase(first_epoch, "whole maps" if whole_maps else "patches", sampler, loader,
+                         batch_size, geometry(prt), plateau_loader)
 
 
 def training_data(
@@ -175,25 +220,30 @@ def training_data(
     seed: int,
     info: Distributed,
     device: torch.device,
+    geometry: Callable[[int], nn.Module],
 ) -> TrainingData:
     """The loaders of ``run`` over the maps ``train_files`` (``-i``) and ``val_files``
-    (``-v``, may be empty), for this process of ``info``."""
+    (``-v``, may be empty), for this process of ``info``, with the geometries
+    ``geometry(patch_res)`` of their patches (-1: whole maps)."""
     plateau = not val_files
+
+    def phase(whole_maps: bool, first_epoch: int) -> TrainingPhase:
+        return _phase(run, train_files, whole_maps, first_epoch, seed, info, device, plateau,
+                      geometry)
+
     if run.patch_border == "cut":
-        phases = (_phase(run, train_files, False, 1, seed, info, device, plateau),)
+        phases = (phase(False, 1),)
     else:
         first = first_whole_map_epoch(run)
-        whole = _phase(run, train_files, True, first, seed, info, device, plateau)
-        phases = (whole,) if first == 1 else (
-            _phase(run, train_files, False, 1, seed, info, device, plateau), whole)
-    val_loader = None
-    if val_files:
-        hr, workers = run.healpix_res, run.dataloader_num_workers
-        val_data = MapPatches(val_files, hr, run.patch_res_valtest)
-        val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
-                                        info.world_size)
-        val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
-    return TrainingData(phases, val_loader)
+        phases = (phase(True, 1),) if first == 1 else (phase(False, 1), phase(True, first))
+    if not val_files:
+        return TrainingData(phases)
+    hr, workers = run.healpix_res, run.dataloader_num_workers
+    val_data = MapPatches(val_files, hr, run.patch_res_valtest)
+    val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
+                                    info.world_size)
+    val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
+    return TrainingData(phases, val_loader, geometry(run.patch_res_valtest))
 
 
 @dataclass
@@ -208,39 +258,46 @@ class TrainState:
 
 
 class Trainer:
-    """Step 3: the epochs of training, validation, scheduler, logs and checkpoints.
+    """Step 3: the epochs of training, validation, scheduler, logs and checkpoints, for any
+    codec: the spherical ones on HEALPix patches or maps, the planar ones on ERP crops.
+
+    Each epoch seeds torch's global generator from ``(seed, epoch, rank)``
+    (:func:`~spherical_models.training.epoch_seed`; the phase's sampler draws its epoch
+    between the seeding of rank 0's stream and that of the other ranks, so that every process
+    draws the same), trains on the phase's batches, validates, steps the scheduler, and
+    writes the logs and the checkpoints.
 
     Args:
-        run: the run's configuration (:class:`~spherical_models.cli.RunConfig`).
+        config: the epoch loop's flags (:class:`~spherical_models.cli.TrainingConfig`).
         model: the codec (on ``device``; loaded from the checkpoint if resuming).
         checkpoint_config: what every checkpoint records and must match
-            (:func:`spherical_models.pipeline.run_config`).
-        data: the loaders (:func:`training_data`).
-        geometries: the structures of the phases, by :attr:`TrainingPhase.whole_maps`: at
-            ``(-hr, -prt)`` (``False``) and of the whole sphere (``True``), on ``device``.
-        val_geometry: those at ``(-hr, -prvt)`` for the validation (may be ``geometry``).
+            (:func:`spherical_models.pipeline.run_config`,
+            :func:`spherical_models.erp_pipeline.model_config`).
+        data: the phases, the validation and the step (:class:`TrainingData`).
+        criterion: the rate-distortion loss, ``criterion(output, x)``.
         seed: the run's seed.
         info: the processes.
         device: where the model runs.
         out_dir: the output folder.
         checkpoint: the checkpoint to resume from, if any.
+        outputs: the checkpoint format and the log files (:class:`TrainingOutputs`).
     """
 
     def __init__(
         self,
-        run: RunConfig,
-        model: SphereCompressionModel,
+        config: TrainingConfig,
+        model: nn.Module,
         checkpoint_config: dict[str, Any],
         data: TrainingData,
-        geometries: dict[bool, SphereGeometry],
-        val_geometry: SphereGeometry,
+        criterion: Callable[[dict, torch.Tensor], dict[str, torch.Tensor]],
         seed: int,
         info: Distributed,
         device: torch.device,
         out_dir: Path,
         checkpoint: dict[str, Any] | None = None,
+        outputs: TrainingOutputs | None = None,
     ) -> None:
-        self.run = run
+        self.config = config
         self.module = model
         self.checkpoint_config = checkpoint_config
         self.seed = seed
@@ -248,31 +305,29 @@ class Trainer:
         self.device = device
         self.out_dir = out_dir
         self.data = data
-        self.geometries = geometries
-        self.val_geometry = val_geometry
+        self.outputs = outputs or TrainingOutputs()
         self.optimizer, self.aux_optimizer = configure_optimizers(
-            model, run.learning_rate, run.aux_learning_rate
+            model, config.learning_rate, config.aux_learning_rate
         )
         first = data.phases[0]  # patience in steps counts the steps of the first phase
         steps_per_epoch = math.ceil(first.sampler.items_per_epoch / first.batch_size)
-        self.patience = patience_epochs(run.scheduler_patience, run.patience_unit,
+        self.patience = patience_epochs(config.scheduler_patience, config.patience_unit,
                                         steps_per_epoch)
-        self.scheduler = None if run.no_scheduler else make_scheduler(
-            self.optimizer, self.patience, schedule=run.lr_schedule,
-            epochs=run.max_epochs, step_at=run.lr_step_at, step_factor=run.lr_step_factor,
-            lr_min=run.lr_min,
+        self.scheduler = None if config.no_scheduler else make_scheduler(
+            self.optimizer, self.patience, schedule=config.lr_schedule,
+            epochs=config.max_epochs, step_at=config.lr_step_at,
+            step_factor=config.lr_step_factor, lr_min=config.lr_min,
         )
         self.state = TrainState()
         self._rng: list = []
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.val_loader = data.val_loader
         self.model = wrap_distributed(model, info, device)
-        progress = info.is_main and not run.no_progress
+        progress = info.is_main and not config.no_progress
         self.ctx = EpochContext(
-            RateDistortionLoss(run.lmbda), self.optimizer, self.aux_optimizer,
-            geometries[first.whole_maps], device, info, run.clip_max_norm,
-            run.print_freq if info.is_main else 0, progress, run.lr_warmup,
+            criterion, self.optimizer, self.aux_optimizer, first.geometry, device, info,
+            config.clip_max_norm, config.print_freq if info.is_main else 0, progress,
+            config.lr_warmup, data.step,
         )
         self._use(first)
 
@@ -280,8 +335,7 @@ class Trainer:
         """Train on ``phase``'s data and geometry."""
         self.phase = phase
         self.sampler, self.loader, self.batch_size = phase.sampler, phase.loader, phase.batch_size
-        self.plateau_loader = phase.plateau_loader
-        self.geometry = self.ctx.geometry = self.geometries[phase.whole_maps]
+        self.ctx.geometry = phase.geometry
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -292,14 +346,14 @@ class Trainer:
         position = checkpoint.get("position")
         if position is not None and len(position["meters"]) != self.info.world_size:
             raise OsloError(
-                f"checkpoint '{self.run.checkpoint_file}' was interrupted in the middle of an "
-                f"epoch with {len(position['meters'])} process(es): resume it with as many, "
+                f"checkpoint '{self.config.checkpoint_file}' was interrupted in the middle of "
+                f"an epoch with {len(position['meters'])} process(es): resume it with as many, "
                 f"not {self.info.world_size}"
             )
-        self.state = TrainState(
-            checkpoint["epoch"], list(checkpoint["history"]), checkpoint["best_loss"], position
-        )
-        self._rng = checkpoint["rng"]
+        # the planar models' checkpoints written before they trained here hold neither
+        self.state = TrainState(checkpoint["epoch"], list(checkpoint["history"]),
+                                checkpoint.get("best_loss", math.inf), position)
+        self._rng = checkpoint.get("rng", [])
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -307,8 +361,8 @@ class Trainer:
         return checkpoint_state(
             self.module, self.optimizer, self.aux_optimizer, self.scheduler,
             epoch=self.state.epoch, history=self.state.history, best_loss=self.state.best_loss,
-            config=self.checkpoint_config, args=self.run.arguments, seed=self.seed, rng=rng,
-            position=position,
+            config=self.checkpoint_config, args=self.config.arguments, seed=self.seed, rng=rng,
+            position=position, checkpoint_format=self.outputs.checkpoint_format,
         )
 
     def _save(self, names: list[str], position: dict | None = None,
@@ -348,32 +402,34 @@ class Trainer:
         if phase is not self.phase:
             self._use(phase)
             if self.info.is_main:
-                get_logger().info("epoch %d: training on %s from now on", epoch,
-                                  "whole maps" if phase.whole_maps else "patches")
+                get_logger().info("epoch %d: training on %s from now on", epoch, phase.name)
         position = self.state.position
         self.state.position = None
-        self.sampler.set_epoch(epoch)
+        rank = self.info.rank
+        torch.manual_seed(epoch_seed(self.seed, epoch, 0))
+        self.sampler.set_epoch(epoch)  # what it draws from torch, every process draws alike
         if position is not None and position["epoch"] == epoch:
-            rank = self.info.rank
             set_rng_state(self._rng[rank], self.device)
             meters = Meters(**position["meters"][rank])
             self.sampler.set_start(meters.batches * self.batch_size)
             return meters
-        torch.manual_seed(epoch_seed(self.seed, epoch, self.info.rank))
+        if rank:
+            torch.manual_seed(epoch_seed(self.seed, epoch, rank))
         self.sampler.set_start(0)
         return None
 
     def _epoch_row(self, epoch: int, meters: Meters, lr: float, start: float) -> dict[str, Any]:
         row: dict[str, Any] = {"epoch": epoch, **meters.reduced(self.info, self.device).summary()}
         row.update(lr=lr, data_seconds=meters.data_seconds)
-        validated = self.val_loader is not None and epoch >= self.run.validation_start
+        validated = self.data.val_loader is not None and epoch >= self.config.validation_start
         if validated:
-            val = validate(self.module, self.val_loader, self.ctx.criterion, self.val_geometry,
-                           self.device, self.info, self.ctx.progress)
+            val = validate(self.module, self.data.val_loader, self.ctx.criterion,
+                           self.data.val_geometry, self.device, self.info, self.ctx.progress)
             row.update({f"val_{k}": v for k, v in val.items() if k != "aux_loss"})
-        if self.plateau_loader is not None and epoch >= self.run.validation_start:
-            fixed = validate(self.module, self.plateau_loader, self.ctx.criterion, self.geometry,
-                             self.device, self.info, self.ctx.progress)
+        plateau_loader = self.phase.plateau_loader
+        if plateau_loader is not None and epoch >= self.config.validation_start:
+            fixed = validate(self.module, plateau_loader, self.ctx.criterion,
+                             self.phase.geometry, self.device, self.info, self.ctx.progress)
             row["plateau_loss"] = fixed["loss"]
         row["seconds"] = time.perf_counter() - start
         return row
@@ -381,7 +437,7 @@ class Trainer:
     def _log_epoch(self, row: dict[str, Any]) -> None:
         if not self.info.is_main:
             return
-        text = (f"epoch {row['epoch']}/{self.run.max_epochs}: loss {row['loss']:.4f}, bpp "
+        text = (f"epoch {row['epoch']}/{self.config.max_epochs}: loss {row['loss']:.4f}, bpp "
                 f"{row['bpp']:.4f}, PSNR {row['psnr']:.2f} dB, aux {row['aux_loss']:.2f}")
         if "val_loss" in row:
             text += (f" | validation loss {row['val_loss']:.4f}, bpp {row['val_bpp']:.4f}, "
@@ -393,15 +449,9 @@ class Trainer:
 
     def fit(self) -> None:
         """Run the epochs ``last completed + 1 .. -e``, then write ``final.pth.tar``."""
-        run, info = self.run, self.info
-        if info.is_main:
-            write_config(self.out_dir, run.arguments, {
-                "seed": self.seed, "world_size": info.world_size, "device": str(self.device),
-                "torch": torch.__version__, "resumed_from": run.checkpoint_file,
-                "start_epoch": self.state.epoch + 1,
-            })
+        config, info = self.config, self.info
         with StopRequest() as stop:
-            for epoch in range(self.state.epoch + 1, run.max_epochs + 1):
+            for epoch in range(self.state.epoch + 1, config.max_epochs + 1):
                 start = time.perf_counter()
                 meters = self._start_epoch(epoch) or Meters()
                 total_batches = math.ceil(self.sampler.items_per_epoch / self.batch_size)
@@ -425,12 +475,13 @@ class Trainer:
 
         Both watch the validation loss with ``-v``; else the loss on the ``--plateau-patches``
         (from ``--validation-start``); else the training loss."""
-        run = self.run
+        config, outputs = self.config, self.outputs
         validated = "val_loss" in row or "plateau_loss" in row
         monitored = row.get("val_loss", row.get("plateau_loss", row["loss"]))
-        can_be_best = validated or (self.val_loader is None and self.plateau_loader is None)
-        if self.scheduler is not None and (run.lr_schedule != "plateau"
-                                           or epoch >= run.validation_start):
+        can_be_best = validated or (self.data.val_loader is None
+                                    and self.phase.plateau_loader is None)
+        if self.scheduler is not None and (config.lr_schedule != "plateau"
+                                           or epoch >= config.validation_start):
             step_scheduler(self.scheduler, monitored)  # plateau from --validation-start
         is_best = can_be_best and monitored < self.state.best_loss
         if is_best:
@@ -439,11 +490,11 @@ class Trainer:
         self.state.history.append(row)
         self._log_epoch(row)
         if self.info.is_main:
-            write_logs(self.out_dir, self.state.history)
+            write_logs(self.out_dir, self.state.history, outputs.log_columns, outputs.loss_txt)
         names = []
-        if epoch % run.checkpoint_interval == 0:
+        if config.checkpoint_interval and epoch % config.checkpoint_interval == 0:
             names.append(f"checkpoint_{epoch}.pth.tar")
-        if is_best:
+        if is_best and outputs.best_checkpoint:
             names.append("checkpoint_best_loss.pth.tar")
         if names:
             self._save(names)

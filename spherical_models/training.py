@@ -1,6 +1,7 @@
-r"""Training the spherical codecs: rate-distortion loss, optimisers, one epoch of training,
-validation and training logs (CompressAI's ``examples/train.py``, split into functions;
-checkpoints are :mod:`spherical_models.checkpoint`).
+r"""Training the codecs, spherical and planar: rate-distortion loss, optimisers, one epoch of
+training, validation and training logs (CompressAI's ``examples/train.py``, split into
+functions; checkpoints are :mod:`spherical_models.checkpoint`, the epochs
+:mod:`spherical_models.trainer`).
 
 Loss (DESIGN.md section 6), for inputs in :math:`[0, 1]`:
 
@@ -20,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -286,20 +287,15 @@ def ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@dataclass
-class EpochContext:
-    """What one epoch of training uses besides the model and the data."""
+@dataclass(frozen=True)
+class Step:
+    """What :func:`train_step` trains on: the batch ``x`` on the device (the model's input and
+    the loss's target), ``forward(x)`` the model's output, and the batch's own loss
+    (:obj:`None`: the epoch's, :attr:`EpochContext.criterion`)."""
 
-    criterion: RateDistortionLoss
-    optimizer: torch.optim.Optimizer
-    aux_optimizer: torch.optim.Optimizer | None
-    geometry: nn.Module
-    device: torch.device
-    dist: Distributed = field(default_factory=Distributed)
-    clip_max_norm: float = 1.0
-    print_freq: int = 0
-    progress: bool = True
-    warmup_steps: int = 0
+    x: Tensor
+    forward: Callable[[Tensor], dict]
+    criterion: Callable[[dict, Tensor], dict[str, Tensor]] | None = None
 
 
 def to_device(
@@ -310,6 +306,33 @@ def to_device(
     if bool((patch_ids < 0).any()):
         return x, None
     return x, patch_ids.to(device, non_blocking=True)
+
+
+def sphere_step(model: nn.Module, batch: tuple[Tensor, Tensor], ctx: EpochContext) -> Step:
+    """The :class:`Step` of a spherical codec on a batch ``(x [B, n, 3], patch_ids [B])`` of
+    :class:`utils.datasets.MapPatches`: ``model(x, ctx.geometry, patch_ids)``."""
+    x, patch_ids = to_device(*batch, ctx.device)
+    return Step(x, lambda inputs: model(inputs, ctx.geometry, patch_ids))
+
+
+@dataclass
+class EpochContext:
+    """What one epoch of training uses besides the model and the data: the loss, the
+    optimisers, the geometry of the spherical codecs' batches (:obj:`None` for the planar
+    ones), the device, the processes, clipping, logging, warm-up, and ``step``, the
+    :class:`Step` of a model (or its DDP wrapper) on a batch of the loader."""
+
+    criterion: Callable[[dict, Tensor], dict[str, Tensor]]
+    optimizer: torch.optim.Optimizer
+    aux_optimizer: torch.optim.Optimizer | None
+    geometry: nn.Module | None
+    device: torch.device
+    dist: Distributed = field(default_factory=Distributed)
+    clip_max_norm: float = 1.0
+    print_freq: int = 0
+    progress: bool = True
+    warmup_steps: int = 0
+    step: Callable[[nn.Module, Any, EpochContext], Step] = sphere_step
 
 
 def steps_done(optimizer: torch.optim.Optimizer) -> int:
@@ -411,8 +434,10 @@ def train_one_epoch(
     Args:
         model: the model, or its DDP wrapper.
         module: the model itself (for ``aux_loss``).
-        loader: batches ``(x [B, n, 3], patch_ids [B])``.
-        ctx: loss, optimisers, geometry, device, processes, clipping, logging.
+        loader: batches, on the CPU, of which ``ctx.step`` makes each :class:`Step`:
+            ``(x [B, n, 3], patch_ids [B])`` of the spherical codecs
+            (:func:`sphere_step`), ERP crops of the planar ones.
+        ctx: loss, optimisers, geometry, device, processes, clipping, logging, step.
         epoch: epoch number (for the progress bar and the log).
         meters: sums of the batches already done in this epoch (resuming), else fresh.
         stop: the stop request to poll.
@@ -429,15 +454,14 @@ def train_one_epoch(
         while True:
             wait = time.perf_counter()
             try:
-                x, patch_ids = next(iterator)
+                batch = next(iterator)
             except StopIteration:
                 break
             meters.data_seconds += time.perf_counter() - wait
-            x, patch_ids = to_device(x, patch_ids, ctx.device)
-            losses, aux = train_step(
-                lambda inputs, ids=patch_ids: model(inputs, ctx.geometry, ids), module, x, ctx
-            )
-            meters.add(losses, x.shape[0], aux)
+            step = ctx.step(model, batch, ctx)
+            step_ctx = ctx if step.criterion is None else replace(ctx, criterion=step.criterion)
+            losses, aux = train_step(step.forward, module, step.x, step_ctx)
+            meters.add(losses, step.x.shape[0], aux)
             bar.update()
             bar.set_postfix(loss=f"{losses['loss'].item():.4g}",
                             bpp=f"{losses['bpp_loss'].item():.4g}")
@@ -528,11 +552,16 @@ def write_log_csv(
     write_text(path, buffer.getvalue())
 
 
-def write_logs(out_dir: str | os.PathLike, history: list[Mapping[str, Any]]) -> None:
-    """(Re)write ``log.csv`` (:data:`LOG_COLUMNS`) and ``loss.txt`` (epoch, training loss,
-    validation loss) from the per-epoch ``history``."""
+def write_logs(
+    out_dir: str | os.PathLike, history: list[Mapping[str, Any]],
+    columns: Sequence[str] = LOG_COLUMNS, loss_txt: bool = True,
+) -> None:
+    """(Re)write ``log.csv`` (``columns``) and, with ``loss_txt``, ``loss.txt`` (epoch,
+    training loss, validation loss) from the per-epoch ``history``."""
     out_dir = Path(out_dir)
-    write_log_csv(out_dir / "log.csv", history)
+    write_log_csv(out_dir / "log.csv", history, columns)
+    if not loss_txt:
+        return
     lines = ["# epoch\ttraining_loss\tvalidation_loss"]
     lines += [
         f"{row['epoch']}\t{_format(row['loss'])}\t{_format(row.get('val_loss'))}"

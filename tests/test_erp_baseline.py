@@ -15,6 +15,7 @@ from compressai.models import FactorizedPrior, ScaleHyperprior
 from PIL import Image
 
 import baselines.train_erp_compressai as script
+from spherical_models import erp
 from utils.cli import run_main
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES, erp_row_weights, luma, spherical_psnr, to_grid_of
@@ -186,10 +187,10 @@ def test_patch_coding_codes_each_patch_as_an_image(image_dir, tmp_path, lists):
 
 def test_patches_round_trip():
     x = torch.arange(2 * 3 * 128 * 192, dtype=torch.float32).reshape(1, 6, 128, 192)
-    patches = script.to_patches(x, 64)
+    patches = erp.to_patches(x, 64)
     assert patches.shape == (6, 6, 64, 64)
     torch.testing.assert_close(patches[4], x[0, :, 64:, 64:128], rtol=0, atol=0)
-    torch.testing.assert_close(script.from_patches(patches, 128, 192), x, rtol=0, atol=0)
+    torch.testing.assert_close(erp.from_patches(patches, 128, 192), x, rtol=0, atol=0)
 
 
 def test_factorized_prior(image_dir, tmp_path, lists):
@@ -249,7 +250,7 @@ def test_random_crops_give_their_rows_and_wrap_in_longitude():
     images = torch.stack([torch.stack([rows, cols, torch.full_like(rows, n)])
                           for n in range(count)]).to(torch.uint8)  # [n, 3, H, W]
     torch.manual_seed(0)
-    crops, top = script.random_crops(images, size, per_image)
+    crops, top = erp.random_crops(images, size, per_image)
     assert crops.shape == (count * per_image, 3, size, size) and top.shape == (count * per_image,)
     for crop, first in zip(crops.long(), top.tolist(), strict=True):
         assert torch.equal(crop[0], (first + torch.arange(size))[:, None].expand(size, size))
@@ -272,8 +273,8 @@ def test_latitude_criterion_weighs_each_row_by_cos_latitude():
     x, x_hat = (torch.rand(3, 3, size, size, generator=generator) for _ in range(2))
     output = {"x_hat": x_hat,
               "likelihoods": {"y": torch.rand(3, 2, 2, 2, generator=generator) * 0.9 + 0.05}}
-    row_weights = script.area_row_weights(height)
-    weighted = script.latitude_criterion(lmbda, row_weights, top, size)(output, x)
+    row_weights = erp.area_row_weights(height)
+    weighted = erp.latitude_criterion(lmbda, row_weights, top, size)(output, x)
     plain = RateDistortionLoss(lmbda=lmbda)(output, x)
     cos = np.array([math.cos(math.pi / 2 - (v + 0.5) * math.pi / height) for v in range(height)])
     rows = top.numpy()[:, None] + np.arange(size)  # [3, S]
@@ -284,7 +285,7 @@ def test_latitude_criterion_weighs_each_row_by_cos_latitude():
     assert weighted["loss"].item() == pytest.approx(
         lmbda * 255**2 * expected + plain["bpp_loss"].item(), rel=1e-6)
     whole = torch.zeros(1, 3, height, size)
-    uniform = script.latitude_criterion(lmbda, row_weights, torch.tensor([0]), height)(
+    uniform = erp.latitude_criterion(lmbda, row_weights, torch.tensor([0]), height)(
         {"x_hat": whole + 0.1, "likelihoods": {}}, whole)
     assert uniform["mse_loss"].item() == pytest.approx(0.01, rel=1e-6)
 
@@ -371,7 +372,7 @@ def test_resample_erp_is_the_bilinear_sampling_at_pixel_centres(image_dir, tmp_p
 
 def test_pad_matches_numpy_edge_padding():
     image = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
-    padded = script.pad(script.to_tensor(image))
+    padded = erp.pad(erp.to_tensor(image))
     assert padded.shape == (1, 3, 64, 128)
     expected = np.pad(image, ((0, 24), (0, 58), (0, 0)), mode="edge").astype(np.float32) / 255
     np.testing.assert_array_equal(padded[0].permute(1, 2, 0).numpy(), expected)

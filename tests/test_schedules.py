@@ -11,7 +11,7 @@ import torch
 
 import main_sphere_compression as script
 from baselines import train_erp_compressai as baseline
-from spherical_models.cli import check_arguments
+from spherical_models.cli import check_arguments, check_erp_arguments
 from spherical_models.training import (
     SCHEDULER_FACTOR,
     make_scheduler,
@@ -173,7 +173,7 @@ def test_baseline_refuses_the_same_flags(tmp_path):
         "--crop-size", "64", "--erp-width", "128", "--lr-schedule", "step", "--lr-step-at",
         "1.5"])
     with pytest.raises(OsloError, match=r"--lr-step-at fractions must be in \(0, 1\), got 1.5"):
-        baseline.check_args(args)
+        check_erp_arguments(args)
 
 
 @pytest.mark.parametrize("patience,steps", [(0, 3), (1, 3), (3, 3), (4, 3), (7, 3), (20, 1),

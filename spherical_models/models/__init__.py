@@ -1,4 +1,4 @@
-"""Spherical codecs (CompressAI style) and their registry."""
+"""Spherical codecs (CompressAI style) and the registry of these and of the planar ones."""
 
 from spherical_models.models.base import (
     DEFAULT_SCALE_TABLE_LEVELS,
@@ -16,10 +16,13 @@ from spherical_models.models.google import (
 from spherical_models.models.registry import (
     MODEL_ALIASES,
     MODELS,
+    PLANAR_MODELS,
     QUALITY_CHANNELS,
     canonical_config,
     model_from_config,
     model_name,
+    planar_channels,
+    planar_model_from_config,
 )
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_SCALE_TABLE_LEVELS",
     "MODELS",
     "MODEL_ALIASES",
+    "PLANAR_MODELS",
     "QUALITY_CHANNELS",
     "SCALE_TABLE_LEVELS",
     "LayerOptions",
@@ -38,4 +42,6 @@ __all__ = [
     "canonical_config",
     "model_from_config",
     "model_name",
+    "planar_channels",
+    "planar_model_from_config",
 ]

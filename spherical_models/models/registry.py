@@ -1,10 +1,15 @@
 """The model registry: names and aliases of the codecs, the quality table, and the model that a
-configuration (flags or checkpoint) describes."""
+configuration (flags or checkpoint) describes; the spherical codecs (trained on HEALPix maps by
+``main_sphere_compression.py``) and CompressAI's planar ones (trained on ERP images by
+``baselines/train_erp_compressai.py``)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from compressai.models import CompressionModel, FactorizedPrior, ScaleHyperprior
+from compressai.zoo.image import cfgs as ZOO_CHANNELS
 
 from spherical_models.models.base import LayerOptions, SphereCompressionModel
 from spherical_models.models.google import (
@@ -86,3 +91,33 @@ def model_from_config(config: dict[str, Any]) -> SphereCompressionModel:
         return cls(int(config["N"]), int(config["M"]), options, **kwargs)
     except (KeyError, TypeError, ValueError) as error:
         raise OsloError(f"cannot build {name}: {type(error).__name__}: {error}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The planar models
+
+PLANAR_MODELS: dict[str, type[CompressionModel]] = {
+    "FactorizedPrior": FactorizedPrior,
+    "ScaleHyperprior": ScaleHyperprior,
+}
+"""CompressAI's own codecs on ERP images, by the name ``baselines/train_erp_compressai.py -m``
+takes and their checkpoints record. Their data set: random crops of the ERP images
+(:class:`spherical_models.erp.RandomCrops`); their evaluation: the whole ERP image or
+independent patches (:func:`spherical_models.erp.code_image`)."""
+
+PLANAR_ZOO_NAMES = {"FactorizedPrior": "bmshj2018-factorized",
+                    "ScaleHyperprior": "bmshj2018-hyperprior"}
+"""CompressAI zoo name of each planar model, whose ``cfgs`` give the ``(N, M)`` of a quality."""
+
+
+def planar_channels(model: str, quality: int) -> tuple[int, int]:
+    """``(N, M)`` of a planar model at a quality level: CompressAI's zoo configuration,
+    ``(128, 192)`` for 1-5 and ``(192, 320)`` for 6-8."""
+    n, m = ZOO_CHANNELS[PLANAR_ZOO_NAMES[model]][quality]
+    return n, m
+
+
+def planar_model_from_config(config: dict[str, Any]) -> CompressionModel:
+    """The planar codec (random initialisation) of a configuration's ``model``, ``N`` and
+    ``M`` (the flags', or a checkpoint's)."""
+    return PLANAR_MODELS[config["model"]](config["N"], config["M"])
