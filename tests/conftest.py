@@ -25,6 +25,21 @@ model = run(args)
 torch.save(model.state_dict(), os.path.join(args.out_dir, f"rank{{os.environ['RANK']}}.pt"))
 """
 
+ERP_DDP_LAUNCHER = """
+import os, sys
+import torch
+sys.path.insert(0, {repo!r})
+import baselines.train_erp_compressai as script
+import spherical_models.erp_pipeline as pipeline
+train = pipeline.train
+def train_and_save(config, *args):
+    model = train(config, *args)
+    torch.save(model.state_dict(), os.path.join(config.out_dir, f"rank{{os.environ['RANK']}}.pt"))
+    return model
+pipeline.train = train_and_save
+script.main(sys.argv[1:])
+"""
+
 
 @pytest.fixture
 def image_dir(tmp_path):
@@ -74,13 +89,15 @@ def smooth_maps():
 
 @pytest.fixture
 def ddp_training(tmp_path):
-    """``ddp_training(argv, out) -> (rank0, rank1)``: ``main_sphere_compression.py argv``
-    (whose ``-o`` is ``out``) under ``torchrun`` with 2 CPU processes of one thread each, and
-    the state dicts of both processes' models at the end."""
+    """``ddp_training(argv, out, erp=False) -> (rank0, rank1)``:
+    ``main_sphere_compression.py argv`` (whose ``-o`` is ``out``), or with ``erp``
+    ``baselines/train_erp_compressai.py argv`` (whose ``-O`` is ``out``), under ``torchrun``
+    with 2 CPU processes of one thread each, and the state dicts of both processes' models at
+    the end."""
 
-    def train(argv, out):
+    def train(argv, out, erp=False):
         launcher = tmp_path / "launch.py"
-        launcher.write_text(DDP_LAUNCHER.format(repo=str(REPO)))
+        launcher.write_text((ERP_DDP_LAUNCHER if erp else DDP_LAUNCHER).format(repo=str(REPO)))
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         result = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",

@@ -1,10 +1,13 @@
 """baselines/train_erp_compressai.py on tiny ERP images (r = 5: W = 128), checked against
 CompressAI itself (an independent compress / decompress of the checkpoint), the metrics
-recomputed from the saved PNG, and utils/sampling's bilinear rule; plus the resampling path of
-utils/metrics."""
+recomputed from the saved PNG, and utils/sampling's bilinear rule; the shared epoch loop's
+resumption (after Ctrl-C, and from checkpoints written before it) and processes; plus the
+resampling path of utils/metrics."""
 
 import csv
 import math
+import os
+import signal
 import sys
 
 import numpy as np
@@ -15,6 +18,7 @@ from compressai.models import FactorizedPrior, ScaleHyperprior
 from PIL import Image
 
 import baselines.train_erp_compressai as script
+import spherical_models.training as training
 from spherical_models import erp
 from utils.cli import run_main
 from utils.errors import OsloError
@@ -222,6 +226,101 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(image_dir, tmp_path, l
     log_a, log_b = read_csv(tmp_path / "a" / "log.csv"), read_csv(tmp_path / "b" / "log.csv")
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
     assert not (tmp_path / "b" / "checkpoint_1.pth.tar").exists()
+
+
+def assert_same_run(a, b):
+    """The same final weights and per-epoch losses in the output folders ``a`` and ``b``."""
+    final_a, final_b = (torch.load(out / "final.pth.tar", map_location="cpu", weights_only=True)
+                        for out in (a, b))
+    assert final_a["state_dict"].keys() == final_b["state_dict"].keys()
+    for key, value in final_a["state_dict"].items():
+        assert torch.equal(value, final_b["state_dict"][key]), key
+    assert [r["loss"] for r in read_csv(a / "log.csv")] == \
+        [r["loss"] for r in read_csv(b / "log.csv")]
+
+
+def test_interrupted_training_saves_and_resumes_exactly(image_dir, tmp_path, lists,
+                                                        monkeypatch):
+    """Ctrl-C in the middle of epoch 2 (6 crops, 2 batches an epoch): the step's epoch loop
+    saves ``interrupted.pth.tar`` in this script's format, which resumes to the weights and
+    losses of an uninterrupted run."""
+    train(image_dir, tmp_path, lists, tmp_path / "a")
+    steps, original = [], training.train_step
+
+    def step_then_interrupt(*args, **kwargs):
+        steps.append(None)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(image_dir, tmp_path, lists, tmp_path / "b")
+    monkeypatch.setattr(training, "train_step", original)
+    interrupted = tmp_path / "b" / "interrupted.pth.tar"
+    checkpoint = torch.load(interrupted, map_location="cpu", weights_only=True)
+    assert checkpoint["format"] == "oslo-erp-compressai-checkpoint"
+    assert checkpoint["epoch"] == 1 and checkpoint["position"]["epoch"] == 2
+    assert checkpoint["position"]["batch"] == 1
+    assert not (tmp_path / "b" / "final.pth.tar").exists()
+    train(image_dir, tmp_path, lists, tmp_path / "b", "--checkpoint-file", str(interrupted))
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_checkpoints_written_before_the_shared_loop_resume(image_dir, tmp_path, lists):
+    """A checkpoint without the entries the shared epoch loop added (random states, best and
+    last loss, seed, position) resumes as before, to the weights of an uninterrupted run."""
+    train(image_dir, tmp_path, lists, tmp_path / "a")
+    checkpoint = torch.load(tmp_path / "a" / "checkpoint_1.pth.tar", map_location="cpu",
+                            weights_only=True)
+    for key in ("rng", "best_loss", "loss", "seed", "position"):
+        del checkpoint[key]
+    torch.save(checkpoint, tmp_path / "old.pth.tar")
+    train(image_dir, tmp_path, lists, tmp_path / "b", "--checkpoint-file",
+          str(tmp_path / "old.pth.tar"))
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_ddp_two_processes_end_with_identical_weights(image_dir, tmp_path, lists, ddp_training):
+    """torchrun with 2 processes: each trains on its share of the epoch's crops, DDP keeps
+    the weights equal, and the first process writes the checkpoints."""
+    out = tmp_path / "ddp"
+    rank0, rank1 = ddp_training(
+        ["-o", str(image_dir), "-r", str(RES), "-O", str(out), *CHANNELS, "--crop-size", "64",
+         "-np", "3", "-bst", "2", "--no-progress", "-i", str(lists[0]), "-e", "1"], out,
+        erp=True)
+    assert rank0.keys() == rank1.keys()
+    for key, value in rank0.items():
+        assert torch.equal(value, rank1[key]), key
+    final = torch.load(out / "final.pth.tar", map_location="cpu", weights_only=True)
+    assert len(final["rng"]) == 2
+    for key, value in rank0.items():
+        assert torch.equal(value, final["state_dict"][key]), key
+
+
+def test_random_crops_share_the_epochs_draw_between_processes():
+    """Every process draws the epoch's crops from the same generator state and takes every
+    world_size-th one, the draw repeated cyclically to a multiple of world_size: together the
+    processes' crops are the draw of one process, each has as many."""
+    images = torch.randint(0, 256, (3, 3, 16, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    shares = []
+    for rank in range(2):
+        crops = erp.RandomCrops(images, 8, 3, batch_size=2, rank=rank, world_size=2)
+        torch.manual_seed(5)
+        crops.set_epoch(1)
+        assert crops.items_per_epoch == 5 and len(crops.crops) == 5
+        shares.append(crops)
+    whole = erp.RandomCrops(images, 8, 3, batch_size=4)
+    torch.manual_seed(5)
+    whole.set_epoch(1)
+    order = [*range(9), 0]
+    assert torch.equal(torch.cat([shares[0].crops, shares[1].crops]),
+                       whole.crops[order[0::2] + order[1::2]])
+    assert torch.equal(shares[1].top_rows, whole.top_rows[order[1::2]])
+    shares[0].set_start(2)
+    assert [len(crops) for crops, _ in shares[0]] == [2, 1]
+    assert [len(crops) for crops, _ in whole] == [4, 4, 1]
 
 
 def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(image_dir, tmp_path,
