@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("-O", "--out", default="runs/zoo_bd", help="output folder")
     parser.add_argument("--zoo-dir", default=str(zoo.ZOO_DIR),
-                        help="folder of the zoo's registry.json")
+                        help="folder of the zoo's registry.json (default: zoo/ of the "
+                        "repository)")
     parser.add_argument("--erp-results", default=None,
                         help="results.csv of train_zoo.py --erp (the planar twin), if any")
     parser.add_argument("--qualities", default="2,5,10,20,30,40,60,80",
