@@ -199,3 +199,9 @@ def test_every_script_with_a_parser_is_in_the_reference():
              for path in (REPO / folder).glob("*.py")
              if "def build_parser(" in path.read_text()}
     assert found <= set(make_usage.SCRIPTS), sorted(found - set(make_usage.SCRIPTS))
+
+
+def test_the_reference_names_no_folder_of_this_checkout():
+    """A default shown as this checkout's absolute path would make the file differ in every
+    other clone."""
+    assert str(REPO) not in USAGE.read_text()
