@@ -37,7 +37,7 @@ from spherical_models.layers.blocks import (
 from spherical_models.layers.pooling import POOL_MODES
 from spherical_models.layers.sdpa_conv import INIT_RULES
 from spherical_models.models import CONTEXT_MODELS, QUALITY_CHANNELS, model_name
-from spherical_models.tiling import DEFAULT_TILE_RES
+from spherical_models.models.tiling import DEFAULT_TILE_RES
 from utils.cli import run_main, setup_logging
 from utils.structures import WEIGHT_TYPES
 

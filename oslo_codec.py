@@ -8,7 +8,7 @@ info: the header of a .oslo file, its sizes and bpp.
 models: the pretrained zoo (zoo/), which encode uses without --checkpoint (-q picks the quality)
 and decode finds by the checkpoint hash of the file.
 A folder for -i codes every file in it, into the folder -o. The file format, the checks and the
-deterministic mode are described in spherical_models/codec.py and docs/codec.md.
+deterministic mode are described in spherical_models/coding/codec.py and docs/codec.md.
 
 Examples:
     python oslo_codec.py encode -i photo.jpg -o photo.oslo -q 3
@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from spherical_models import codec, zoo
+from spherical_models import zoo
 from spherical_models.cli import HelpFormatter
-from spherical_models.tiling import DEFAULT_TILE_RES
+from spherical_models.coding import codec
+from spherical_models.models.tiling import DEFAULT_TILE_RES
 from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
 from utils.io import IMAGE_EXTENSIONS

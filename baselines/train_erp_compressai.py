@@ -8,7 +8,7 @@ its original is ``<-o>/<name>.<-oe>``.
 
 ERP images of the codec: ``W x W/2`` with ``W`` = --erp-width (default ``4 * nside =
 4 * 2**r``), made by sampling the original bilinearly at the ERP pixel centres, padded for the
-codec to a multiple of 64 and cropped back (:mod:`spherical_models.erp`).
+codec to a multiple of 64 and cropped back (:mod:`spherical_models.planar.erp`).
 
 Training (-i): ``-np`` random ``--crop-size`` crops per image and epoch (they wrap around in
 longitude), drawn from the seed and the epoch, in batches of -bst; loss
@@ -18,8 +18,8 @@ Adam (-lr) on the model, Adam (-lraux) on the ``quantiles``, gradient clipping, 
 entropy bottleneck's auxiliary loss; the learning-rate schedule of step 3 (--lr-schedule):
 ``ReduceLROnPlateau`` on the training loss (factor ``sqrt(0.1)``, --scheduler-patience epochs;
 --no-scheduler), as step 3 without validation, or step / cosine decay over -e epochs. The epochs
-are those of ``main_sphere_compression.py`` (:class:`spherical_models.trainer.Trainer`: Ctrl-C
-saves ``interrupted.pth.tar``, and ``torchrun`` trains on several processes).
+are those of ``main_sphere_compression.py`` (:class:`spherical_models.training.trainer.Trainer`:
+Ctrl-C saves ``interrupted.pth.tar``, and ``torchrun`` trains on several processes).
 Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
 ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
 --checkpoint-file resumes at the epoch after the checkpoint's; --init-from starts from another
@@ -28,7 +28,7 @@ checkpoint's weights (fine-tuning to a new lambda).
 Evaluation (-t, after training, or of --checkpoint-file), in ``<-O>/<--foldername-valtest>/``:
 the decoded ERP images ``<listname>_reconstructed.png``, ``rates.txt`` (step 4's format) and
 ``rd.csv`` (bpp per HEALPix pixel at -r, S-PSNR and WS-PSNR; see
-:mod:`spherical_models.erp_pipeline`).
+:mod:`spherical_models.planar.pipeline`).
 
 Example:
     python baselines/train_erp_compressai.py -o ../oslo_data/images_equirectangular -oe jpg \\
@@ -46,12 +46,12 @@ import argparse
 from collections.abc import Sequence
 
 from spherical_models.cli import (
-    DISTORTION_WEIGHTS,
     HelpFormatter,
     add_lr_schedule_arguments,
     add_sphere_points_argument,
     run_erp,
 )
+from spherical_models.config import DISTORTION_WEIGHTS
 from spherical_models.models import PLANAR_MODELS
 from utils.cli import run_main, setup_logging
 from utils.rd import Row

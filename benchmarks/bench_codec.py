@@ -1,14 +1,14 @@
-"""Speed of the .oslo codec (``spherical_models.codec``) against the model's forward pass.
+"""Speed of the .oslo codec (``spherical_models.coding.codec``) against the model's forward pass.
 
 ``SphereScaleHyperprior`` q1 (N=128, M=192; random weights, entropy models updated) on the
 earth sample at HEALPix resolution 9 (3,145,728 pixels), by patches of resolution 8 (48
 patches of 256x256; ``--patch-res``), 10 patches per call, on the CPU, all in one run:
 
 * forward: ``model(x)`` over every batch (no grad), the baseline;
-* encode: :func:`~spherical_models.codec.encode_map` (compress + file bytes), deterministic
+* encode: :func:`~spherical_models.coding.codec.encode_map` (compress + file bytes), deterministic
   (the codec's default) and not;
-* decode: :func:`~spherical_models.codec.unpack` + :func:`~spherical_models.codec.decode`,
-  both modes;
+* decode: :func:`~spherical_models.coding.codec.unpack` +
+  :func:`~spherical_models.coding.codec.decode`, both modes;
 * per-patch strings: the model's CompressAI-style ``compress`` / ``decompress`` (one string
   per patch and latent, the format before version 2), deterministic, for the cost of one
   stream per latent.
@@ -55,8 +55,8 @@ def overheads(paths: list[Path]) -> list[dict]:
     """Per checkpoint and bundled sample (resolution 7, patches of resolution 6, batches of
     12), in both modes: file bytes, theoretical bytes (the forward pass's likelihoods) and
     header bytes."""
-    from spherical_models import codec
-    from spherical_models.evaluation import code_map
+    from spherical_models.coding import codec
+    from spherical_models.evaluation.maps import code_map
 
     rows = []
     maps = [codec.read_input(path, 7) for path in sorted((REPO / "samples").glob("*.jpg"))]
@@ -76,8 +76,8 @@ def overheads(paths: list[Path]) -> list[dict]:
 
 
 def main() -> None:
-    from spherical_models import codec
-    from spherical_models.map_coding import map_batches, to_input
+    from spherical_models.coding import codec
+    from spherical_models.coding.maps import map_batches, to_input
     from spherical_models.models import (
         DEFAULT_SCALE_TABLE_LEVELS,
         QUALITY_CHANNELS,

@@ -50,7 +50,7 @@ def sampled_maps(res: int, folder: Path) -> list[Path]:
 
 
 def _evaluate(queue, map_path: str, res: int, patch_res: int, batch: int) -> None:
-    from spherical_models.evaluation import code_map
+    from spherical_models.evaluation.maps import code_map
     from spherical_models.geometry import SphereGeometry
     from spherical_models.models import SphereScaleHyperprior
 
@@ -84,13 +84,10 @@ def data_wait(maps: list[Path], res: int, patch_res: int, channels: tuple[int, i
     epoch waiting for data, epoch seconds)."""
     from spherical_models.geometry import SphereGeometry
     from spherical_models.models import SphereScaleHyperprior
-    from spherical_models.trainer import make_loader
-    from spherical_models.training import (
-        EpochContext,
-        RateDistortionLoss,
-        configure_optimizers,
-        train_one_epoch,
-    )
+    from spherical_models.training.data import make_loader
+    from spherical_models.training.epoch import EpochContext, train_one_epoch
+    from spherical_models.training.loss import RateDistortionLoss
+    from spherical_models.training.optim import configure_optimizers
     from utils.datasets import BalancedPatchSampler, MapPatches
 
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ samples/*.jpg sampled at resolution ``-r`` 7, patches of resolution ``-p`` 6, ba
   table scale that codes it (``GaussianConditional._likelihood`` on ``scale_table[indexes]``,
   lower-bounded like the forward pass), recorded while coding;
 * actual bits of ``y`` and ``z``: 8 x the bytes of
-  :func:`~spherical_models.map_coding.compress_map`'s strings (one rANS string per latent and
+  :func:`~spherical_models.coding.maps.compress_map`'s strings (one rANS string per latent and
   image), deterministic mode on (off for a context model, which does not support it).
 
 Printed per checkpoint and L, summed over the images: ``y`` bits per pixel, the overhead of
@@ -124,11 +124,11 @@ def escape_bits(raw: Tensor) -> Tensor:
 
 
 def recording_encoder(log: dict[str, float]):
-    """A :class:`~spherical_models.entropy_coding.LatentEncoder` class that also adds up, for
+    """A :class:`~spherical_models.entropy.streams.LatentEncoder` class that also adds up, for
     the ``y`` symbols it codes, ``-log2`` of their likelihood under the table scale that codes
     them (``log["table"]``) and their cost under the 16-bit quantised CDFs, escapes included
     (``log["cdf"]``: what rANS writes, less its flush)."""
-    from spherical_models.entropy_coding import LatentEncoder
+    from spherical_models.entropy.streams import LatentEncoder
 
     class RecordingEncoder(LatentEncoder):
         def code(self, name, entropy_model, values, indexes, means=None):
@@ -159,7 +159,7 @@ def recording_encoder(log: dict[str, float]):
 @torch.no_grad()
 def theoretical_bits(model, geometry, hp_map, patch_res, batch, device) -> dict[str, int]:
     """``ceil(sum -log2 likelihoods)`` of each latent, forward pass in evaluation mode."""
-    from spherical_models.map_coding import map_batches, to_input
+    from spherical_models.coding.maps import map_batches, to_input
 
     totals: dict[str, float] = {}
     for _, values, patch_ids in map_batches(hp_map, patch_res, batch):
@@ -184,8 +184,8 @@ def update_seconds(codec, deterministic: bool, levels: int, repeats: int = 3) ->
 
 def measure(path: Path, maps: list[np.ndarray], args) -> list[dict] | None:
     """The rows of one checkpoint (one per L), or :obj:`None` without a Gaussian conditional."""
-    from spherical_models import map_coding
-    from spherical_models.codec import load_codec
+    from spherical_models.coding import maps as map_coding
+    from spherical_models.coding.codec import load_codec
 
     codec = load_codec(path)
     model = codec.model
@@ -232,7 +232,7 @@ def percent(numerator: float, denominator: float) -> float:
 
 
 def main() -> None:
-    from spherical_models.codec import read_input
+    from spherical_models.coding.codec import read_input
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

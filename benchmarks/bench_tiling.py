@@ -6,8 +6,8 @@ codes one map (``samples/earth_day.jpg`` sampled at ``-r``) twice, each in a fre
 whose peak resident memory (``ru_maxrss``, interpreter and torch included) is read:
 
 * ``tiled``: the whole sphere (``patch_res = -1``) with ``g_a`` and ``g_s`` by tiles of
-  ``--tile-res`` (:func:`spherical_models.map_coding.compress_map` / ``decompress_map``, the
-  coarse whole-sphere geometry of :func:`spherical_models.tiling.coarse_geometry`);
+  ``--tile-res`` (:func:`spherical_models.coding.maps.compress_map` / ``decompress_map``, the
+  coarse whole-sphere geometry of :func:`spherical_models.models.tiling.coarse_geometry`);
 * ``patches``: patches of resolution ``--patch-res``, ``--batch-size`` a batch.
 
 The full run is at resolution 10 (12.6 M pixels; several minutes on 2 cores); ``--quick`` at
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from benchmarks.common import run_isolated
+from spherical_models.coding.maps import compress_map, decompress_map
 from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import compress_map, decompress_map
 from spherical_models.models import SphereScaleHyperprior
-from spherical_models.tiling import DEFAULT_TILE_RES, coarse_geometry
+from spherical_models.models.tiling import DEFAULT_TILE_RES, coarse_geometry
 from utils.io import load_image
 from utils.sampling import erp_to_healpix
 

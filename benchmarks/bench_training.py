@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from experiments import train_zoo
-from spherical_models import codec, zoo
-from spherical_models.checkpoint import load_checkpoint
+from spherical_models import zoo
+from spherical_models.coding import codec
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import model_from_config
-from spherical_models.training import RateDistortionLoss
+from spherical_models.training.checkpoint import load_checkpoint
+from spherical_models.training.loss import RateDistortionLoss
 from utils.io import load_image, write_text
 from utils.sampling import erp_to_healpix
 from utils.sphere_points import load_or_create

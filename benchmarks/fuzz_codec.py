@@ -1,9 +1,9 @@
 """Fuzzing of the ``.oslo`` decoder: altered rANS strings in files whose framing is valid.
 
-A map is encoded once (:func:`spherical_models.codec.encode_map`) and decoded once for the
+A map is encoded once (:func:`spherical_models.coding.codec.encode_map`) and decoded once for the
 reference. Each case then alters the *strings* of that file, writes the header's string length
-varints for the new lengths and the file CRC-32 again (:func:`spherical_models.codec.pack`), so
-the file parses, and decodes it. Case ``i`` uses kind ``i % 6``, seeded by ``--seed`` and ``i``:
+varints for the new lengths and the file CRC-32 again (:func:`spherical_models.coding.codec.pack`),
+so the file parses, and decodes it. Case ``i`` uses kind ``i % 6``, seeded by ``--seed`` and ``i``:
 
 * ``random``: random bytes over a random span of a random string;
 * ``zeros``: a span set to 0x00;
@@ -17,7 +17,7 @@ the file parses, and decodes it. Case ``i`` uses kind ``i % 6``, seeded by ``--s
 Spans start anywhere and have a log-uniform length, from one byte to the rest of the string.
 Each case decodes in a child process forked from this one (torch and the codec loaded once, on
 one thread) under a wall-clock limit. Outcomes: ``refused`` (the decoder's
-:class:`~spherical_models.entropy_coding.LatentMismatchError`), ``exact`` (decoded to the
+:class:`~spherical_models.entropy.streams.LatentMismatchError`), ``exact`` (decoded to the
 reference map), and the failures: ``wrong`` (decoded to another map: a silent wrong image),
 ``error`` (any other exception), ``crash`` (the child died: a signal or a non-zero exit) and
 ``timeout``.
@@ -112,10 +112,10 @@ def mutate(strings: list[bytes], kind: str, rng: np.random.Generator,
 
 
 def case_bytes(valid, kind: str, seed: int, case: int) -> tuple[bytes, str, bool]:
-    """The bytes of case ``case``: ``valid`` (an :class:`~spherical_models.codec.OsloFile`)
+    """The bytes of case ``case``: ``valid`` (an :class:`~spherical_models.coding.codec.OsloFile`)
     with its strings altered by ``kind`` and framed again; its description; whether the
     strings are unchanged (a no-op mutation)."""
-    from spherical_models import codec
+    from spherical_models.coding import codec
 
     rng = np.random.default_rng([seed, case])
     names = ("y", "z", "w", "v")[: len(valid.strings)]
@@ -134,8 +134,8 @@ def _one_line(error: BaseException) -> str:
 
 def _child(loaded, data: bytes, reference: np.ndarray, connection) -> None:
     """Decode ``data`` and send ``(outcome, message)``."""
-    from spherical_models import codec
-    from spherical_models.entropy_coding import LatentMismatchError
+    from spherical_models.coding import codec
+    from spherical_models.entropy.streams import LatentMismatchError
 
     try:
         decoded = codec.decode(loaded, codec.unpack(data))
@@ -256,7 +256,7 @@ def run_fuzz(
 
 def _run(checkpoint, input_path, patch_res, batch_size, cases, seed, timeout, workers,
          healpix_res, log, show, started) -> dict:
-    from spherical_models import codec
+    from spherical_models.coding import codec
     from utils.errors import OsloError
 
     checkpoint, input_path = _located(checkpoint), _located(input_path)

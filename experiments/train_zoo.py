@@ -56,9 +56,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from spherical_models import codec, zoo  # noqa: E402
-from spherical_models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from spherical_models import zoo  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
+from spherical_models.coding import codec  # noqa: E402
+from spherical_models.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
 from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image  # noqa: E402

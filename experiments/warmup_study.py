@@ -1,7 +1,7 @@
 """Does a training start blow up? Short trainings at lr 1e-3 with and without the warm-up.
 
 Each training runs ``--steps`` Adam steps (lr 1e-3, clipping 1, the auxiliary optimiser at
-1e-3, batches of 8) through :func:`spherical_models.training.train_step`, the step of both
+1e-3, batches of 8) through :func:`spherical_models.training.epoch.train_step`, the step of both
 training scripts, and records the loss of every step. The models:
 
 * ``oslo-zoo``: the zoo's layout, ``SphereScaleHyperprior(64, 96)`` with ``--single-conv
@@ -41,16 +41,13 @@ from compressai.models import ScaleHyperprior  # noqa: E402
 
 from experiments.train_zoo import HEALPIX_RES, PATCH_RES, TRAIN_IMAGE_DIRS  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
-from spherical_models.erp import codec_image, random_crops  # noqa: E402
 from spherical_models.geometry import SphereGeometry  # noqa: E402
 from spherical_models.models.base import LayerOptions  # noqa: E402
 from spherical_models.models.google import SphereScaleHyperprior  # noqa: E402
-from spherical_models.training import (  # noqa: E402
-    EpochContext,
-    RateDistortionLoss,
-    configure_optimizers,
-    train_step,
-)
+from spherical_models.planar.erp import codec_image, random_crops  # noqa: E402
+from spherical_models.training.epoch import EpochContext, train_step  # noqa: E402
+from spherical_models.training.loss import RateDistortionLoss  # noqa: E402
+from spherical_models.training.optim import configure_optimizers  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
 from utils.io import load_image, write_text  # noqa: E402
 from utils.sampling import erp_to_healpix  # noqa: E402

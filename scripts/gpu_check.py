@@ -8,11 +8,11 @@ It measures, on the first CUDA device:
   random patches of resolution ``--patch-res`` of the earth sample sampled at HEALPix
   resolution ``--healpix-res``, once per convolution path (``face`` and ``gather``); steps per
   second after one warm-up step, and the peak GPU memory of the whole check;
-* evaluation: :func:`~spherical_models.evaluation.code_map` of the whole map with the trained
+* evaluation: :func:`~spherical_models.evaluation.maps.code_map` of the whole map with the trained
   model (forward pass, encoding and decoding): seconds and bpp of the strings;
 * the codec across devices: a ``.oslo`` file of the map sampled at ``--codec-res`` (lower
   than the map's by default: the CPU codes it) by a random-weight q1 model, encoded on the CPU
-  (:func:`~spherical_models.codec.encode_map`), decoded on the CPU and on CUDA with the same
+  (:func:`~spherical_models.coding.codec.encode_map`), decoded on the CPU and on CUDA with the same
   weights: whether both maps are equal, else the largest level difference and the fraction of
   differing pixels, or the text of the decoder's refusal (a latent checksum mismatch);
 * NCCL: a one-process ``torch.distributed.run --standalone`` job that joins an NCCL process
@@ -83,8 +83,9 @@ def q1_model():
 def train_speed(model, geometry, hp_map: np.ndarray, patch_res: int, batch: int, steps: int,
                 path: str, device: torch.device, rng: np.random.Generator) -> float:
     """Steps per second of ``steps`` training steps on ``path`` (one warm-up step first)."""
-    from spherical_models.map_coding import to_input
-    from spherical_models.training import RateDistortionLoss, configure_optimizers
+    from spherical_models.coding.maps import to_input
+    from spherical_models.training.loss import RateDistortionLoss
+    from spherical_models.training.optim import configure_optimizers
 
     model.train().set_conv_path(path)
     criterion = RateDistortionLoss(LAMBDA)
@@ -116,8 +117,8 @@ def train_speed(model, geometry, hp_map: np.ndarray, patch_res: int, batch: int,
 
 def evaluate(model, geometry, hp_map: np.ndarray, patch_res: int, batch: int,
              device: torch.device) -> tuple[float, float]:
-    """``(seconds, bpp)`` of :func:`~spherical_models.evaluation.code_map` of the map."""
-    from spherical_models.evaluation import code_map
+    """``(seconds, bpp)`` of :func:`~spherical_models.evaluation.maps.code_map` of the map."""
+    from spherical_models.evaluation.maps import code_map
 
     model.eval().set_conv_path("auto")
     model.update(force=True)
@@ -133,7 +134,7 @@ def cross_device_decode(hp_map: np.ndarray, patch_res: int, batch: int,
                         device: torch.device) -> tuple[str, str]:
     """Encode with a random-weight q1 codec on the CPU, decode on the CPU and on ``device``:
     ``("true" | "false" | "refused", details)``."""
-    from spherical_models import codec
+    from spherical_models.coding import codec
     from utils.errors import OsloError
 
     torch.manual_seed(0)
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(NO_GPU)
         return 0
-    from spherical_models import codec
+    from spherical_models.coding import codec
     from spherical_models.geometry import SphereGeometry
 
     device = torch.device("cuda")

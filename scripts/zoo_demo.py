@@ -21,8 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spherical_models import codec, zoo
+from spherical_models import zoo
 from spherical_models.cli import HelpFormatter
+from spherical_models.coding import codec
 from utils.classic_codecs import CODECS, erp_rd_points
 from utils.cli import run_main, setup_logging
 from utils.io import load_image, save_npy

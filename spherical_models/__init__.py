@@ -1,5 +1,9 @@
-"""Learning on the HEALPix sphere: OSLO layers (``layers``), neighbour graphs (``graph``,
-``geometry``) and the spherical codecs (``models``)."""
+"""Learning on the HEALPix sphere, floor by floor: neighbour graphs (``graph``, ``geometry``),
+OSLO layers (``layers``), entropy coding (``entropy``), the spherical codecs (``models``), the
+typed run configurations (``config``), training (``training``), whole maps and ``.oslo`` files
+(``coding``), evaluation (``evaluation``), steps 3 and 4 (``pipeline``; the planar baseline's
+in ``planar``), the pretrained ``zoo``, and the command line's boundary (``cli``).
+docs/ARCHITECTURE.md draws them."""
 
 import warnings
 

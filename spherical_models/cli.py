@@ -1,26 +1,34 @@
-"""The command line's one boundary: the parser helpers every script shares, and the typed run
-configurations that the flags of the two training scripts become.
+"""The command line's one boundary: the parser helpers every script shares, and the checks
+that turn the flags of the two training scripts into their typed configurations
+(:mod:`spherical_models.config`).
 
-Scripts parse their flags and hand the :class:`argparse.Namespace` here; nothing past this
-module reads it. :func:`run` checks the flag combinations of ``main_sphere_compression.py``,
-turns them into a frozen :class:`RunConfig` and runs :func:`spherical_models.pipeline.run` on
+Scripts parse their flags and hand the :class:`argparse.Namespace` here; past this module,
+only the ``from_args`` of those configurations, which it calls, reads it. :func:`run` checks
+the flag combinations of ``main_sphere_compression.py``, turns them into a frozen
+:class:`~spherical_models.config.RunConfig` and runs :func:`spherical_models.pipeline.run` on
 it, which builds the model (:mod:`spherical_models.models.registry`), the geometries and the
 loaders from the typed values; :func:`run_erp` does the same for
-``baselines/train_erp_compressai.py`` (:class:`ErpRunConfig`,
-:func:`spherical_models.erp_pipeline.run`). Both trainings run the one epoch loop of
-:class:`spherical_models.trainer.Trainer`, whose flags are a :class:`TrainingConfig`.
+``baselines/train_erp_compressai.py`` (:class:`~spherical_models.config.ErpRunConfig`,
+:func:`spherical_models.planar.pipeline.run`). Both trainings run the one epoch loop of
+:class:`spherical_models.training.trainer.Trainer`, whose flags are a
+:class:`~spherical_models.config.TrainingConfig`. No module of the library imports this one.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
+from spherical_models.config import (
+    PAD_MULTIPLE,
+    ErpRunConfig,
+    RunConfig,
+    erp_width_of,
+    valtest_patch_res_of,
+)
 from utils.errors import OsloError
-from utils.healpix import MAX_RESOLUTION, nside_of
+from utils.healpix import MAX_RESOLUTION
 from utils.structures import check_resolutions
 
 DEFAULT_SPHERE_POINTS = Path(__file__).resolve().parent.parent / "misc" / "sphere_655362.txt"
@@ -94,7 +102,8 @@ DEFAULT_WARMUP_STEPS = 50
 (3 seeds, lr 1e-3), against 2.4x to 8e5x without (docs/RESULTS.md, "Training start")."""
 
 LR_SCHEDULE_CHOICES = ("plateau", "step", "cosine")
-"""``--lr-schedule`` (:data:`spherical_models.training.LR_SCHEDULES`, without importing torch)."""
+"""``--lr-schedule`` (:data:`spherical_models.training.optim.LR_SCHEDULES`, without importing
+torch)."""
 
 
 def add_lr_schedule_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
@@ -144,145 +153,7 @@ def check_lr_schedule(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The epoch loop of both training scripts
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """The flags of the epoch loop (:class:`spherical_models.trainer.Trainer`), the same for
-    the sphere models and the planar ones: epochs, optimisers, clipping, warm-up, learning-rate
-    schedule, checkpoints, logging, the checkpoint to resume from, and ``arguments``, every
-    flag as given (recorded in the checkpoints).
-
-    ``validation_start`` is the first epoch with validation and plateau steps (1 where there is
-    no validation); ``print_freq`` logs the losses every this many batches (0: never).
-    """
-
-    max_epochs: int
-    learning_rate: float
-    aux_learning_rate: float
-    clip_max_norm: float
-    lr_warmup: int
-    no_scheduler: bool
-    lr_schedule: str
-    scheduler_patience: int
-    patience_unit: str
-    lr_step_at: tuple[float, ...]
-    lr_step_factor: float
-    lr_min: float
-    validation_start: int
-    checkpoint_interval: int
-    checkpoint_file: str | None
-    print_freq: int
-    no_progress: bool
-    arguments: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------------------------
 # main_sphere_compression.py
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What a run of ``main_sphere_compression.py`` does, as typed values (the flags, with
-    their defaults resolved).
-
-    Attributes are the flags' destinations; besides them: ``patch_res_valtest`` is ``-prvt``
-    or ``-prt`` (-1: whole sphere), ``weight_type`` ``-w`` or the convolution's default,
-    ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``),
-    ``context_model`` :obj:`None` for ``none``, ``lr_step_at`` a tuple, and ``arguments``
-    every flag as given (for ``config.txt`` and checkpoints).
-    """
-
-    # data and structures
-    train_data: str | None
-    validation_data: str | None
-    test_data: str | None
-    neighbor_struct_dir: str
-    out_dir: Path
-    healpix_res: int
-    patch_res_train: int
-    patch_res_valtest: int
-    tile_res: int
-    patch_border: str
-    sphere_start: float
-    n_patch_per_sample: int
-    dataloader_num_workers: int
-    # model
-    model: str
-    quality: int
-    channels: tuple[int, int] | None
-    lmbda: float
-    conv_name: str
-    conv_init: str
-    weight_type: str
-    use_euclidean: bool
-    skip_conn_aggr: str
-    single_conv: bool
-    pool_func: str
-    unpool_func: str
-    non_linearity: str
-    attention: bool
-    context_model: str | None
-    ar_hops: int
-    # training
-    max_epochs: int
-    learning_rate: float
-    aux_learning_rate: float
-    clip_max_norm: float
-    batch_size_train: int
-    batch_size_valtest: int
-    checkpoint_interval: int
-    no_scheduler: bool
-    scheduler_patience: int
-    patience_unit: str
-    plateau_patches: int
-    lr_schedule: str
-    lr_step_at: tuple[float, ...]
-    lr_step_factor: float
-    lr_min: float
-    lr_warmup: int
-    validation_start: int
-    checkpoint_file: str | None
-    init_from: str | None
-    weight_transfer: str | None
-    seed: int | None
-    print_freq: int
-    no_progress: bool
-    # evaluation
-    foldername_valtest: str
-    only_npy_valtest: bool
-    skip_tested: bool
-    deterministic: bool | None
-    scale_table_levels: int | None
-    # device
-    gpu: bool
-    gpu_id: int
-    arguments: dict[str, Any]
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RunConfig:
-        """The configuration of parsed flags (checked by :func:`check_arguments`)."""
-        resolved = {
-            "out_dir": Path(args.out_dir),
-            "patch_res_valtest": _valtest_patch_res(args),
-            "weight_type": args.weight_type or ("gaussian" if args.conv_name == "ChebConv"
-                                                else "identity"),
-            "channels": tuple(args.channels) if args.channels else None,
-            "lr_step_at": tuple(args.lr_step_at),
-            "context_model": None if args.context_model == "none" else args.context_model,
-            "arguments": {k: (list(v) if isinstance(v, tuple) else v)
-                          for k, v in vars(args).items()},
-        }
-        return cls(**{
-            f.name: resolved[f.name] if f.name in resolved else getattr(args, f.name)
-            for f in fields(cls)
-        })
-
-    @property
-    def training(self) -> TrainingConfig:
-        """The flags of the epoch loop."""
-        return TrainingConfig(**{f.name: getattr(self, f.name) for f in fields(TrainingConfig)})
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -339,7 +210,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.patch_res_train > args.healpix_res:
         raise OsloError(f"-prt/--patch-res-train {args.patch_res_train} is above "
                         f"-hr/--healpix-res {args.healpix_res}")
-    if _valtest_patch_res(args) > args.healpix_res:
+    if valtest_patch_res_of(args) > args.healpix_res:
         raise OsloError(f"-prvt/--patch-res-valtest {args.patch_res_valtest} is above "
                         f"-hr/--healpix-res {args.healpix_res}")
     if 0 <= args.tile_res < 4:
@@ -350,18 +221,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise OsloError(f"output path '{out_dir}' exists and is not a folder")
 
 
-def _valtest_patch_res(args: argparse.Namespace) -> int:
-    """``-prvt``, defaulting to ``-prt`` (-1 with ``--patch-border sphere``); -1 for the whole
-    sphere."""
-    default = -1 if args.patch_border == "sphere" else args.patch_res_train
-    value = default if args.patch_res_valtest is None else args.patch_res_valtest
-    return max(value, -1)
-
-
 def run(args: argparse.Namespace):
     """Train (``-i``) and/or evaluate (``-t``) as the flags of ``main_sphere_compression.py``
     say: :func:`check_arguments`, then :func:`spherical_models.pipeline.run` on the
-    :class:`RunConfig`. Returns the model."""
+    :class:`~spherical_models.config.RunConfig`. Returns the model."""
     from spherical_models.pipeline import run as run_pipeline  # torch: not for step 1/2
 
     check_arguments(args)
@@ -370,83 +233,6 @@ def run(args: argparse.Namespace):
 
 # ---------------------------------------------------------------------------------------------
 # baselines/train_erp_compressai.py: the planar models on ERP images
-
-PAD_MULTIPLE = 64
-"""The planar codecs' images are padded to a multiple of this (their down-sampling, 2**6):
-the sides of the training crops and of the coded patches are multiples of it."""
-
-DISTORTION_WEIGHTS = ("none", "latitude")
-"""``--distortion-weight`` of the planar models: plain MSE, or rows weighted by the sphere's
-area (:func:`spherical_models.erp.latitude_criterion`)."""
-
-
-@dataclass(frozen=True)
-class ErpRunConfig:
-    """What a run of ``baselines/train_erp_compressai.py`` does, as typed values: the flags,
-    with ``erp_width`` and ``files_prefix`` resolved from ``-r``, ``train_original_dir`` from
-    ``-o``, ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``), and the
-    epoch loop's flags in ``training`` (``-e`` its ``max_epochs``; without validation,
-    ``--scheduler-patience`` counts epochs and no batch is logged)."""
-
-    original_dir: Path
-    original_ext: str
-    train_data: str | None
-    train_original_dir: Path
-    test_data: str | None
-    files_prefix: str
-    healpix_res: int
-    out_dir: Path
-    model: str
-    quality: int
-    channels: tuple[int, int] | None
-    lmbda: float
-    crops_per_image: int
-    crop_size: int
-    batch_size_train: int
-    distortion_weight: str
-    seed: int
-    init_from: str | None
-    erp_width: int
-    sphere_points: str
-    patch_size_valtest: int
-    foldername_valtest: str
-    gpu: bool
-    training: TrainingConfig
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ErpRunConfig:
-        """The configuration of parsed flags (checked by :func:`check_erp_arguments`)."""
-        width, prefix = _erp_width(args), _files_prefix(args)
-        loop = {"max_epochs": args.epochs, "lr_step_at": tuple(args.lr_step_at),
-                "patience_unit": "epochs", "validation_start": 1, "print_freq": 0,
-                "arguments": {**vars(args), "erp_width": width, "files_prefix": prefix}}
-        resolved = {
-            "original_dir": Path(args.original_dir),
-            "train_original_dir": Path(args.train_original_dir or args.original_dir),
-            "out_dir": Path(args.out_dir),
-            "files_prefix": prefix,
-            "erp_width": width,
-            "channels": tuple(args.channels) if args.channels else None,
-            "training": TrainingConfig(**{
-                f.name: loop[f.name] if f.name in loop else getattr(args, f.name)
-                for f in fields(TrainingConfig)
-            }),
-        }
-        return cls(**{
-            f.name: resolved[f.name] if f.name in resolved else getattr(args, f.name)
-            for f in fields(cls)
-        })
-
-
-def _erp_width(args: argparse.Namespace) -> int:
-    """``--erp-width``, by default ``4 * 2**r``."""
-    return 4 * nside_of(args.healpix_res) if args.erp_width is None else args.erp_width
-
-
-def _files_prefix(args: argparse.Namespace) -> str:
-    """``--files-prefix``, by default ``healpix_sampling_res_{r}_``."""
-    return args.files_prefix if args.files_prefix is not None else \
-        f"healpix_sampling_res_{args.healpix_res}_"
 
 
 def check_erp_arguments(args: argparse.Namespace) -> None:
@@ -460,7 +246,7 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
         raise OsloError("evaluation without training needs --checkpoint-file")
     if not 0 <= args.healpix_res <= 13:
         raise OsloError(f"-r/--healpix-res must be in 0..13, got {args.healpix_res}")
-    width = _erp_width(args)
+    width = erp_width_of(args)
     if width < 2 or width % 2:
         raise OsloError(f"--erp-width must be even and positive, got {width}")
     if args.channels is not None and min(args.channels) < 1:
@@ -495,9 +281,9 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
 def run_erp(args: argparse.Namespace):
     """Train (``-i``) and/or evaluate (``-t``) as the flags of
     ``baselines/train_erp_compressai.py`` say: :func:`check_erp_arguments`, then
-    :func:`spherical_models.erp_pipeline.run` on the :class:`ErpRunConfig`. Returns the
-    evaluation's rows."""
-    from spherical_models.erp_pipeline import run as run_pipeline
+    :func:`spherical_models.planar.pipeline.run` on the
+    :class:`~spherical_models.config.ErpRunConfig`. Returns the evaluation's rows."""
+    from spherical_models.planar.pipeline import run as run_pipeline
 
     check_erp_arguments(args)
     return run_pipeline(ErpRunConfig.from_args(args))

@@ -59,7 +59,7 @@ class OsloGraph(torch.nn.Module):
       ``pad`` (:func:`utils.healpix.face_padding_index`, see :meth:`face_layout_padding`) and,
       for ``hr >= 1``, in the coarse faces (:meth:`transposed_padding`).
 
-    A *region* graph (``region=True``, :mod:`spherical_models.tiling`) holds the rows of a
+    A *region* graph (``region=True``, :mod:`spherical_models.models.tiling`) holds the rows of a
     sorted set of pixels of the sphere (``patch_res = -1``, ``index`` local to the set, weight 0
     for the neighbours outside it): it is no face image, so it runs on the gather path only.
 

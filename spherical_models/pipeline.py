@@ -1,6 +1,6 @@
-"""Steps 3 and 4 from a :class:`~spherical_models.cli.RunConfig`: the model, the structures
-and the checkpoint a run needs, then training (:class:`~spherical_models.trainer.Trainer`)
-and/or evaluation (:func:`~spherical_models.evaluation.evaluate_maps`).
+"""Steps 3 and 4 from a :class:`~spherical_models.config.RunConfig`: the model, the structures
+and the checkpoint a run needs, then training (:class:`~spherical_models.training.trainer.Trainer`)
+and/or evaluation (:func:`~spherical_models.evaluation.maps.evaluate_maps`).
 """
 
 from __future__ import annotations
@@ -11,21 +11,8 @@ from typing import Any
 
 import torch
 
-from spherical_models.checkpoint import (
-    check_checkpoint,
-    load_checkpoint,
-    recorded_scale_table_levels,
-)
-from spherical_models.cli import RunConfig
-from spherical_models.distributed import (
-    Distributed,
-    barrier,
-    gather_objects,
-    init_distributed,
-    select_device,
-    shutdown,
-)
-from spherical_models.evaluation import evaluate_maps
+from spherical_models.config import RunConfig
+from spherical_models.evaluation.maps import evaluate_maps
 from spherical_models.geometry import SphereGeometry
 from spherical_models.layers.sdpa_conv import reset_sdpa_parameters
 from spherical_models.models import (
@@ -36,10 +23,26 @@ from spherical_models.models import (
     canonical_config,
     model_from_config,
 )
-from spherical_models.tiling import check_tile_res, coarse_geometry
-from spherical_models.trainer import Trainer, training_data
-from spherical_models.training import RateDistortionLoss, seed_everything, write_config
-from spherical_models.weight_transfer import apply_weight_transfer
+from spherical_models.models.tiling import check_tile_res, coarse_geometry
+from spherical_models.training.checkpoint import (
+    check_checkpoint,
+    load_checkpoint,
+    recorded_scale_table_levels,
+)
+from spherical_models.training.data import training_data
+from spherical_models.training.distributed import (
+    Distributed,
+    barrier,
+    gather_objects,
+    init_distributed,
+    select_device,
+    shutdown,
+)
+from spherical_models.training.epoch import seed_everything
+from spherical_models.training.logs import write_config
+from spherical_models.training.loss import RateDistortionLoss
+from spherical_models.training.trainer import Trainer
+from spherical_models.training.weight_transfer import apply_weight_transfer
 from utils.cli import get_logger
 from utils.datasets import read_map_list
 from utils.errors import OsloError
@@ -135,7 +138,7 @@ def load_geometry(
 def evaluation_geometry(config: RunConfig, model: SphereCompressionModel) -> SphereGeometry:
     """The structures of step 4 at ``-prvt``; on the whole sphere by tiles (``--tile-res``),
     only those of the ``y`` and ``z`` levels, built in memory
-    (:func:`spherical_models.tiling.coarse_geometry`): the tiles build their own."""
+    (:func:`spherical_models.models.tiling.coarse_geometry`): the tiles build their own."""
     if config.patch_res_valtest < 0 and \
             check_tile_res(config.tile_res, config.healpix_res) is not None:
         return coarse_geometry(model, config.healpix_res, config.weight_type,
@@ -147,7 +150,7 @@ def checked_checkpoint(checkpoint: dict[str, Any], expected: dict[str, Any],
                        path: str) -> dict[str, Any]:
     """``checkpoint`` (read from ``path``) with its configuration canonical (checkpoints
     written before the newer flags count as trained with their defaults), refused unless it
-    matches ``expected`` (:func:`~spherical_models.checkpoint.check_checkpoint`)."""
+    matches ``expected`` (:func:`~spherical_models.training.checkpoint.check_checkpoint`)."""
     checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS,
                                            **canonical_config(checkpoint.get("config", {}))}}
     check_checkpoint(checkpoint, expected, path)
@@ -262,7 +265,7 @@ def evaluate(
     out_dir: Path,
 ) -> None:
     """Step 4 on the maps ``files`` of ``-t``, ``geometry`` at ``-prvt``
-    (:func:`spherical_models.evaluation.evaluate_maps`)."""
+    (:func:`spherical_models.evaluation.maps.evaluate_maps`)."""
     patch_res = config.patch_res_valtest
     try:
         model.set_deterministic(model.resolve_deterministic(config.deterministic))

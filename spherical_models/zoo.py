@@ -42,8 +42,8 @@ class ZooEntry:
         lmbda: the rate-distortion trade-off it was trained for.
         file: the checkpoint's name in the zoo folder.
         sha256: hex SHA-256 of the file.
-        digest: hex checkpoint hash (:func:`spherical_models.codec.checkpoint_hash`), the one a
-            ``.oslo`` file records.
+        digest: hex checkpoint hash (:func:`spherical_models.coding.codec.checkpoint_hash`), the one
+            a ``.oslo`` file records.
         record: how it was trained (``experiments/train_zoo.py``).
         results: what it measures (``samples``: mean bpp and S-PSNR Y per resolution on the
             test images; ``check``: the check map's bytes and S-PSNR Y).
@@ -161,14 +161,14 @@ def listing(entries: list[ZooEntry]) -> str:
 def code_erp_image(model: Any, image: np.ndarray, res: int,
                    points: tuple[np.ndarray, np.ndarray]) -> tuple[dict[str, float], np.ndarray]:
     """Code an ERP image ``[H, W, 3]`` at HEALPix resolution ``res`` with a codec
-    (:func:`spherical_models.codec.load_codec`, deterministic mode) and decode it.
+    (:func:`spherical_models.coding.codec.load_codec`, deterministic mode) and decode it.
 
     Returns:
         ``({"bytes", "bpp", "s_psnr_y", "ws_psnr_y"}, decoded map [12 * 4**res, 3])``: S-PSNR
         and WS-PSNR Y against the ERP image at the sphere ``points`` (latitudes, longitudes),
         bpp over the HEALPix pixels.
     """
-    from spherical_models import codec
+    from spherical_models.coding import codec
     from utils.metrics import spherical_psnr
     from utils.sampling import erp_to_healpix
 

@@ -30,7 +30,7 @@ import os, sys
 import torch
 sys.path.insert(0, {repo!r})
 import baselines.train_erp_compressai as script
-import spherical_models.erp_pipeline as pipeline
+import spherical_models.planar.pipeline as pipeline
 train = pipeline.train
 def train_and_save(config, *args):
     model = train(config, *args)

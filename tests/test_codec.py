@@ -1,6 +1,6 @@
-"""oslo_codec.py and spherical_models/codec.py on tiny models (N = M = 8) and maps at resolution
-6: the codec reproduces the evaluation of main_sphere_compression.py bit for bit (patches and
-whole sphere, every model), decodes the same with any thread count (and on CUDA), refuses other
+"""oslo_codec.py and spherical_models/coding/codec.py on tiny models (N = M = 8) and maps at
+resolution 6: the codec reproduces the evaluation of main_sphere_compression.py bit for bit (patches
+and whole sphere, every model), decodes the same with any thread count (and on CUDA), refuses other
 checkpoints, corrupt files and decoded latents that are not the encoder's in one line, and
 survives a fuzz of truncations and bit flips."""
 
@@ -18,9 +18,9 @@ from PIL import Image
 import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as main_script
 import oslo_codec
-from spherical_models import codec
-from spherical_models.entropy_coding import LatentMismatchError
-from spherical_models.evaluation import code_map
+from spherical_models.coding import codec
+from spherical_models.entropy.streams import LatentMismatchError
+from spherical_models.evaluation.maps import code_map
 from spherical_models.models import SCALE_TABLE_LEVELS
 from utils.cli import run_main
 from utils.errors import OsloError

@@ -7,12 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from spherical_models.context import (
-    causal_depth,
-    decoding_groups,
-    depth_groups,
-    masked_rows,
-)
 from spherical_models.geometry import SphereGeometry
 from spherical_models.graph import OsloGraph
 from spherical_models.layers.sdpa_conv import SDPAConv
@@ -21,6 +15,12 @@ from spherical_models.models import (
     SphereMeanScaleHyperprior,
 )
 from spherical_models.models.base import from_entropy_layout, to_entropy_layout
+from spherical_models.models.context import (
+    causal_depth,
+    decoding_groups,
+    depth_groups,
+    masked_rows,
+)
 from utils.io import load_image
 from utils.sampling import erp_to_healpix
 from utils.structures import build_oslo_structure

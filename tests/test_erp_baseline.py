@@ -18,8 +18,8 @@ from compressai.models import FactorizedPrior, ScaleHyperprior
 from PIL import Image
 
 import baselines.train_erp_compressai as script
-import spherical_models.training as training
-from spherical_models import erp
+import spherical_models.training.epoch as training
+from spherical_models.planar import erp
 from utils.cli import run_main
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES, erp_row_weights, luma, spherical_psnr, to_grid_of

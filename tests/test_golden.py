@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spherical_models import codec
+from spherical_models.coding import codec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

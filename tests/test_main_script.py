@@ -20,11 +20,12 @@ from PIL import Image
 import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as script
 import misc.create_mollweide_comparison as comparison_script
-import spherical_models.checkpoint as checkpoints
-import spherical_models.training as training
+import spherical_models.training.checkpoint as checkpoints
+import spherical_models.training.epoch as training
+from spherical_models.coding.maps import compress_map
 from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import compress_map
 from spherical_models.models import SCALE_TABLE_LEVELS, SphereScaleHyperprior
+from spherical_models.training.loss import RateDistortionLoss
 from utils.cli import run_main
 from utils.io import write_list
 
@@ -428,8 +429,8 @@ def test_plateau_patches_are_fixed_and_their_loss_drives_the_scheduler(data, tmp
                                                                        monkeypatch):
     """The scheduler watches the loss on the same 5 patches every epoch, also after a resume,
     and that loss is the model's loss on those patches computed directly."""
-    import spherical_models.trainer as trainer_module
-    from spherical_models.cli import RunConfig
+    import spherical_models.training.trainer as trainer_module
+    from spherical_models.config import RunConfig
     from spherical_models.pipeline import build_model, load_geometry
     from utils.datasets import MapPatches, fixed_patch_pairs, read_map_list
 
@@ -480,8 +481,8 @@ def test_plateau_patches_are_fixed_and_their_loss_drives_the_scheduler(data, tmp
     x = torch.stack([item[0] for item in items])
     ids = torch.tensor([item[1] for item in items])
     with torch.no_grad():
-        loss = training.RateDistortionLoss(0.01)(model(x, load_geometry(config, model, PR), ids),
-                                                 x)["loss"].item()
+        loss = RateDistortionLoss(0.01)(model(x, load_geometry(config, model, PR), ids),
+                                        x)["loss"].item()
     assert loss == pytest.approx(plateau[1], rel=1e-5)
     assert checkpoint["config"]["plateau_patches"] == 5
     assert checkpoint["config"]["patience_unit"] == "epochs"

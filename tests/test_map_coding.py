@@ -1,4 +1,4 @@
-"""One rANS string per latent per map (spherical_models.map_coding and entropy_coding), checked
+"""One rANS string per latent per map (spherical_models.coding.maps and entropy.streams), checked
 against CompressAI's own coder and entropy models used directly: the strings are those of one
 BufferedRansEncoder fed every patch's symbols in order with the full CDF tables, the decoded
 maps are those of the per-patch strings, and the checksums are the CRC-32 of the symbols."""
@@ -10,13 +10,13 @@ import pytest
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
-from spherical_models.entropy_coding import (
+from spherical_models.coding.maps import compress_map, decompress_map, map_batches, to_uint8
+from spherical_models.entropy.streams import (
     LatentDecoder,
     LatentEncoder,
     LatentMismatchError,
 )
 from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import compress_map, decompress_map, map_batches, to_uint8
 from spherical_models.models import (
     SphereFactorizedPrior,
     SphereJointAutoregressiveHierarchicalPriors,

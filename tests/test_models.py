@@ -242,12 +242,12 @@ def test_checkpoints_written_before_the_joint_class_load_as_it():
     load, mapped once by the registry."""
     from pathlib import Path
 
-    from spherical_models.checkpoint import load_checkpoint
     from spherical_models.models import (
         SphereJointAutoregressiveHierarchicalPriors,
         canonical_config,
         model_from_config,
     )
+    from spherical_models.training.checkpoint import load_checkpoint
 
     path = Path(__file__).resolve().parent / "data" / "checkpoints" / "joint_context.pth.tar"
     checkpoint = load_checkpoint(path)

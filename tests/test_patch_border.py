@@ -14,7 +14,7 @@ import torch
 import generate_and_save_healpix_oslo_struct as oslo_script
 import main_sphere_compression as script
 import spherical_models.pipeline as pipeline
-import spherical_models.training as training
+import spherical_models.training.epoch as training
 from spherical_models.geometry import SphereGeometry
 from spherical_models.layers import SDPAConv
 from utils.cli import run_main

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from spherical_models import codec
-from spherical_models.evaluation import code_map
+from spherical_models.coding import codec
+from spherical_models.evaluation.maps import code_map
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

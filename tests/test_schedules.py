@@ -12,7 +12,7 @@ import torch
 import main_sphere_compression as script
 from baselines import train_erp_compressai as baseline
 from spherical_models.cli import check_arguments, check_erp_arguments
-from spherical_models.training import (
+from spherical_models.training.optim import (
     SCHEDULER_FACTOR,
     make_scheduler,
     patience_epochs,

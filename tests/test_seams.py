@@ -13,7 +13,7 @@ import pytest
 from test_spherical_psnr_script import PREFIX, RES, STEMS, data, seed_args  # noqa: F401 (data)
 
 from misc.compute_spherical_psnr import main
-from spherical_models.training import write_config
+from spherical_models.training.logs import write_config
 from utils.errors import OsloError
 from utils.metrics import METRIC_NAMES
 from utils.seams import patch_border_mask, run_patch_res, seam_ratio

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from spherical_models import codec
 from spherical_models.cli import check_arguments
-from spherical_models.entropy_coding import LatentDecoder
-from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import (
+from spherical_models.coding import codec
+from spherical_models.coding.maps import (
     analyse_tiled,
     compress_map,
     decompress_map,
@@ -20,9 +18,11 @@ from spherical_models.map_coding import (
     to_input,
     to_uint8,
 )
+from spherical_models.entropy.streams import LatentDecoder
+from spherical_models.geometry import SphereGeometry
 from spherical_models.models.base import Y_LEVEL
 from spherical_models.models.registry import model_from_config
-from spherical_models.tiling import (
+from spherical_models.models.tiling import (
     TilePlan,
     check_tile_res,
     coarse_geometry,

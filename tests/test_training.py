@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from spherical_models.checkpoint import (
+from spherical_models.coding.maps import compress_map, map_batches
+from spherical_models.evaluation.maps import code_map
+from spherical_models.evaluation.results import (
+    ImageResult,
+    rates_text,
+    read_previous_results,
+    results_csv,
+    string_bytes,
+)
+from spherical_models.geometry import SphereGeometry
+from spherical_models.models import SphereScaleHyperprior
+from spherical_models.training.checkpoint import (
     check_checkpoint,
     checkpoint_state,
     load_checkpoint,
@@ -16,27 +27,10 @@ from spherical_models.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from spherical_models.evaluation import (
-    ImageResult,
-    code_map,
-    rates_text,
-    read_previous_results,
-    results_csv,
-    string_bytes,
-)
-from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import compress_map, map_batches
-from spherical_models.models import SphereScaleHyperprior
-from spherical_models.training import (
-    LOG_COLUMNS,
-    Meters,
-    RateDistortionLoss,
-    configure_optimizers,
-    epoch_seed,
-    make_scheduler,
-    write_config,
-    write_logs,
-)
+from spherical_models.training.epoch import Meters, epoch_seed
+from spherical_models.training.logs import LOG_COLUMNS, write_config, write_logs
+from spherical_models.training.loss import RateDistortionLoss
+from spherical_models.training.optim import configure_optimizers, make_scheduler
 from utils.errors import OsloError
 from utils.metrics import pixel_psnr
 

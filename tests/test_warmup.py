@@ -11,14 +11,9 @@ import torch
 from spherical_models.geometry import SphereGeometry
 from spherical_models.layers.sdpa_conv import SDPAConv, reset_sdpa_parameters
 from spherical_models.models.google import SphereScaleHyperprior
-from spherical_models.training import (
-    EpochContext,
-    RateDistortionLoss,
-    configure_optimizers,
-    steps_done,
-    train_step,
-    warmup_factor,
-)
+from spherical_models.training.epoch import EpochContext, train_step
+from spherical_models.training.loss import RateDistortionLoss
+from spherical_models.training.optim import configure_optimizers, steps_done, warmup_factor
 from utils.io import load_image
 from utils.sampling import erp_to_healpix
 

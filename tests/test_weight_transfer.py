@@ -14,7 +14,7 @@ from spherical_models.models import (
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
-from spherical_models.weight_transfer import (
+from spherical_models.training.weight_transfer import (
     load_planar_state_dict,
     resize_kernel,
     sdpa_weight_from_conv2d,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import oslo_codec
-from spherical_models import codec, zoo
+from spherical_models import zoo
+from spherical_models.coding import codec
 from utils.io import load_image
 from utils.metrics import spherical_psnr
 from utils.sampling import erp_to_healpix

@@ -28,7 +28,7 @@ _CHUNK = 1 << 18
 
 RUN_CONFIG = "config.txt"
 """The run configuration written by ``main_sphere_compression.py`` (:func:`spherical_models.
-training.write_config`: ``name = value`` lines)."""
+training.logs.write_config`: ``name = value`` lines)."""
 
 
 def _check_patch(healpix_res: int, patch_res: int, width: int) -> None:

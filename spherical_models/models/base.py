@@ -10,8 +10,8 @@ from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
 from torch import Tensor, nn
 
-from spherical_models.entropy_coding import LatentCoder, LatentDecoder, LatentEncoder
-from spherical_models.entropy_models import deterministic_scale_table, run_float64, update_float64
+from spherical_models.entropy.streams import LatentCoder, LatentDecoder, LatentEncoder
+from spherical_models.entropy.tables import deterministic_scale_table, run_float64, update_float64
 from spherical_models.layers.blocks import SphereDown, SphereUp
 from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
 
@@ -140,12 +140,12 @@ class SphereCompressionModel(CompressionModel):
         ``[B, n, M]``.
 
         The one description of a model's bitstream: with a
-        :class:`~spherical_models.entropy_coding.LatentEncoder`, ``x`` ``[B, N, 3]`` is
+        :class:`~spherical_models.entropy.streams.LatentEncoder`, ``x`` ``[B, N, 3]`` is
         analysed and its latents written; with a
-        :class:`~spherical_models.entropy_coding.LatentDecoder`, the same calls read them back
+        :class:`~spherical_models.entropy.streams.LatentDecoder`, the same calls read them back
         (``x`` is :obj:`None` and ``batch_size`` gives ``B``). ``y`` ``[B, n, M]``, when
         given, is ``g_a(x)`` computed elsewhere (tile by tile,
-        :func:`spherical_models.map_coding.analyse_tiled`; ``x`` is then :obj:`None`): only
+        :func:`spherical_models.coding.maps.analyse_tiled`; ``x`` is then :obj:`None`): only
         the levels from :data:`Y_LEVEL` down of ``geometry`` are read.
         """
         raise NotImplementedError
@@ -198,7 +198,7 @@ class SphereCompressionModel(CompressionModel):
     ) -> dict:
         """CompressAI's ``decompress`` of ``compress``'s ``strings``: ``{"x_hat": [B, N, 3],
         "y_hat": [B, n, M]}``; with ``checksums``, a decoded latent that does not match them
-        raises :class:`~spherical_models.entropy_coding.LatentMismatchError`."""
+        raises :class:`~spherical_models.entropy.streams.LatentMismatchError`."""
         expected = self.compressed_shape(geometry)
         if tuple(shape) != expected:
             raise ValueError(f"the strings hold a latent of shape {tuple(shape)}, the geometry "
@@ -296,7 +296,7 @@ class SphereCompressionModel(CompressionModel):
         self, module: nn.Module, x: Tensor, geometry, patch_ids: Tensor | None
     ) -> Tensor:
         """``module(x, geometry, patch_ids)`` on the CPU in float64 on one thread
-        (:func:`~spherical_models.entropy_models.run_float64`, copies cached on the model)."""
+        (:func:`~spherical_models.entropy.tables.run_float64`, copies cached on the model)."""
         return run_float64(self.__dict__.setdefault("_float64_copies", {}), module, x, geometry,
                            patch_ids)
 

@@ -11,8 +11,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from spherical_models.context import decoding_groups, masked_rows
-from spherical_models.entropy_coding import LatentCoder, bottleneck_parameters
+from spherical_models.entropy.streams import LatentCoder, bottleneck_parameters
 from spherical_models.layers.blocks import SphereAttention, SphereConvBlock
 from spherical_models.layers.face_layout import from_faces, supports_faces, to_faces
 from spherical_models.layers.sdpa_conv import SDPAConv, SDPAConvTransposed
@@ -24,6 +23,7 @@ from spherical_models.models.base import (
     from_entropy_layout,
     to_entropy_layout,
 )
+from spherical_models.models.context import decoding_groups, masked_rows
 
 
 def code_bottleneck(
@@ -406,8 +406,8 @@ class SphereJointAutoregressiveHierarchicalPriors(HyperLatent, SphereCompression
       \mu_i) + \mu_i` (``GaussianConditional``'s quantisation around the means: its rANS
       tables are centred on zero and code :math:`\hat y_i - \mu_i`). As :math:`\mu_i` depends
       on :math:`\hat y` at earlier pixels, the three run the same computation: the groups of
-      :func:`~spherical_models.context.decoding_groups` in turn, the context evaluated at the
-      rows of the group only (:func:`~spherical_models.context.masked_rows`). So
+      :func:`~spherical_models.models.context.decoding_groups` in turn, the context evaluated at the
+      rows of the group only (:func:`~spherical_models.models.context.masked_rows`). So
       ``decompress(compress(x))`` gives exactly the :math:`\hat y` of the evaluation forward
       pass, whose likelihoods are those of the coded symbols. (CompressAI's
       ``JointAutoregressiveHierarchicalPriors`` evaluates :math:`\mathrm{round}(y)` instead,

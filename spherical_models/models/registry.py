@@ -102,8 +102,8 @@ PLANAR_MODELS: dict[str, type[CompressionModel]] = {
 }
 """CompressAI's own codecs on ERP images, by the name ``baselines/train_erp_compressai.py -m``
 takes and their checkpoints record. Their data set: random crops of the ERP images
-(:class:`spherical_models.erp.RandomCrops`); their evaluation: the whole ERP image or
-independent patches (:func:`spherical_models.erp.code_image`)."""
+(:class:`spherical_models.planar.erp.RandomCrops`); their evaluation: the whole ERP image or
+independent patches (:func:`spherical_models.planar.erp.code_image`)."""
 
 PLANAR_ZOO_NAMES = {"FactorizedPrior": "bmshj2018-factorized",
                     "ScaleHyperprior": "bmshj2018-hyperprior"}

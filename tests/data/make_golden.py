@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spherical_models import codec
+from spherical_models.coding import codec
 
 DATA = Path(__file__).resolve().parent
 REPO = DATA.parent.parent

@@ -1,16 +1,16 @@
 """Coding a whole HEALPix map: its patches (or the whole sphere), batch after batch, into one
 rANS stream per latent, and back. The one implementation behind the evaluation of step 4
-(:mod:`spherical_models.evaluation`) and the ``.oslo`` codec (:mod:`spherical_models.codec`).
+(:mod:`spherical_models.evaluation`) and the ``.oslo`` codec (:mod:`spherical_models.coding.codec`).
 
 The patches of resolution ``pr`` of a map are coded in NESTED order, ``batch_size`` at a time
 (a batch bounds the memory); every batch appends its symbols to the same stream of each latent
-(:class:`~spherical_models.entropy_coding.LatentEncoder`), so a map costs one rANS flush per
+(:class:`~spherical_models.entropy.streams.LatentEncoder`), so a map costs one rANS flush per
 latent whatever its number of patches. Decoding first entropy-decodes every batch and checks
 the CRC-32 of each latent against the encoder's, then synthesises the pixels: a mismatch is
 refused before any pixel is made.
 
 On the whole sphere (``patch_res < 0``) with a tile resolution ``tile_res``, the analysis
-``g_a`` and the synthesis ``g_s`` run tile by tile (:mod:`spherical_models.tiling`:
+``g_a`` and the synthesis ``g_s`` run tile by tile (:mod:`spherical_models.models.tiling`:
 :func:`analyse_tiled`, :func:`synthesise_tiled`), in the memory of one tile's region whatever
 the map's resolution; everything on ``y`` (hyper-latent, entropy coding) runs on the whole
 sphere as without tiles, so the strings are the untiled ones (same symbols in the same order,
@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from spherical_models.entropy_coding import LatentDecoder, LatentEncoder
+from spherical_models.entropy.streams import LatentDecoder, LatentEncoder
 from spherical_models.models import SphereCompressionModel
 from spherical_models.models.base import Y_LEVEL
-from spherical_models.tiling import TilePlan, check_tile_res, check_tileable, halo_rings
+from spherical_models.models.tiling import TilePlan, check_tile_res, check_tileable, halo_rings
 from utils.healpix import npix_of, res_of_npix
 
 
@@ -107,10 +107,10 @@ def analyse_tiled(
 ) -> Tensor:
     """``y = g_a(x)`` ``[1, 12 * 4**(hr - 4), M]`` (NESTED) of a whole ``uint8`` map
     ``[12 * 4**hr, 3]``, tile by tile: for each tile of resolution ``tile_res``
-    (:class:`~spherical_models.tiling.TilePlan`, halo of
-    :func:`~spherical_models.tiling.halo_rings` of ``g_a``), ``g_a`` of the region's pixels on
-    its graphs, of which the tile's rows of ``y`` are kept. ``geometry``: the whole sphere's
-    (:func:`~spherical_models.tiling.check_tileable`)."""
+    (:class:`~spherical_models.models.tiling.TilePlan`, halo of
+    :func:`~spherical_models.models.tiling.halo_rings` of ``g_a``), ``g_a`` of the region's pixels
+    on its graphs, of which the tile's rows of ``y`` are kept. ``geometry``: the whole sphere's
+    (:func:`~spherical_models.models.tiling.check_tileable`)."""
     check_tileable(model, geometry)
     healpix_res = res_of_npix(len(hp_map))
     plan = TilePlan(healpix_res, tile_res, halo_rings(model.g_a), model.graph_hops)
@@ -138,9 +138,9 @@ def synthesise_tiled(
     """The ``uint8`` ``[12 * 4**hr, 3]`` map ``round(clamp(g_s(y_hat), 0, 1) * 255)`` of the
     whole-sphere ``y_hat`` ``[1, 12 * 4**(hr - 4), M]``, tile by tile: for each tile, the
     reconstruction of the region of the tile's ``y`` pixels dilated by
-    :func:`~spherical_models.tiling.halo_rings` of ``g_s``, of which the tile's pixels go
+    :func:`~spherical_models.models.tiling.halo_rings` of ``g_s``, of which the tile's pixels go
     straight into the map (the float map of the whole sphere never exists). ``geometry``: the
-    whole sphere's (:func:`~spherical_models.tiling.check_tileable`)."""
+    whole sphere's (:func:`~spherical_models.models.tiling.check_tileable`)."""
     check_tileable(model, geometry)
     plan = TilePlan(healpix_res, tile_res, halo_rings(model.g_s), model.graph_hops)
     size = 4**tile_res
@@ -170,9 +170,9 @@ def compress_map(
 
     The model must be in evaluation mode with its entropy models updated; ``geometry`` is its
     :class:`~spherical_models.geometry.SphereGeometry` at ``patch_res`` (-1: whole sphere).
-    On the whole sphere, ``tile_res`` (:func:`~spherical_models.tiling.check_tile_res`)
+    On the whole sphere, ``tile_res`` (:func:`~spherical_models.models.tiling.check_tile_res`)
     runs ``g_a`` tile by tile (:func:`analyse_tiled`); only the levels from ``y`` down of
-    ``geometry`` are then read (:func:`~spherical_models.tiling.coarse_geometry` suffices).
+    ``geometry`` are then read (:func:`~spherical_models.models.tiling.coarse_geometry` suffices).
     ``progress``: a progress bar over the tiles.
     """
     encoder = LatentEncoder()
@@ -208,7 +208,7 @@ def decompress_map(
     by tile (:func:`synthesise_tiled`), as :func:`compress_map` says for ``geometry``.
 
     Raises:
-        spherical_models.entropy_coding.LatentMismatchError: a decoded latent is not the
+        spherical_models.entropy.streams.LatentMismatchError: a decoded latent is not the
             encoder's (checked before any pixel is synthesised).
     """
     patches = patch_count(coded.num_pixels, coded.patch_res)

@@ -1,10 +1,11 @@
 """Step 3: the epochs of a training run (training, validation, scheduler, logs and
 checkpoints) and its processes (:class:`Trainer`), the same for the spherical codecs and the
-planar ones; the loaders of the spherical codecs (:func:`training_data`).
+planar ones.
 
 What differs between the two is handed to the :class:`Trainer` as typed objects: the data
 (:class:`TrainingData`: the phases' samplers, loaders and geometries, the validation, and the
-:class:`~spherical_models.training.Step` of a model on a batch), the loss, the checkpoints'
+:class:`~spherical_models.training.epoch.Step` of a model on a batch; the spherical codecs' are
+:func:`spherical_models.training.data.training_data`), the loss, the checkpoints'
 configuration, and the outputs (:class:`TrainingOutputs`: checkpoint format, ``log.csv``
 columns, ``loss.txt``, ``checkpoint_best_loss.pth.tar``)."""
 
@@ -20,71 +21,46 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from spherical_models.checkpoint import (
+from spherical_models.config import TrainingConfig
+from spherical_models.training.checkpoint import (
     CHECKPOINT_FORMAT,
     checkpoint_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from spherical_models.cli import RunConfig, TrainingConfig
-from spherical_models.distributed import (
+from spherical_models.training.distributed import (
     Distributed,
     any_process,
     barrier,
     broadcast_parameters,
     gather_objects,
 )
-from spherical_models.training import (
-    LOG_COLUMNS,
+from spherical_models.training.epoch import (
     EpochContext,
     Meters,
     Step,
     StopRequest,
     TrainingInterrupted,
-    configure_optimizers,
     epoch_seed,
-    ignore_interrupts,
-    make_scheduler,
-    patience_epochs,
     sphere_step,
-    split_parameters,
-    step_scheduler,
     train_one_epoch,
     validate,
-    write_logs,
+)
+from spherical_models.training.logs import LOG_COLUMNS, write_logs
+from spherical_models.training.optim import (
+    configure_optimizers,
+    make_scheduler,
+    patience_epochs,
+    split_parameters,
+    step_scheduler,
 )
 from utils.cli import get_logger
-from utils.datasets import (
-    AllPatchesSampler,
-    BalancedPatchSampler,
-    FixedPairsSampler,
-    MapPatches,
-    WholeMapSampler,
-    fixed_patch_pairs,
-)
 from utils.errors import OsloError
-from utils.healpix import num_patches
 
 INTERRUPTED_CHECKPOINT = "interrupted.pth.tar"
-
-
-def make_loader(
-    dataset: Dataset, sampler: Sampler, batch_size: int, workers: int, device: torch.device
-) -> DataLoader:
-    """A loader of ``(x, patch_ids)`` batches in the sampler's order.
-
-    Its own random generator keeps the global torch state (the quantisation noise) untouched,
-    so that an epoch resumed in the middle draws the same noise. Workers ignore Ctrl-C.
-    """
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-        pin_memory=device.type == "cuda", generator=torch.Generator(),
-        worker_init_fn=ignore_interrupts if workers else None,
-        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-    )
 
 
 def wrap_distributed(model: nn.Module, info: Distributed, device: torch.device) -> nn.Module:
@@ -92,7 +68,7 @@ def wrap_distributed(model: nn.Module, info: Distributed, device: torch.device) 
 
     DDP averages the gradients of the rate-distortion loss; the entropy bottlenecks'
     ``quantiles`` only get gradients from the auxiliary loss, outside DDP's forward, so DDP
-    ignores them and :func:`spherical_models.training.train_step` averages theirs.
+    ignores them and :func:`spherical_models.training.epoch.train_step` averages theirs.
     """
     if not info.enabled:
         return model
@@ -145,7 +121,7 @@ class TrainingData:
     """The data of a training run: its phases (one, or with ``--patch-border sphere
     --sphere-start F`` patches then whole maps), every patch of the validation maps and their
     geometry (:obj:`None` without ``-v``), and ``step``, the
-    :class:`~spherical_models.training.Step` of a model on a batch of the loaders."""
+    :class:`~spherical_models.training.epoch.Step` of a model on a batch of the loaders."""
 
     phases: tuple[TrainingPhase, ...]
     val_loader: DataLoader | None = None
@@ -169,83 +145,6 @@ class TrainingOutputs:
     best_checkpoint: bool = True
 
 
-def sphere_border_items(run: RunConfig, num_maps: int) -> tuple[int, int]:
-    """``(maps per epoch, maps per batch)`` of ``--patch-border sphere`` training: the patch
-    budget of ``-np`` and ``-bst`` in whole maps of ``P = 12 * 4**(hr - prt)`` patches, i.e.
-    ``ceil(num_maps * np / P)`` maps an epoch and ``max(1, bst // P)`` a batch."""
-    per_map = num_patches(run.healpix_res, run.patch_res_train)
-    return (math.ceil(num_maps * run.n_patch_per_sample / per_map),
-            max(1, run.batch_size_train // per_map))
-
-
-def first_whole_map_epoch(run: RunConfig) -> int:
-    """The first epoch on whole maps of ``--patch-border sphere``: ``floor(F * e) + 1`` for
-    ``--sphere-start F`` and ``-e e`` (1 for ``F = 0``)."""
-    return math.floor(run.sphere_start * run.max_epochs) + 1
-
-
-def _phase(run: RunConfig, train_files: list[Path], whole_maps: bool, first_epoch: int,
-           seed: int, info: Distributed, device: torch.device, plateau: bool,
-           geometry: Callable[[int], nn.Module]) -> TrainingPhase:
-    hr, prt = run.healpix_res, max(run.patch_res_train, -1)
-    plateau_count = run.plateau_patches
-    if whole_maps:
-        maps_per_epoch, batch_size = sphere_border_items(run, len(train_files))
-        sampler = WholeMapSampler(len(train_files), math.ceil(maps_per_epoch / info.world_size),
-                                  seed, info.rank, info.world_size)
-        plateau_count = math.ceil(plateau_count / num_patches(hr, prt))
-        prt = -1
-    else:
-        batch_size = run.batch_size_train
-        sampler = BalancedPatchSampler(
-            len(train_files), hr, prt, run.n_patch_per_sample, seed, info.rank, info.world_size
-        )
-    workers = run.dataloader_num_workers
-    loader = make_loader(MapPatches(train_files, hr, prt), sampler, batch_size, workers, device)
-    plateau_loader = None
-    if plateau and plateau_count > 0:
-        pairs = fixed_patch_pairs(len(train_files), hr, prt, plateau_count, seed)
-        plateau_loader = make_loader(
-            MapPatches(train_files, hr, prt), FixedPairsSampler(pairs, info.rank, info.world_size),
-            run.batch_size_valtest, workers, device,
-        )
-    return TrainingPhase(first_epoch, "whole maps" if whole_maps else "patches", sampler, loader,
-                         batch_size, geometry(prt), plateau_loader)
-
-
-def training_data(
-    run: RunConfig,
-    train_files: list[Path],
-    val_files: list[Path],
-    seed: int,
-    info: Distributed,
-    device: torch.device,
-    geometry: Callable[[int], nn.Module],
-) -> TrainingData:
-    """The loaders of ``run`` over the maps ``train_files`` (``-i``) and ``val_files``
-    (``-v``, may be empty), for this process of ``info``, with the geometries
-    ``geometry(patch_res)`` of their patches (-1: whole maps)."""
-    plateau = not val_files
-
-    def phase(whole_maps: bool, first_epoch: int) -> TrainingPhase:
-        return _phase(run, train_files, whole_maps, first_epoch, seed, info, device, plateau,
-                      geometry)
-
-    if run.patch_border == "cut":
-        phases = (phase(False, 1),)
-    else:
-        first = first_whole_map_epoch(run)
-        phases = (phase(True, 1),) if first == 1 else (phase(False, 1), phase(True, first))
-    if not val_files:
-        return TrainingData(phases)
-    hr, workers = run.healpix_res, run.dataloader_num_workers
-    val_data = MapPatches(val_files, hr, run.patch_res_valtest)
-    val_sampler = AllPatchesSampler(len(val_files), val_data.patches_per_map, info.rank,
-                                    info.world_size)
-    val_loader = make_loader(val_data, val_sampler, run.batch_size_valtest, workers, device)
-    return TrainingData(phases, val_loader, geometry(run.patch_res_valtest))
-
-
 @dataclass
 class TrainState:
     """Where training stands: last completed epoch, per-epoch losses, best loss, and the
@@ -262,17 +161,17 @@ class Trainer:
     codec: the spherical ones on HEALPix patches or maps, the planar ones on ERP crops.
 
     Each epoch seeds torch's global generator from ``(seed, epoch, rank)``
-    (:func:`~spherical_models.training.epoch_seed`; the phase's sampler draws its epoch
+    (:func:`~spherical_models.training.epoch.epoch_seed`; the phase's sampler draws its epoch
     between the seeding of rank 0's stream and that of the other ranks, so that every process
     draws the same), trains on the phase's batches, validates, steps the scheduler, and
     writes the logs and the checkpoints.
 
     Args:
-        config: the epoch loop's flags (:class:`~spherical_models.cli.TrainingConfig`).
+        config: the epoch loop's flags (:class:`~spherical_models.config.TrainingConfig`).
         model: the codec (on ``device``; loaded from the checkpoint if resuming).
         checkpoint_config: what every checkpoint records and must match
             (:func:`spherical_models.pipeline.run_config`,
-            :func:`spherical_models.erp_pipeline.model_config`).
+            :func:`spherical_models.planar.pipeline.model_config`).
         data: the phases, the validation and the step (:class:`TrainingData`).
         criterion: the rate-distortion loss, ``criterion(output, x)``.
         seed: the run's seed.

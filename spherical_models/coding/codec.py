@@ -1,9 +1,9 @@
 """The codec behind ``oslo_codec.py``: a 360-degree image (ERP) or a HEALPix map in, one
-``.oslo`` file out (:mod:`spherical_models.oslo_format`), and back.
+``.oslo`` file out (:mod:`spherical_models.coding.oslo_format`), and back.
 
 Encoding samples an ERP image on HEALPix (:func:`utils.sampling.erp_to_healpix`, the
 convention of DESIGN.md section 3) or takes a ``uint8`` ``[12 * 4**r, 3]`` map, and codes it
-with :func:`spherical_models.map_coding.compress_map`, exactly as the evaluation of
+with :func:`spherical_models.coding.maps.compress_map`, exactly as the evaluation of
 ``main_sphere_compression.py`` does: one rANS string per latent for the whole map, so the
 payload of the file is ``rates.txt``'s ``actual`` bits / 8 for the same checkpoint, patch
 resolution, batch size and mode. Decoding refuses a file whose checkpoint hash is not the
@@ -25,11 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spherical_models.checkpoint import load_checkpoint, recorded_scale_table_levels
-from spherical_models.geometry import SphereGeometry
-from spherical_models.map_coding import CodedMap, compress_map, decompress_map
-from spherical_models.models import SphereCompressionModel, model_from_config
-from spherical_models.oslo_format import (  # noqa: F401 (the format, re-exported)
+from spherical_models.coding.maps import CodedMap, compress_map, decompress_map
+from spherical_models.coding.oslo_format import (  # noqa: F401 (the format, re-exported)
     FORMAT_VERSION,
     HASH_BYTES,
     MAGIC,
@@ -43,7 +40,10 @@ from spherical_models.oslo_format import (  # noqa: F401 (the format, re-exporte
     read_file,
     unpack,
 )
-from spherical_models.tiling import check_tile_res, check_tileable, coarse_geometry
+from spherical_models.geometry import SphereGeometry
+from spherical_models.models import SphereCompressionModel, model_from_config
+from spherical_models.models.tiling import check_tile_res, check_tileable, coarse_geometry
+from spherical_models.training.checkpoint import load_checkpoint, recorded_scale_table_levels
 from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION, nside_of
 from utils.io import IMAGE_EXTENSIONS, atomic_path, check_map, load_image, load_map, save_npy
@@ -111,8 +111,8 @@ class Codec:
         of the checkpoint's structures: convolution, hops, weights, chord distances);
         :class:`OsloError` if the model cannot code at these resolutions. ``tiled``: for
         whole-sphere coding tile by tile, only the levels from ``y`` down
-        (:func:`~spherical_models.tiling.coarse_geometry`; :class:`OsloError` for a model that
-        cannot run by tiles)."""
+        (:func:`~spherical_models.models.tiling.coarse_geometry`; :class:`OsloError` for a model
+        that cannot run by tiles)."""
         key = (healpix_res, patch_res, tiled)
         if key not in self._geometries and tiled:
             geometry = coarse_geometry(self.model, healpix_res, self.config.get("weight_type"),
@@ -189,7 +189,7 @@ def encode_map(
         image_shape: ``(height, width)`` of the ERP image the map was sampled from.
         scale_table_levels: entries of ``y``'s scale table (default: the checkpoint's).
         tile_res: on the whole sphere, run ``g_a`` by tiles of this resolution
-            (:func:`~spherical_models.map_coding.compress_map`; :obj:`None`: at once); not
+            (:func:`~spherical_models.coding.maps.compress_map`; :obj:`None`: at once); not
             recorded (the strings are the same).
         progress: a progress bar over the tiles.
     """
@@ -224,7 +224,7 @@ def decode(
     """Decompress a parsed file into the ``uint8`` ``[12 * 4**r, 3]`` map.
 
     Refuses a file encoded with another checkpoint (hash) or whose latents do not fit the
-    model, and (:class:`~spherical_models.entropy_coding.LatentMismatchError`) a decoded latent
+    model, and (:class:`~spherical_models.entropy.streams.LatentMismatchError`) a decoded latent
     whose CRC-32 is not the encoder's; decodes with the file's batches, mode and scale table.
     A whole-sphere file is synthesised by tiles of ``tile_res`` (any: not the encoder's;
     :obj:`None`: at once), with a progress bar over them if ``progress``.

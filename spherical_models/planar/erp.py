@@ -4,7 +4,7 @@ training step, and the coding of an ERP image, whole or by patches.
 The codec's ERP image of an original is ``W x W/2`` (:func:`codec_image`: the original sampled
 bilinearly at the ERP pixel centres, :func:`utils.sampling.resample_erp`). For the codec it is
 padded (replicate) on the right and at the bottom to a multiple of
-:data:`~spherical_models.cli.PAD_MULTIPLE`, and the decoded image is cropped back.
+:data:`~spherical_models.config.PAD_MULTIPLE`, and the decoded image is cropped back.
 
 Training loss of a batch of crops ``x`` in :math:`[0, 1]`, ``B x 3 x S x S`` (CompressAI's
 ``RateDistortionLoss``, the bits per pixel of the crops):
@@ -33,10 +33,10 @@ from compressai.losses import RateDistortionLoss
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
-from spherical_models.cli import PAD_MULTIPLE
-from spherical_models.distributed import synchronize
-from spherical_models.evaluation import string_bytes, tensor_bits
-from spherical_models.training import EpochContext, Step
+from spherical_models.config import PAD_MULTIPLE
+from spherical_models.evaluation.results import string_bytes, tensor_bits
+from spherical_models.training.distributed import synchronize
+from spherical_models.training.epoch import EpochContext, Step
 from utils.errors import OsloError
 from utils.io import original_names, read_list
 from utils.metrics import erp_row_weights
@@ -117,7 +117,7 @@ class RandomCrops:
     """The planar models' training data, sampler and loader at once: each epoch,
     ``per_image`` random ``size x size`` crops of every ERP image (:func:`random_crops`, drawn
     by :meth:`set_epoch` from torch's global generator, which the
-    :class:`~spherical_models.trainer.Trainer` seeds alike on every process), in batches of
+    :class:`~spherical_models.training.trainer.Trainer` seeds alike on every process), in batches of
     ``batch_size`` consecutive crops ``(crops uint8 [B, 3, S, S], top_rows [B])``.
 
     With several processes, each takes every ``world_size``-th crop from its rank, the crops
@@ -208,7 +208,7 @@ class WeightedMSE(nn.Module):
 
 @dataclass(frozen=True)
 class CropStep:
-    """The :class:`~spherical_models.training.Step` of a planar model on a batch of
+    """The :class:`~spherical_models.training.epoch.Step` of a planar model on a batch of
     :class:`RandomCrops`: the crops in [0, 1] on the device, ``model(x)``, and with
     ``row_weights`` (:func:`area_row_weights` of the images' height) the batch's
     :func:`latitude_criterion`, else the epoch's loss (CompressAI's ``RateDistortionLoss``)."""
@@ -249,7 +249,7 @@ def code_image(
     model: CompressionModel, image: np.ndarray, device: torch.device, patch_size: int = 0
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Compress and decompress an ERP image ``uint8`` ``[H, W, 3]`` (padded to multiples of
-    :data:`~spherical_models.cli.PAD_MULTIPLE`, or of ``patch_size``, and cropped back): whole
+    :data:`~spherical_models.config.PAD_MULTIPLE`, or of ``patch_size``, and cropped back): whole
     (``patch_size`` 0), or as a batch of independent ``patch_size x patch_size`` patches, each
     with its own strings.
 

@@ -1,7 +1,7 @@
 """The ``.oslo`` file format: its header and strings, written and read with every field checked.
 
-A file holds one map coded by :func:`spherical_models.map_coding.compress_map` (the codec is
-:mod:`spherical_models.codec`).
+A file holds one map coded by :func:`spherical_models.coding.maps.compress_map` (the codec is
+:mod:`spherical_models.coding.codec`).
 
 File layout (little-endian), format version 2. *varint* is unsigned LEB128 (7 bits a byte)::
 
@@ -44,7 +44,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from spherical_models.map_coding import patch_count
+from spherical_models.coding.maps import patch_count
 from utils.errors import OsloError
 from utils.healpix import MAX_RESOLUTION, npix_of
 

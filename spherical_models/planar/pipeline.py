@@ -1,7 +1,7 @@
-"""The planar baseline's steps 3 and 4 from an :class:`~spherical_models.cli.ErpRunConfig`:
+"""The planar baseline's steps 3 and 4 from an :class:`~spherical_models.config.ErpRunConfig`:
 a planar model of the registry (:data:`~spherical_models.models.PLANAR_MODELS`, CompressAI's
 own FactorizedPrior and ScaleHyperprior) trained on random crops of ERP images by the
-:class:`~spherical_models.trainer.Trainer` of the spherical codecs (the same epochs,
+:class:`~spherical_models.training.trainer.Trainer` of the spherical codecs (the same epochs,
 schedules, warm-up, checkpoints, resumption and processes), then evaluated on the ERP test
 images with real bitstreams.
 
@@ -13,8 +13,8 @@ Evaluation outputs in ``<-O>/<--foldername-valtest>/``:
 
 * ``<listname>_reconstructed.png``: the decoded ERP image (``uint8`` RGB, ``W x W/2``), where
   listname is the test entry's stem (``healpix_sampling_res_8_earth_day``), as in step 4;
-* ``rates.txt``: step 4's format (:func:`spherical_models.evaluation.rates_text`): total bits
-  per image, theoretical = sum over the latents of ``ceil(sum -log2 likelihoods)``, actual =
+* ``rates.txt``: step 4's format (:func:`spherical_models.evaluation.results.rates_text`): total
+  bits per image, theoretical = sum over the latents of ``ceil(sum -log2 likelihoods)``, actual =
   8 x the bytes of all strings;
 * ``rd.csv``: the CSV of ``misc/compute_spherical_psnr.py --csv``: bpp = actual bits /
   ``12 * 4**r``, the HEALPix pixels at -r (**not** the ERP pixels), so that all RD curves share
@@ -34,16 +34,10 @@ from compressai.models import CompressionModel
 from PIL import Image
 from tqdm import tqdm
 
-from spherical_models.checkpoint import CHECKPOINT_VERSION, check_checkpoint, read_torch_file
-from spherical_models.cli import ErpRunConfig
-from spherical_models.distributed import (
-    Distributed,
-    barrier,
-    init_distributed,
-    select_device,
-    shutdown,
-)
-from spherical_models.erp import (
+from spherical_models.config import ErpRunConfig
+from spherical_models.evaluation.results import RECONSTRUCTION_SUFFIX, ImageResult, rates_text
+from spherical_models.models import planar_channels, planar_model_from_config
+from spherical_models.planar.erp import (
     CropStep,
     Entry,
     RandomCrops,
@@ -52,10 +46,21 @@ from spherical_models.erp import (
     codec_image,
     list_entries,
 )
-from spherical_models.evaluation import RECONSTRUCTION_SUFFIX, ImageResult, rates_text
-from spherical_models.models import planar_channels, planar_model_from_config
-from spherical_models.trainer import Trainer, TrainingData, TrainingOutputs, TrainingPhase
-from spherical_models.training import seed_everything, write_config
+from spherical_models.training.checkpoint import (
+    CHECKPOINT_VERSION,
+    check_checkpoint,
+    read_torch_file,
+)
+from spherical_models.training.distributed import (
+    Distributed,
+    barrier,
+    init_distributed,
+    select_device,
+    shutdown,
+)
+from spherical_models.training.epoch import seed_everything
+from spherical_models.training.logs import write_config
+from spherical_models.training.trainer import Trainer, TrainingData, TrainingOutputs, TrainingPhase
 from utils.cli import get_logger
 from utils.errors import OsloError
 from utils.healpix import npix_of
@@ -96,7 +101,7 @@ def model_config(config: ErpRunConfig) -> dict[str, Any]:
 
 def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
     """Read a checkpoint of the planar models and check its configuration against
-    ``expected`` (:func:`spherical_models.checkpoint.check_checkpoint`); :class:`OsloError`
+    ``expected`` (:func:`spherical_models.training.checkpoint.check_checkpoint`); :class:`OsloError`
     otherwise."""
     checkpoint = read_torch_file(path, "checkpoint file")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
@@ -158,7 +163,8 @@ def train(
     config: ErpRunConfig, entries: Sequence[Entry], info: Distributed, device: torch.device
 ) -> CompressionModel:
     """Train (or resume training) on the ERP images of ``entries`` with the
-    :class:`~spherical_models.trainer.Trainer`; return the trained model (on ``device``)."""
+    :class:`~spherical_models.training.trainer.Trainer`; return the trained model (on
+    ``device``)."""
     log = get_logger()
     training = config.training
     recorded = model_config(config)
@@ -209,11 +215,11 @@ def evaluate(
     device: torch.device,
 ) -> list[Row]:
     """Code every test image with real bitstreams (whole, or by ``--patch-size-valtest``
-    patches: :func:`spherical_models.erp.code_image`) and write the decoded PNGs,
+    patches: :func:`spherical_models.planar.erp.code_image`) and write the decoded PNGs,
     ``rates.txt`` and ``rd.csv`` (module docstring) in ``<-O>/<--foldername-valtest>``.
 
-    The :class:`~spherical_models.evaluation.ImageResult` of an image (for ``rates.txt``) has
-    ``num_pixels`` = the HEALPix pixels at -r and ``psnr`` = its WS-PSNR on RGB.
+    The :class:`~spherical_models.evaluation.results.ImageResult` of an image (for ``rates.txt``)
+    has ``num_pixels`` = the HEALPix pixels at -r and ``psnr`` = its WS-PSNR on RGB.
 
     Returns:
         One :class:`~utils.rd.Row` per image (named by the original), then

@@ -201,7 +201,8 @@ def checkpoint_state(
         position: for an interrupted epoch, ``{"epoch", "batch", "meters": [by rank]}``: the
             epoch under way, the batches done, and the running sums of each process.
         checkpoint_format: the script's format name: this toolkit's (the spherical codecs),
-            or that of the planar models (:data:`spherical_models.erp_pipeline.CHECKPOINT_FORMAT`).
+            or that of the planar models
+            (:data:`spherical_models.planar.pipeline.CHECKPOINT_FORMAT`).
     """
     return {
         "format": checkpoint_format,

@@ -43,7 +43,6 @@ import os
 import torch
 from torch import Tensor
 
-from spherical_models.checkpoint import read_torch_file
 from spherical_models.layers.blocks import SphereConvBlock, SphereDown, SphereUp
 from spherical_models.layers.sdpa_conv import SDPAConv, kernel_cells
 from spherical_models.models import (
@@ -52,6 +51,7 @@ from spherical_models.models import (
     SphereMeanScaleHyperprior,
     SphereScaleHyperprior,
 )
+from spherical_models.training.checkpoint import read_torch_file
 from utils.cli import get_logger
 from utils.errors import OsloError
 

@@ -1,106 +1,49 @@
 """Evaluating a trained codec on HEALPix maps with real bitstreams (step 4).
 
-For each map: :func:`~spherical_models.map_coding.compress_map` then
-:func:`~spherical_models.map_coding.decompress_map` (its patches, or the whole sphere, into one
+For each map: :func:`~spherical_models.coding.maps.compress_map` then
+:func:`~spherical_models.coding.maps.decompress_map` (its patches, or the whole sphere, into one
 rANS string per latent, exactly the payload of an ``.oslo`` file), the reconstruction
 ``round(x_hat * 255)`` saved as ``uint8`` ``[npix, 3]``, its grayscale Mollweide view, and the
-rates. Outputs in the evaluation folder (DESIGN.md section 7):
-
-* ``healpix_sampling_res_{r}_{stem}_reconstructed.npy`` and ``.png``;
-* ``rates.txt``: a ``#`` comment line, then ``name<TAB>theoretical<TAB>actual`` per map, in
-  **total bits** of the map: theoretical = sum over the latents (``y``, ``z``) of
-  ``ceil(sum of -log2 likelihoods)`` of the quantised latents, actual = 8 x the bytes of the
-  strings (one per latent). Divide by the ``12 * 4**r`` HEALPix pixels for bits per pixel;
-* ``test_results.csv``: per map, bpp (theoretical, actual), PSNR on the sphere (all HEALPix
-  pixels have the same area, so it is the plain PSNR over the pixels and channels of the
-  ``uint8`` maps), encoding and decoding seconds.
+rates, written in the evaluation folder as :mod:`spherical_models.evaluation.results` describes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
-from spherical_models.distributed import Distributed, gather_objects, synchronize
-from spherical_models.map_coding import (
+from spherical_models.coding.maps import (
     analyse_tiled,
     compress_map,
     decompress_map,
     map_batches,
     to_input,
 )
-from spherical_models.tiling import check_tile_res
+from spherical_models.evaluation.results import (
+    ImageResult,
+    mollweide_width,
+    rates_text,
+    read_previous_results,
+    reconstruction_stem,
+    results_csv,
+    tensor_bits,
+)
+from spherical_models.models.tiling import check_tile_res
+from spherical_models.training.distributed import Distributed, gather_objects, synchronize
 from utils.cli import get_logger
 from utils.datasets import shard
-from utils.errors import OsloError
-from utils.healpix import npix_of, nside_of, res_of_npix
+from utils.healpix import res_of_npix
 from utils.io import load_map, save_npy, write_text
 from utils.metrics import pixel_psnr
-from utils.rd import read_rates
 from utils.visualization import save_mollweide
-
-RECONSTRUCTION_SUFFIX = "_reconstructed"
-RESULT_COLUMNS = (
-    "name", "bpp_theoretical", "bpp_actual", "psnr", "encode_seconds", "decode_seconds",
-)
-
-
-@dataclass
-class ImageResult:
-    """Rates, quality and timings of one coded map.
-
-    Attributes:
-        name: the map's ``.npy`` stem.
-        theoretical_bits: sum over latents of ``ceil(sum -log2 likelihoods)``.
-        actual_bits: 8 x the bytes of the strings.
-        num_pixels: HEALPix pixels of the map.
-        psnr: PSNR (dB) of the ``uint8`` reconstruction on the sphere.
-        encode_seconds, decode_seconds: wall time of ``compress`` and ``decompress``.
-    """
-
-    name: str
-    theoretical_bits: int
-    actual_bits: int
-    num_pixels: int
-    psnr: float
-    encode_seconds: float
-    decode_seconds: float
-
-    @property
-    def bpp_theoretical(self) -> float:
-        return self.theoretical_bits / self.num_pixels
-
-    @property
-    def bpp_actual(self) -> float:
-        return self.actual_bits / self.num_pixels
-
-
-def reconstruction_stem(map_path: str | os.PathLike) -> str:
-    """``healpix_sampling_res_{r}_{stem}_reconstructed`` for the map ``..._{stem}.npy``."""
-    return Path(map_path).stem + RECONSTRUCTION_SUFFIX
-
-
-def string_bytes(strings: object) -> int:
-    """Total bytes of the (nested lists of) byte strings of a ``compress`` output."""
-    if isinstance(strings, bytes | bytearray):
-        return len(strings)
-    return sum(string_bytes(s) for s in strings)
-
-
-def tensor_bits(likelihoods: Tensor) -> float:
-    """``sum -log2 likelihoods`` in double precision."""
-    return -torch.log2(likelihoods.double()).sum().item()
 
 
 @torch.no_grad()
@@ -114,10 +57,10 @@ def code_map(
     tile_res: int | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Code a map into one string per latent and decode it
-    (:func:`~spherical_models.map_coding.compress_map`, then
-    :func:`~spherical_models.map_coding.decompress_map`, which checks every latent's CRC-32
+    (:func:`~spherical_models.coding.maps.compress_map`, then
+    :func:`~spherical_models.coding.maps.decompress_map`, which checks every latent's CRC-32
     against the encoder's: the decoded latents are the encoder's, or
-    :class:`~spherical_models.entropy_coding.LatentMismatchError` is raised).
+    :class:`~spherical_models.entropy.streams.LatentMismatchError` is raised).
 
     The model must be in evaluation mode with its entropy models updated (``model.update()``).
 
@@ -129,7 +72,7 @@ def code_map(
         batch_size: patches per batch.
         device: where the model runs.
         tile_res: on the whole sphere, run ``g_a`` and ``g_s`` by tiles of this resolution
-            (:mod:`spherical_models.tiling`; the theoretical bits then come from the tiled
+            (:mod:`spherical_models.models.tiling`; the theoretical bits then come from the tiled
             ``y``); :obj:`None`: at once.
 
     Returns:
@@ -168,60 +111,6 @@ def code_map(
     return reconstruction, stats
 
 
-def mollweide_width(healpix_res: int) -> int:
-    """Width of the Mollweide views: ``4 * nside`` within ``[800, 4000]``."""
-    return int(min(4000, max(800, 4 * nside_of(healpix_res))))
-
-
-def rates_text(results: Sequence[ImageResult], healpix_res: int) -> str:
-    """The content of ``rates.txt`` (module docstring)."""
-    npix = npix_of(healpix_res)
-    lines = [
-        f"# name\ttheoretical_bits\tactual_bits (total bits per map; bpp = bits / {npix} "
-        f"HEALPix pixels at resolution {healpix_res})"
-    ]
-    lines += [f"{r.name}\t{r.theoretical_bits}\t{r.actual_bits}" for r in results]
-    return "\n".join(lines) + "\n"
-
-
-def results_csv(results: Sequence[ImageResult]) -> str:
-    """The content of ``test_results.csv`` (:data:`RESULT_COLUMNS`)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(RESULT_COLUMNS)
-    for r in results:
-        writer.writerow([
-            r.name, f"{r.bpp_theoretical:.6f}", f"{r.bpp_actual:.6f}", f"{r.psnr:.4f}",
-            f"{r.encode_seconds:.3f}", f"{r.decode_seconds:.3f}",
-        ])
-    return buffer.getvalue()
-
-
-def read_previous_results(folder: Path) -> dict[str, dict]:
-    """Results of an earlier evaluation in ``folder`` (``rates.txt`` and ``test_results.csv``):
-    the fields of :class:`ImageResult` but ``name`` and ``num_pixels``, by name; empty where
-    either file is missing or unreadable."""
-    rates_path, csv_path = folder / "rates.txt", folder / "test_results.csv"
-    if not rates_path.is_file() or not csv_path.is_file():
-        return {}
-    try:
-        rates = read_rates(rates_path)
-        with csv_path.open(newline="") as handle:
-            rows = {row["name"]: row for row in csv.DictReader(handle)}
-    except (OsloError, OSError, ValueError, KeyError):
-        return {}
-    return {
-        name: {
-            "theoretical_bits": theoretical, "actual_bits": actual,
-            "psnr": float(rows[name]["psnr"]),
-            "encode_seconds": float(rows[name]["encode_seconds"]),
-            "decode_seconds": float(rows[name]["decode_seconds"]),
-        }
-        for name, (theoretical, actual) in rates.items()
-        if name in rows
-    }
-
-
 def evaluate_maps(
     model: nn.Module,
     geometry: nn.Module,
@@ -236,7 +125,8 @@ def evaluate_maps(
     progress: bool = True,
     tile_res: int | None = None,
 ) -> list[ImageResult]:
-    """Code every map of ``files`` and write the outputs (module docstring) in ``out_folder``.
+    """Code every map of ``files`` and write the outputs
+    (:mod:`spherical_models.evaluation.results`) in ``out_folder``.
 
     With several processes, each codes its share of the maps and rank 0 writes ``rates.txt``
     and ``test_results.csv`` for all of them. With ``skip_tested``, a map whose reconstruction
