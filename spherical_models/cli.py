@@ -77,9 +77,8 @@ def add_structure_arguments(parser: argparse.ArgumentParser, default_hops: int) 
 def structure_out_dir(args: argparse.Namespace) -> Path:
     """Check the resolutions and the output folder of a step-2 script (created if missing)."""
     check_resolutions(args.healpix_res, args.patch_res)
+    refuse_file(args.out_dir, f"output path '{args.out_dir}' exists and is not a folder")
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OsloError(f"output path '{out_dir}' exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
 
@@ -216,9 +215,13 @@ def check_arguments(args: argparse.Namespace) -> None:
     if 0 <= args.tile_res < 4:
         raise OsloError(f"--tile-res must be at least 4 (the level of y), or -1 for the whole "
                         f"sphere at once, got {args.tile_res}")
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OsloError(f"output path '{out_dir}' exists and is not a folder")
+    refuse_file(args.out_dir, f"output path '{args.out_dir}' exists and is not a folder")
+
+
+def refuse_file(folder: str, message: str) -> None:
+    """:class:`OsloError` with ``message`` if the output folder ``folder`` exists as a file."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise OsloError(message)
 
 
 def run(args: argparse.Namespace):
@@ -256,13 +259,12 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
                         args.batch_size_train)):
         if value < 1:
             raise OsloError(f"{flag} must be >= 1, got {value}")
-    if args.seed < 0:
-        raise OsloError(f"--seed must be >= 0, got {args.seed}")
-    if args.scheduler_patience < 0:
-        raise OsloError(f"--scheduler-patience must be >= 0, got {args.scheduler_patience}")
+    for flag, value in (("--seed", args.seed), ("--scheduler-patience",
+                        args.scheduler_patience), ("--checkpoint-interval",
+                        args.checkpoint_interval)):
+        if value < 0:
+            raise OsloError(f"{flag} must be >= 0, got {value}")
     check_lr_schedule(args)
-    if args.checkpoint_interval < 0:
-        raise OsloError(f"--checkpoint-interval must be >= 0, got {args.checkpoint_interval}")
     if args.patch_size_valtest < 0 or args.patch_size_valtest % PAD_MULTIPLE:
         raise OsloError(f"--patch-size-valtest must be 0 or a positive multiple of "
                         f"{PAD_MULTIPLE}, got {args.patch_size_valtest}")
@@ -273,9 +275,7 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
         if args.crop_size > width // 2:
             raise OsloError(f"--crop-size {args.crop_size} is larger than the ERP images "
                             f"({width} x {width // 2}; see --erp-width)")
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise OsloError(f"-O/--out-dir '{out}' is not a folder")
+    refuse_file(args.out_dir, f"-O/--out-dir '{args.out_dir}' is not a folder")
 
 
 def run_erp(args: argparse.Namespace):

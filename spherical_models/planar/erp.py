@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +113,7 @@ def random_crops(images: Tensor, size: int, per_image: int) -> tuple[Tensor, Ten
     return crops.permute(0, 3, 1, 2)[order], top[order]
 
 
+@dataclass(eq=False)
 class RandomCrops:
     """The planar models' training data, sampler and loader at once: each epoch,
     ``per_image`` random ``size x size`` crops of every ERP image (:func:`random_crops`, drawn
@@ -132,16 +133,18 @@ class RandomCrops:
         rank, world_size: this process and the number of processes.
     """
 
-    def __init__(self, images: Tensor, size: int, per_image: int, batch_size: int,
-                 rank: int = 0, world_size: int = 1) -> None:
-        self.images = images
-        self.size = size
-        self.per_image = per_image
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.start = 0
-        self.crops = torch.empty(0, 3, size, size, dtype=torch.uint8)
+    images: Tensor
+    size: int
+    per_image: int
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+    start: int = field(default=0, init=False)
+    crops: Tensor = field(init=False)
+    top_rows: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.crops = torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         self.top_rows = torch.empty(0, dtype=torch.long)
 
     @property
