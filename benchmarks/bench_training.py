@@ -35,10 +35,8 @@ from experiments import train_zoo
 from spherical_models import zoo
 from spherical_models.coding import codec
 from spherical_models.geometry import SphereGeometry
-from spherical_models.models import model_from_config
-from spherical_models.training.checkpoint import load_checkpoint
 from spherical_models.training.loss import RateDistortionLoss
-from utils.io import load_image, write_text
+from utils.io import load_image, rows_csv, write_text
 from utils.sampling import erp_to_healpix
 from utils.sphere_points import load_or_create
 
@@ -55,16 +53,12 @@ def replace_flags(argv: list[str], flags: list[str]) -> list[str]:
 
 
 @torch.no_grad()
-def test_loss(path: Path, patches: torch.Tensor, lmbda: float) -> float:
-    """Rate-distortion loss of a checkpoint on the test patches ``[P, 4096, 3]``."""
-    checkpoint = load_checkpoint(path)
-    model = model_from_config(checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    res, pr = train_zoo.HEALPIX_RES, train_zoo.PATCH_RES
-    geometry = SphereGeometry.build(res, pr, model.num_levels, num_hops=model.graph_hops)
+def test_loss(model: torch.nn.Module, geometry: SphereGeometry, patches: torch.Tensor,
+              lmbda: float) -> float:
+    """Rate-distortion loss of a model (evaluation mode) on the test patches ``[P, 4096, 3]``
+    of resolution 7."""
     criterion = RateDistortionLoss(lmbda)
-    npatch = 12 * 4 ** (res - pr)
+    npatch = 12 * 4 ** (train_zoo.HEALPIX_RES - train_zoo.PATCH_RES)
     losses = []
     for start in range(0, len(patches), 48):
         x = patches[start:start + 48]
@@ -73,9 +67,8 @@ def test_loss(path: Path, patches: torch.Tensor, lmbda: float) -> float:
     return sum(losses) / len(patches)
 
 
-def coded(path: Path, images: dict[str, np.ndarray], points) -> tuple[float, float]:
-    """Mean bpp and S-PSNR Y of a checkpoint coding the test images at resolution 7."""
-    model = codec.load_codec(path)
+def coded(model: codec.Codec, images: dict[str, np.ndarray], points) -> tuple[float, float]:
+    """Mean bpp and S-PSNR Y of a codec coding the test images at resolution 7."""
     results = [zoo.code_erp_image(model, image, train_zoo.HEALPIX_RES, points)[0]
                for image in images.values()]
     return (float(np.mean([r["bpp"] for r in results])),
@@ -142,25 +135,28 @@ def main(argv: list[str] | None = None) -> None:
         torch.from_numpy(erp_to_healpix(image, train_zoo.HEALPIX_RES)).float()
         .reshape(-1, 4096, 3) for image in images.values()]) / 255
     points = load_or_create(train_zoo.SPHERE_POINTS)
-    rows = []
+    rows, geometry = [], None
     for name in RECIPES:
         with open(out / name / "log.csv") as stream:
             seconds = np.cumsum([float(r["seconds"]) for r in csv.DictReader(stream)])
         for epoch in range(args.every, args.epochs + 1, args.every):
             path = out / name / f"checkpoint_{epoch}.pth.tar"
-            bpp, s_psnr_y = coded(path, images, points)
+            loaded = codec.load_codec(path)
+            if geometry is None:  # every checkpoint is the same model
+                geometry = SphereGeometry.build(
+                    train_zoo.HEALPIX_RES, train_zoo.PATCH_RES, loaded.model.num_levels,
+                    num_hops=loaded.model.graph_hops)
+            loss = test_loss(loaded.model, geometry, patches, args.lmbda)  # before coding sets
+            bpp, s_psnr_y = coded(loaded, images, points)  # the deterministic mode
             rows.append({"recipe": name, "lambda": args.lmbda, "epoch": epoch,
                          "steps": epoch * 144, "seconds": round(float(seconds[epoch - 1]), 1),
-                         "test_loss": test_loss(path, patches, args.lmbda), "bpp": bpp,
-                         "s_psnr_y": s_psnr_y})
+                         "test_loss": loss, "bpp": bpp, "s_psnr_y": s_psnr_y})
         mine = [r for r in rows if r["recipe"] == name]
         print(f"{name}: {mine[-1]['steps'] / mine[-1]['seconds']:.2f} steps/s; by checkpoint "
               "(steps: test loss, bpp, S-PSNR Y): " + "; ".join(
                   f"{r['steps']}: {r['test_loss']:.4f}, {r['bpp']:.4f}, {r['s_psnr_y']:.2f}"
                   for r in mine))
-    columns = list(rows[0])
-    write_text(out / "curves.csv", "\n".join(
-        [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]) + "\n")
+    write_text(out / "curves.csv", rows_csv(rows))
     plot(rows, out / "curves.png")
     anchor = [r for r in rows if r["recipe"] == "anchor"][-1]
     target, anchor_seconds = anchor["test_loss"], anchor["seconds"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import sys
 from collections.abc import Sequence
@@ -48,7 +47,7 @@ from experiments.rd.presets import PRESETS, Preset
 from spherical_models.cli import HelpFormatter
 from utils.cli import run_main, setup_logging
 from utils.healpix import num_patches
-from utils.io import load_map, read_list, write_text
+from utils.io import load_map, read_list, rows_csv, write_text
 from utils.seams import seam_ratio
 
 METHODS = ("oslo_sh", "oslo_sh_whole", "oslo_sh_sphere", "oslo_sh_sphere_patches")
@@ -120,15 +119,6 @@ def whole_over_patch(rows: Sequence[dict]) -> list[dict]:
              "ratio": bpp[(whole, seed, lmbda)] / bpp[(patch, seed, lmbda)]}
             for whole, patch in WHOLE_OVER_PATCH
             for (method, seed, lmbda) in bpp if method == whole]
-
-
-def rows_csv(rows: Sequence[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    return buffer.getvalue()
 
 
 def _spread(values: Sequence[float], digits: int) -> str:

@@ -49,12 +49,13 @@ from spherical_models.training.epoch import EpochContext, train_step  # noqa: E4
 from spherical_models.training.loss import RateDistortionLoss  # noqa: E402
 from spherical_models.training.optim import configure_optimizers  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
-from utils.io import load_image, write_text  # noqa: E402
+from utils.io import load_image, rows_csv, write_text  # noqa: E402
 from utils.sampling import erp_to_healpix  # noqa: E402
 
 MODELS = ("oslo-zoo", "oslo-default", "erp")
 RUN_COLUMNS = ("model", "lambda", "seed", "warmup", "first_loss", "max_loss", "max_step",
                "max_ratio", "last50_loss", "seconds")
+TRACE_COLUMNS = ("model", "lambda", "seed", "warmup", "step", "loss")
 BATCH, LR, DIVERGENCE = 8, 1e-3, 10.0
 
 
@@ -151,11 +152,6 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    lines = [",".join(columns)] + [",".join(str(row[c]) for c in columns) for row in rows]
-    write_text(path, "\n".join(lines) + "\n")
-
-
 def summary(rows: list[dict[str, str]]) -> str:
     """Per model and warm-up: the trainings, how many diverge, the largest ratio."""
     lines = ["model         warmup  trainings  diverged  max ratio (largest / first loss)"]
@@ -208,9 +204,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     traces += [{"model": model_name, "lambda": row["lambda"], "seed": seed,
                                 "warmup": warmup, "step": step + 1, "loss": f"{loss:.6g}"}
                                for step, loss in enumerate(losses)]
-                    write_csv(out / "losses.csv",
-                              ("model", "lambda", "seed", "warmup", "step", "loss"), traces)
-                    write_csv(out / "runs.csv", RUN_COLUMNS, runs)
+                    write_text(out / "losses.csv", rows_csv(traces, TRACE_COLUMNS))
+                    write_text(out / "runs.csv", rows_csv(runs, RUN_COLUMNS))
     report = summary(runs)
     write_text(out / "summary.txt", report)
     sys.stdout.write(report)

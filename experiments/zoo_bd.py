@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 from experiments.train_zoo import SPHERE_POINTS, TEST_IMAGES, TEST_RESOLUTIONS  # noqa: E402
 from spherical_models import zoo  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
-from utils.classic_codecs import CODECS, erp_rd_points  # noqa: E402
+from utils.classic_codecs import CODECS, RD_QUALITIES, erp_rd_points  # noqa: E402
 from utils.cli import run_main, setup_logging  # noqa: E402
-from utils.io import load_image, write_text  # noqa: E402
+from utils.io import load_image, rows_csv, write_text  # noqa: E402
 from utils.rd import bd_values  # noqa: E402
 from utils.sphere_points import load_or_create  # noqa: E402
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "repository)")
     parser.add_argument("--erp-results", default=None,
                         help="results.csv of train_zoo.py --erp (the planar twin), if any")
-    parser.add_argument("--qualities", default="2,5,10,20,30,40,60,80",
+    parser.add_argument("--qualities", default=",".join(map(str, RD_QUALITIES)),
                         help="JPEG and WebP qualities")
     return parser
 
@@ -142,12 +142,6 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    write_text(path, "\n".join([",".join(columns)] + [
-        ",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in columns)
-        for r in rows]) + "\n")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
@@ -157,9 +151,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = zoo_points(Path(args.zoo_dir)) + classic_points(qualities)
     if args.erp_results:
         rows += erp_points(Path(args.erp_results))
-    write_csv(out / "points.csv", POINT_COLUMNS, rows)
+    write_text(out / "points.csv", rows_csv(rows, POINT_COLUMNS))
     table = bd_rows(rows)
-    write_csv(out / "bd.csv", list(table[0]), table)
+    write_text(out / "bd.csv", rows_csv(table))
     plot(rows, out / "rd.png")
     for row in table:
         print(f"r{row['res']} zoo vs {row['anchor']:4s} {row['metric']:9s}: BD-rate "

@@ -24,14 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from spherical_models import zoo
 from spherical_models.cli import HelpFormatter
 from spherical_models.coding import codec
-from utils.classic_codecs import CODECS, erp_rd_points
+from utils.classic_codecs import CODECS, RD_QUALITIES, erp_rd_points
 from utils.cli import run_main, setup_logging
 from utils.io import load_image, save_npy
 from utils.sampling import erp_to_healpix
 from utils.seams import seam_ratio
 from utils.sphere_points import load_or_create
-
-CLASSIC_QUALITIES = (2, 5, 10, 20, 30, 40, 60, 80)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def classic_points(image: np.ndarray, res: int, points) -> dict[str, list[tuple]]:
     """``{codec: [(quality, bpp, S-PSNR Y)]}`` of JPEG and WebP on the image at 4 * 2**r."""
     return {name: [(q, bpp, m["s_psnr_y"]) for q, bpp, m in
-                   erp_rd_points(image, res, points, CODECS[name], CLASSIC_QUALITIES)]
+                   erp_rd_points(image, res, points, CODECS[name], RD_QUALITIES)]
             for name in ("jpeg", "webp")}
 
 

@@ -64,6 +64,9 @@ CODECS = {
     "jpeg2000": Codec("jpeg2000", "JPEG2000", "jpg_2000", "jp2", "200,100,50,25,12",
                       "compression ratios > 1 (quality_mode='rates')"),
 }
+RD_QUALITIES = (2, 5, 10, 20, 30, 40, 60, 80)
+"""JPEG and WebP qualities of the zoo's comparisons (the zoo demo, ``experiments/zoo_bd.py``):
+2 and 5 reach the zoo's lowest rates."""
 SUMMARY_COLUMNS = ("codec", "quality", "bpp", *METRIC_NAMES)
 
 

@@ -11,9 +11,11 @@ never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def rows_csv(rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> str:
+    """CSV text of dict rows: the header ``columns`` (default: the first row's keys), then one
+    line a row, floats written with 6 significant digits."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns or rows[0]), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    return buffer.getvalue()
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
