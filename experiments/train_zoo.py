@@ -252,6 +252,7 @@ def measure_erp(out: Path) -> None:
     patches) into ``<out>/erp/results.csv``: quality, lambda, resolution, mean bpp, S-PSNR Y
     and WS-PSNR Y over the test images."""
     lines = ["quality,lambda,res,bpp,s_psnr_y,ws_psnr_y"]
+    test_list = erp_test_list(out)
     for point in POINTS:
         run_dir = point_dir(out / "erp", point)
         if not (run_dir / "final.pth.tar").exists():
@@ -260,7 +261,7 @@ def measure_erp(out: Path) -> None:
             folder = f"test_r{res}"
             if not (run_dir / folder / "rd.csv").exists():
                 run_command(["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
-                             "-t", str(erp_test_list(out)), "--files-prefix",
+                             "-t", str(test_list), "--files-prefix",
                              f"healpix_sampling_res_{HEALPIX_RES}_", "-r", str(res), "-O",
                              str(run_dir),
                              "--checkpoint-file", str(run_dir / "final.pth.tar"), "-m",
