@@ -278,9 +278,13 @@ def measure_erp(out: Path) -> None:
 
 
 def export(source: Path, target: Path) -> None:
-    """The final checkpoint with half-precision floating weights, without optimiser state."""
+    """The final checkpoint with half-precision learned weights, without optimiser state;
+    buffers (the entropy models' bounds and scale table) stay as they are: the likelihood
+    bound 1e-9 is 0 in half precision."""
     checkpoint = load_checkpoint(source)
-    state = {k: v.half() if v.is_floating_point() else v
+    model = codec.load_codec(source).model
+    learned = {name for name, _ in model.named_parameters()}
+    state = {k: v.half() if k in learned and v.is_floating_point() else v
              for k, v in checkpoint["state_dict"].items()}
     keep = ("format", "version", "epoch", "config", "args")
     save_checkpoint(target, {**{k: checkpoint[k] for k in keep if k in checkpoint},
