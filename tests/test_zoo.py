@@ -161,3 +161,33 @@ def test_zoo_bd_table_of_shifted_curves():
     for row in zoo_bd.bd_rows(rows):
         assert float(row["bd_psnr"]) == pytest.approx(1.0, abs=1e-3)
         assert float(row["bd_rate"]) == pytest.approx(100 * (2 ** -0.1 - 1), abs=0.01)
+
+
+@pytest.mark.parametrize("entry", ENTRIES[:1], ids=lambda e: f"q{e.quality}")
+def test_half_precision_bounds_do_not_switch_off_the_likelihood_bound(entry):
+    """A file whose buffers are half precision holds the likelihood bound 1e-9 as 0; loading
+    keeps the model's bounds, so a likelihood of a training forward is never 0 (the rate is
+    finite) on 128 x 128 patches whose latents reach far tails."""
+    import torch
+    from compressai.ops import LowerBound
+
+    from spherical_models.geometry import SphereGeometry
+
+    checkpoint = torch.load(zoo.checked_path(entry), map_location="cpu", weights_only=False)
+    state = {k: v.half() if v.is_floating_point() else v
+             for k, v in checkpoint["state_dict"].items()}
+    bounds = [k for k in state if k.endswith("likelihood_lower_bound.bound")]
+    assert bounds and all(float(state[k]) == 0.0 for k in bounds)  # 1e-9 underflows in fp16
+    model = codec.load_codec(zoo.checked_path(entry)).model.float()
+    model.load_state_dict(state)
+    for module in model.modules():
+        if isinstance(module, LowerBound):
+            assert float(module.bound) > 0
+    image = load_image(REPO / "samples" / "earth_day.jpg")
+    x = torch.from_numpy(erp_to_healpix(image, 7)).float().div(255).view(12, 4**7, 3)
+    model.train()
+    with torch.no_grad():
+        out = model(x[:2] * 3 - 1, SphereGeometry.build(7, 7, model.num_levels, num_hops=2),
+                    torch.arange(2))
+    for likelihoods in out["likelihoods"].values():
+        assert float(likelihoods.min()) >= 0.99e-9
