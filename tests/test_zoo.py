@@ -169,7 +169,7 @@ def test_half_precision_bounds_do_not_switch_off_the_likelihood_bound(entry):
     keeps the model's bounds, so a likelihood of a training forward is never 0 (the rate is
     finite) on 128 x 128 patches whose latents reach far tails."""
     import torch
-    from compressai.ops import LowerBound
+    from compressai.ops import LowerBound, NonNegativeParametrizer
 
     from spherical_models.geometry import SphereGeometry
 
@@ -183,6 +183,8 @@ def test_half_precision_bounds_do_not_switch_off_the_likelihood_bound(entry):
     for module in model.modules():
         if isinstance(module, LowerBound):
             assert float(module.bound) > 0
+        if isinstance(module, NonNegativeParametrizer):
+            assert float(module.pedestal) == 2.0**-36
     image = load_image(REPO / "samples" / "earth_day.jpg")
     x = torch.from_numpy(erp_to_healpix(image, 7)).float().div(255).view(12, 4**7, 3)
     model.train()

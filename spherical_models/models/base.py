@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from compressai.models import CompressionModel
 from compressai.models.base import get_scale_table
-from compressai.ops import LowerBound
+from compressai.ops import LowerBound, NonNegativeParametrizer
 from torch import Tensor, nn
 
 from spherical_models.entropy.streams import LatentCoder, LatentDecoder, LatentEncoder
@@ -109,13 +109,15 @@ class SphereCompressionModel(CompressionModel):
         self.scale_table_levels = DEFAULT_SCALE_TABLE_LEVELS
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """CompressAI's loading, except that the entropy models' lower bounds
-        (:class:`compressai.ops.LowerBound`: likelihoods at least 1e-9, scales at least 0.11)
-        keep this model's values: they are constants of the method, not learned, and a file
-        with half-precision buffers holds 1e-9 as 0, which would let a likelihood be 0 and
-        the rate infinite."""
+        """CompressAI's loading, except that the constants of the method keep this model's
+        values: the lower bounds (:class:`compressai.ops.LowerBound`: likelihoods at least
+        1e-9, scales at least 0.11, GDN's beta and gamma) and GDN's pedestal (``2**-36``).
+        They are not learned, and a file with half-precision buffers holds 1e-9 and the
+        pedestal as 0, which would let a likelihood be 0 and the rate infinite."""
         constants = {f"{name}.bound" for name, module in self.named_modules()
                      if isinstance(module, LowerBound)}
+        constants |= {f"{name}.pedestal" for name, module in self.named_modules()
+                      if isinstance(module, NonNegativeParametrizer)}
         own = self.state_dict()
         return super().load_state_dict(
             {k: own[k] if k in constants else v for k, v in state_dict.items()}, strict=strict)
