@@ -3,8 +3,9 @@
 The recipe (docs/RESULTS.md, "The zoo"): the OSLO scale hyperprior with one 2-hop convolution
 per block and transposed-convolution up-sampling (``--single-conv -upf SDPAConvTransposed``,
 the fastest layout per step, about 4x the default's steps per CPU-second), channels (64, 96),
-batches of 8 patches of 64 x 64 pixels (``-hr 7 -prt 6``) from the 24 training maps of
-``samples/planets`` and ``samples/photos`` (no test image). Two base models train from scratch
+batches of 8 patches of 64 x 64 pixels (``-hr 7 -prt 6``), 48 a map and epoch, from the 35
+training maps of ``samples/planets`` and ``samples/zoo_train`` (sharp 1024 x 512 photographs; no
+test image): 210 steps an epoch. Two base models train from scratch
 at lambdas 0.0035 and 0.013 (Adam, lr 1e-3 with a 50-step warm-up, constant); each quality is
 then fine-tuned from the nearer base at its own lambda (lr 1e-3 with a cosine decay to 1e-5).
 
@@ -65,15 +66,24 @@ from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image  # noqa: E402
 from utils.sphere_points import load_or_create  # noqa: E402
 
-TRAIN_IMAGE_DIRS = ("samples/planets", "samples/photos")
+TRAIN_IMAGE_DIRS = ("samples/planets", "samples/zoo_train")
 TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
                "moon_surface_4096.jpg")
 TEST_RESOLUTIONS = (7, 8)
 CHECK_IMAGE, CHECK_RES = "earth_day.jpg", 6
 SPHERE_POINTS = REPO / "misc" / "sphere_10242.txt"
 HEALPIX_RES, PATCH_RES, LEVELS = 7, 6, 7
+PATCHES_PER_MAP, BATCH = 48, 8
 MODEL_FLAGS = ("-m", "SphereScaleHyperprior", "--channels", "64", "96", "--single-conv",
                "-upf", "SDPAConvTransposed")
+
+
+def training_images() -> list[Path]:
+    """The training images: every JPEG of :data:`TRAIN_IMAGE_DIRS`."""
+    return [image for folder in TRAIN_IMAGE_DIRS for image in sorted((REPO / folder).glob("*.jpg"))]
+
+
+STEPS_PER_EPOCH = -(-len(training_images()) * PATCHES_PER_MAP // BATCH)
 
 
 @dataclass(frozen=True)
@@ -97,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zoo-dir", default=str(zoo.ZOO_DIR),
                         help="folder of the exported files and registry.json (default: zoo/ of the "
                         "repository)")
-    parser.add_argument("--base-epochs", type=int, default=150,
-                        help="epochs of a base training (144 steps each)")
+    parser.add_argument("--base-epochs", type=int, default=160,
+                        help="epochs of a base training (210 steps each)")
     parser.add_argument("--finetune-epochs", type=int, default=30,
-                        help="epochs of a fine-tuning (144 steps each)")
+                        help="epochs of a fine-tuning (210 steps each)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
     parser.add_argument("--measure-only", action="store_true",
                         help="export and measure the trained models, train nothing")
@@ -129,11 +139,10 @@ def prepare_data(out: Path) -> Path:
     """Steps 1 and 2; the training list."""
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
-    for folder in TRAIN_IMAGE_DIRS:
-        for image in sorted((REPO / folder).glob("*.jpg")):
-            link = images / image.name
-            if not link.exists():
-                link.symlink_to(image)
+    for image in training_images():
+        link = images / image.name
+        if not link.exists():
+            link.symlink_to(image)
     train_list = out / "data" / "train.txt"
     if not train_list.exists():
         run_command(["generate_healpix_samples_and_split_to_train_and_test.py", "-i",
@@ -155,9 +164,10 @@ def training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
     fine-tuning."""
     argv = ["main_sphere_compression.py", "-i", str(out / "data" / "train.txt"), "-nd",
             str(out / "structures"), "-o", str(run_dir), "-hr", str(HEALPIX_RES), "-prt",
-            str(PATCH_RES), "-np", "48", "--dataloader-num-workers", "0", *MODEL_FLAGS,
+            str(PATCH_RES), "-np", str(PATCHES_PER_MAP), "--dataloader-num-workers", "0",
+            *MODEL_FLAGS,
             "--lambda", f"{lmbda:g}", "-e", str(epochs), "-lr", "1e-3", "--lr-warmup", "50",
-            "-bst", "8", "--seed", "0", "--checkpoint-interval", "10", "--no-progress",
+            "-bst", str(BATCH), "--seed", "0", "--checkpoint-interval", "10", "--no-progress",
             "--print-freq", "1"]
     argv += (["--no-scheduler"] if init_from is None else
              ["--init-from", str(init_from), "--lr-schedule", "cosine", "--lr-min", "1e-5"])
@@ -168,12 +178,13 @@ def erp_training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
                          init_from: Path | None, gpu: bool) -> list[str]:
     """The ``baselines/train_erp_compressai.py`` command of the planar twin of a base or a
     fine-tuning: the same images, lambdas, steps (48 crops of 64 x 64 per image and epoch, 8 a
-    batch: 144 steps), learning rates, warm-up, schedules and seed."""
+    batch: 210 steps), learning rates, warm-up, schedules and seed."""
     argv = ["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
             "--train-original-dir", str(out / "images"), "-i", str(out / "data" / "train.txt"),
             "-r", str(HEALPIX_RES), "-O", str(run_dir), "-m",
             "ScaleHyperprior", "--channels", "64", "96", "--lambda", f"{lmbda:g}", "-e",
-            str(epochs), "-np", "48", "--crop-size", str(2**PATCH_RES), "-bst", "8", "-lr",
+            str(epochs), "-np", str(PATCHES_PER_MAP), "--crop-size", str(2**PATCH_RES), "-bst",
+            str(BATCH), "-lr",
             "1e-3", "--lr-warmup", "50", "--seed", "0", "--checkpoint-interval", "10",
             "--no-progress"]
     argv += (["--no-scheduler"] if init_from is None else
@@ -222,7 +233,7 @@ def run_record(run_dir: Path) -> dict:
     with open(run_dir / "log.csv") as stream:
         rows = list(csv.DictReader(stream))
     record["epochs"] = len(rows)
-    record["steps"] = 144 * len(rows)
+    record["steps"] = STEPS_PER_EPOCH * len(rows)
     return record
 
 
