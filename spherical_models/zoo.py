@@ -164,9 +164,9 @@ def code_erp_image(model: Any, image: np.ndarray, res: int,
     (:func:`spherical_models.coding.codec.load_codec`, deterministic mode) and decode it.
 
     Returns:
-        ``({"bytes", "bpp", "s_psnr_y", "ws_psnr_y"}, decoded map [12 * 4**res, 3])``: S-PSNR
-        and WS-PSNR Y against the ERP image at the sphere ``points`` (latitudes, longitudes),
-        bpp over the HEALPix pixels.
+        ``({"bytes", "bpp", "s_psnr_y", "ws_psnr_y", "s_psnr_rgb", "ws_psnr_rgb"}, decoded map
+        [12 * 4**res, 3])``: S-PSNR and WS-PSNR (Y and RGB) against the ERP image at the sphere
+        ``points`` (latitudes, longitudes), bpp over the HEALPix pixels.
     """
     from spherical_models.coding import codec
     from utils.metrics import spherical_psnr
@@ -176,5 +176,4 @@ def code_erp_image(model: Any, image: np.ndarray, res: int,
     data = codec.encode_map(model, hp_map, image_shape=image.shape[:2])
     decoded = codec.decode(model, codec.unpack(data))
     metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
-    return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map),
-            "s_psnr_y": metrics["s_psnr_y"], "ws_psnr_y": metrics["ws_psnr_y"]}, decoded
+    return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map), **metrics}, decoded
