@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from experiments import train_zoo
+from experiments.zoo_recipe import ZOO, prepare_data, sphere_command, train
 from spherical_models import zoo
 from spherical_models.coding import codec
 from spherical_models.geometry import SphereGeometry
@@ -107,7 +108,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=40,
-                        help="epochs of 144 steps a recipe (default: 40)")
+                        help=f"epochs of {train_zoo.STEPS_PER_EPOCH} steps a recipe (default: 40)")
     parser.add_argument("--every", type=int, default=4,
                         help="epochs between checkpoints (default: 4)")
     parser.add_argument("--lambda", dest="lmbda", type=float, default=0.013,
@@ -117,14 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     data = Path("runs/zoo")
-    train_zoo.prepare_data(data)
+    prepare_data(ZOO, data, train_zoo.training_images())
 
     def run(name: str) -> None:
         run_dir = out / name
-        base = train_zoo.training_command(data, run_dir, args.lmbda, args.epochs, None, False)
+        base = sphere_command(ZOO, data, run_dir, args.lmbda, args.epochs)
         argv = replace_flags(base, [*RECIPES[name], "--checkpoint-interval", str(args.every),
                                     "--print-freq", "0"])
-        train_zoo.train(out, run_dir, argv)
+        train(run_dir, argv)
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(run, RECIPES))
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
             loss = test_loss(loaded.model, geometry, patches, args.lmbda)  # before coding sets
             bpp, s_psnr_y = coded(loaded, images, points)  # the deterministic mode
             rows.append({"recipe": name, "lambda": args.lmbda, "epoch": epoch,
-                         "steps": epoch * 144, "seconds": round(float(seconds[epoch - 1]), 1),
+                         "steps": epoch * train_zoo.STEPS_PER_EPOCH,
+                         "seconds": round(float(seconds[epoch - 1]), 1),
                          "test_loss": loss, "bpp": bpp, "s_psnr_y": s_psnr_y})
         mine = [r for r in rows if r["recipe"] == name]
         print(f"{name}: {mine[-1]['steps'] / mine[-1]['seconds']:.2f} steps/s; by checkpoint "

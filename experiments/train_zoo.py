@@ -42,10 +42,7 @@ import csv
 import json
 import os
 import platform
-import shlex
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,12 +54,20 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from experiments.zoo_recipe import (  # noqa: E402
+    ZOO,
+    erp_command,
+    erp_evaluation_command,
+    prepare_data,
+    run_command,
+    sphere_command,
+    train,
+)
 from spherical_models import zoo  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
 from spherical_models.coding import codec  # noqa: E402
 from spherical_models.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
-from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image  # noqa: E402
 from utils.sphere_points import load_or_create  # noqa: E402
 
@@ -72,10 +77,7 @@ TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
 TEST_RESOLUTIONS = (7, 8)
 CHECK_IMAGE, CHECK_RES = "earth_day.jpg", 6
 SPHERE_POINTS = REPO / "misc" / "sphere_10242.txt"
-HEALPIX_RES, PATCH_RES, LEVELS = 7, 6, 7
-PATCHES_PER_MAP, BATCH = 48, 8
-MODEL_FLAGS = ("-m", "SphereScaleHyperprior", "--channels", "64", "96", "--single-conv",
-               "-upf", "SDPAConvTransposed")
+HEALPIX_RES, PATCH_RES = ZOO.healpix_res, ZOO.patch_res
 
 
 def training_images() -> list[Path]:
@@ -83,7 +85,7 @@ def training_images() -> list[Path]:
     return [image for folder in TRAIN_IMAGE_DIRS for image in sorted((REPO / folder).glob("*.jpg"))]
 
 
-STEPS_PER_EPOCH = -(-len(training_images()) * PATCHES_PER_MAP // BATCH)
+STEPS_PER_EPOCH = ZOO.steps_per_epoch(len(training_images()))
 
 
 @dataclass(frozen=True)
@@ -120,113 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_command(argv: Sequence[str], log_path: Path, threads: int = 1) -> float:
-    """Run a toolkit script (one torch thread unless ``threads``), its output into
-    ``log_path`` (appended); the seconds it took. :class:`OsloError` if it fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    with open(log_path, "a") as log:
-        log.write("$ " + shlex.join(argv) + "\n")
-        log.flush()
-        done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, check=False)
-    if done.returncode:
-        raise OsloError(f"'{shlex.join(argv[:1])}' failed: see {log_path}")
-    return time.perf_counter() - start
-
-
-def prepare_data(out: Path) -> Path:
-    """Steps 1 and 2; the training list."""
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for image in training_images():
-        link = images / image.name
-        if not link.exists():
-            link.symlink_to(image)
-    train_list = out / "data" / "train.txt"
-    if not train_list.exists():
-        run_command(["generate_healpix_samples_and_split_to_train_and_test.py", "-i",
-                     str(images), "-e", "jpg", "-r", str(HEALPIX_RES), "-s", "-o",
-                     str(out / "data"), "-t", "1", "-v", "0", "--seed", "0", "--workers", "2"],
-                    out / "data.log")
-    for level in range(LEVELS):
-        hr, pr = HEALPIX_RES - level, PATCH_RES - level
-        if not (out / "structures" / f"oslo_struct_hr{hr}_pr{pr}_hops2.npz").exists():
-            run_command(["generate_and_save_healpix_oslo_struct.py", "-o",
-                         str(out / "structures"), "-hr", str(hr), "-pr", str(pr)],
-                        out / "data.log")
-    return train_list
-
-
-def training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
-                     init_from: Path | None, gpu: bool) -> list[str]:
-    """The ``main_sphere_compression.py`` command of a base (``init_from`` None) or a
-    fine-tuning."""
-    argv = ["main_sphere_compression.py", "-i", str(out / "data" / "train.txt"), "-nd",
-            str(out / "structures"), "-o", str(run_dir), "-hr", str(HEALPIX_RES), "-prt",
-            str(PATCH_RES), "-np", str(PATCHES_PER_MAP), "--dataloader-num-workers", "0",
-            *MODEL_FLAGS,
-            "--lambda", f"{lmbda:g}", "-e", str(epochs), "-lr", "1e-3", "--lr-warmup", "50",
-            "-bst", str(BATCH), "--seed", "0", "--checkpoint-interval", "10", "--no-progress",
-            "--print-freq", "1"]
-    argv += (["--no-scheduler"] if init_from is None else
-             ["--init-from", str(init_from), "--lr-schedule", "cosine", "--lr-min", "1e-5"])
-    return argv + (["-g"] if gpu else [])
-
-
-def erp_training_command(out: Path, run_dir: Path, lmbda: float, epochs: int,
-                         init_from: Path | None, gpu: bool) -> list[str]:
-    """The ``baselines/train_erp_compressai.py`` command of the planar twin of a base or a
-    fine-tuning: the same images, lambdas, steps (48 crops of 64 x 64 per image and epoch, 8 a
-    batch: 210 steps), learning rates, warm-up, schedules and seed."""
-    argv = ["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
-            "--train-original-dir", str(out / "images"), "-i", str(out / "data" / "train.txt"),
-            "-r", str(HEALPIX_RES), "-O", str(run_dir), "-m",
-            "ScaleHyperprior", "--channels", "64", "96", "--lambda", f"{lmbda:g}", "-e",
-            str(epochs), "-np", str(PATCHES_PER_MAP), "--crop-size", str(2**PATCH_RES), "-bst",
-            str(BATCH), "-lr",
-            "1e-3", "--lr-warmup", "50", "--seed", "0", "--checkpoint-interval", "10",
-            "--no-progress"]
-    argv += (["--no-scheduler"] if init_from is None else
-             ["--init-from", str(init_from), "--lr-schedule", "cosine", "--lr-min", "1e-5"])
-    return argv + (["-g"] if gpu else [])
-
-
-def erp_test_list(out: Path) -> Path:
-    """A list naming the four test images, as the baseline reads lists (names only)."""
-    path = out / "erp" / "test.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"healpix_sampling_res_{HEALPIX_RES}_{Path(name).stem}.npy\n"
-                            for name in TEST_IMAGES))
-    return path
-
-
-def resume_from(run_dir: Path) -> list[str]:
-    """``--checkpoint-file`` of an interrupted training: its interrupted or newest periodic
-    checkpoint."""
-    interrupted = run_dir / "interrupted.pth.tar"
-    if interrupted.exists():
-        return ["--checkpoint-file", str(interrupted)]
-    periodic = sorted(run_dir.glob("checkpoint_[0-9]*.pth.tar"),
-                      key=lambda p: int(p.name.split("_")[1].split(".")[0]))
-    return ["--checkpoint-file", str(periodic[-1])] if periodic else []
-
-
-def train(out: Path, run_dir: Path, argv: list[str]) -> None:
-    """Run one training unless its ``final.pth.tar`` exists; record its command and
-    seconds in ``record.json``."""
-    if (run_dir / "final.pth.tar").exists():
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record_path = run_dir / "record.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"seconds": 0.0}
-    record["command"] = shlex.join(["python", *argv])
-    get_logger().info("training %s", run_dir)
-    seconds = run_command([*argv, *resume_from(run_dir)], run_dir / "train.log")
-    record["seconds"] += seconds
-    record_path.write_text(json.dumps(record, indent=1) + "\n")
-
-
 def run_record(run_dir: Path) -> dict:
     """Command, steps and seconds of a finished training (``record.json``, ``log.csv``)."""
     record = json.loads((run_dir / "record.json").read_text())
@@ -248,14 +143,31 @@ def point_dir(out: Path, point: Point) -> Path:
 def train_all(out: Path, args: argparse.Namespace) -> None:
     """The bases, then the fine-tunings, ``--jobs`` at a time (of the ERP twin in
     ``<out>/erp`` with ``--erp``)."""
-    command = erp_training_command if args.erp else training_command
+    command = erp_command if args.erp else sphere_command
     runs = out / "erp" if args.erp else out
+
+    def base(lmbda: float) -> None:
+        run_dir = base_dir(runs, lmbda)
+        train(run_dir, command(ZOO, out, run_dir, lmbda, args.base_epochs, gpu=args.gpu))
+
+    def finetune(point: Point) -> None:
+        run_dir = point_dir(runs, point)
+        train(run_dir, command(ZOO, out, run_dir, point.lmbda, args.finetune_epochs,
+                               init_from=base_dir(runs, point.base) / "final.pth.tar",
+                               gpu=args.gpu))
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda lmbda: train(out, base_dir(runs, lmbda), command(
-            out, base_dir(runs, lmbda), lmbda, args.base_epochs, None, args.gpu)), BASES))
-        list(pool.map(lambda p: train(out, point_dir(runs, p), command(
-            out, point_dir(runs, p), p.lmbda, args.finetune_epochs,
-            base_dir(runs, p.base) / "final.pth.tar", args.gpu)), POINTS))
+        list(pool.map(base, BASES))
+        list(pool.map(finetune, POINTS))
+
+
+def erp_test_list(out: Path) -> Path:
+    """A list naming the four test images, as the baseline reads lists (names only)."""
+    path = out / "erp" / "test.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{ZOO.map_prefix()}{Path(name).stem}.npy\n"
+                            for name in TEST_IMAGES))
+    return path
 
 
 def measure_erp(out: Path) -> None:
@@ -271,15 +183,8 @@ def measure_erp(out: Path) -> None:
         for res in TEST_RESOLUTIONS:
             folder = f"test_r{res}"
             if not (run_dir / folder / "rd.csv").exists():
-                run_command(["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"),
-                             "-t", str(test_list), "--files-prefix",
-                             f"healpix_sampling_res_{HEALPIX_RES}_", "-r", str(res), "-O",
-                             str(run_dir),
-                             "--checkpoint-file", str(run_dir / "final.pth.tar"), "-m",
-                             "ScaleHyperprior", "--channels", "64", "96",
-                             "--patch-size-valtest", str(2**PATCH_RES), "-s",
-                             str(SPHERE_POINTS), "--foldername-valtest", folder,
-                             "--no-progress"], run_dir / "evaluation.log", threads=2)
+                run_command(erp_evaluation_command(ZOO, run_dir, test_list, res, SPHERE_POINTS,
+                                                   folder), run_dir / "evaluation.log", threads=2)
             with open(run_dir / folder / "rd.csv") as stream:
                 mean = list(csv.DictReader(stream))[-1]
             lines.append(f"{point.quality},{point.lmbda:g},{res},{float(mean['bpp']):.6f},"
@@ -333,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = get_logger()
     out, zoo_dir = Path(args.out), Path(args.zoo_dir)
     if not args.measure_only:
-        prepare_data(out)
+        prepare_data(ZOO, out, training_images())
         train_all(out, args)
     if args.erp:
         load_or_create(SPHERE_POINTS)

@@ -60,6 +60,7 @@ SCRIPTS = (
     "experiments/rd_study.py",
     "experiments/seam_study.py",
     "experiments/train_zoo.py",
+    "experiments/trend_study.py",
     "experiments/warmup_study.py",
     "experiments/zoo_bd.py",
     "scripts/zoo_demo.py",
