@@ -19,10 +19,7 @@ sphere (:func:`latitude_criterion`).
 
 from __future__ import annotations
 
-import math
 import os
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +31,8 @@ from compressai.models import CompressionModel
 from torch import Tensor, nn
 
 from spherical_models.config import PAD_MULTIPLE
-from spherical_models.evaluation.results import string_bytes, tensor_bits
-from spherical_models.training.distributed import synchronize
+from spherical_models.planar.coding import code_images, to_uint8
+from spherical_models.planar.draws import EpochDraws
 from spherical_models.training.epoch import EpochContext, Step
 from utils.errors import OsloError
 from utils.io import original_names, read_list
@@ -114,16 +111,11 @@ def random_crops(images: Tensor, size: int, per_image: int) -> tuple[Tensor, Ten
 
 
 @dataclass(eq=False)
-class RandomCrops:
-    """The planar models' training data, sampler and loader at once: each epoch,
-    ``per_image`` random ``size x size`` crops of every ERP image (:func:`random_crops`, drawn
-    by :meth:`set_epoch` from torch's global generator, which the
-    :class:`~spherical_models.training.trainer.Trainer` seeds alike on every process), in batches of
-    ``batch_size`` consecutive crops ``(crops uint8 [B, 3, S, S], top_rows [B])``.
-
-    With several processes, each takes every ``world_size``-th crop from its rank, the crops
-    repeated cyclically to a multiple of ``world_size`` (as ``DistributedSampler``), so that
-    every process runs as many batches.
+class RandomCrops(EpochDraws):
+    """The planar models' training data on ERP images (:class:`~spherical_models.planar.draws.
+    EpochDraws`): each epoch, ``per_image`` random ``size x size`` crops of every ERP image
+    (:func:`random_crops`), in batches of ``batch_size`` consecutive crops
+    ``(crops uint8 [B, 3, S, S], top_rows [B])``, shared between processes.
 
     Args:
         images: the ERP images, ``uint8`` ``[n, 3, H, W]``.
@@ -140,35 +132,29 @@ class RandomCrops:
     rank: int = 0
     world_size: int = 1
     start: int = field(default=0, init=False)
-    crops: Tensor = field(init=False)
-    top_rows: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.crops = torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
-        self.top_rows = torch.empty(0, dtype=torch.long)
+        self.items = torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        self.tags = torch.empty(0, dtype=torch.long)
 
     @property
-    def items_per_epoch(self) -> int:
-        """Crops of this process in an epoch."""
-        return math.ceil(len(self.images) * self.per_image / self.world_size)
+    def num_drawn(self) -> int:
+        """Crops of an epoch, over all processes."""
+        return len(self.images) * self.per_image
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw the epoch's crops from the global generator as it stands (seeded for
-        ``epoch`` by the trainer) and keep this process's share."""
-        crops, top_rows = random_crops(self.images, self.size, self.per_image)
-        if self.world_size > 1:
-            share = torch.arange(self.items_per_epoch * self.world_size) % len(crops)
-            crops, top_rows = (t[share[self.rank :: self.world_size]] for t in (crops, top_rows))
-        self.crops, self.top_rows = crops, top_rows
+    def draw(self) -> tuple[Tensor, Tensor]:
+        """The epoch's crops and their top rows (:func:`random_crops`)."""
+        return random_crops(self.images, self.size, self.per_image)
 
-    def set_start(self, start: int) -> None:
-        """Skip the first ``start`` crops of the epoch."""
-        self.start = start
+    @property
+    def crops(self) -> Tensor:
+        """This process's crops of the epoch, ``uint8`` ``[m, 3, S, S]``."""
+        return self.items
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for first in range(self.start, len(self.crops), self.batch_size):
-            yield (self.crops[first : first + self.batch_size],
-                   self.top_rows[first : first + self.batch_size])
+    @property
+    def top_rows(self) -> Tensor:
+        """The image row of each crop's first row, ``[m]``."""
+        return self.tags
 
 
 def area_row_weights(height: int) -> Tensor:
@@ -267,20 +253,8 @@ def code_image(
     padded_shape = x.shape[-2:]
     if patch_size:
         x = to_patches(x, patch_size)
-    likelihoods = model(x)["likelihoods"]
-    theoretical = sum(math.ceil(tensor_bits(v)) for v in likelihoods.values())
-    synchronize(device)
-    start = time.perf_counter()
-    encoded = model.compress(x)
-    synchronize(device)
-    encode_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    x_hat = model.decompress(encoded["strings"], encoded["shape"])["x_hat"]
-    synchronize(device)
-    decode_seconds = time.perf_counter() - start
+    x_hat, stats = code_images(model, x, device)
     if patch_size:
         x_hat = from_patches(x_hat, *padded_shape)
-    decoded = x_hat[0, :, :height, :width].mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    stats = {"theoretical_bits": theoretical, "actual_bits": 8 * string_bytes(encoded["strings"]),
-             "encode_seconds": encode_seconds, "decode_seconds": decode_seconds}
+    decoded = to_uint8(x_hat[0, :, :height, :width])
     return decoded.permute(1, 2, 0).cpu().numpy(), stats
