@@ -30,6 +30,18 @@ the decoded ERP images ``<listname>_reconstructed.png``, ``rates.txt`` (step 4's
 ``rd.csv`` (bpp per HEALPix pixel at -r, S-PSNR and WS-PSNR; see
 :mod:`spherical_models.planar.pipeline`).
 
+Face layout (``--layout healpix``, the "layer" ablation of an RD study: HEALPix sampling with
+planar layers): the lists' entries are the ``.npy`` maps of step 1 (NESTED, at -r), cut into
+HEALPix patches laid out as images (``image[y, x]`` the patch's pixel at face-local ``(x, y)``,
+:mod:`spherical_models.planar.faces`). Training: ``-np`` random patches of resolution ``-prt``
+(``2**prt x 2**prt`` images) per map and epoch, in batches of -bst, the plain MSE (HEALPix
+pixels have equal areas). Evaluation: each test map coded by its patches of resolution ``-prvt``
+(each an image with its own strings), the decoded patches put back into a map, saved as step 4
+saves its reconstructions (``<listname>_reconstructed.npy`` and its gray Mollweide view
+``.png``); ``rates.txt`` and ``rd.csv`` as with ERP images (S-PSNR and WS-PSNR of the decoded
+map against the original ERP image). The ERP-only flags (--crop-size, --erp-width,
+--distortion-weight, --patch-size-valtest, --train-original-dir) are refused.
+
 Example:
     python baselines/train_erp_compressai.py -o ../oslo_data/images_equirectangular -oe jpg \\
         -i data/healpix_res_10/train.txt -t data/healpix_res_10/test.txt -r 10 \\
@@ -51,7 +63,7 @@ from spherical_models.cli import (
     add_sphere_points_argument,
     run_erp,
 )
-from spherical_models.config import DISTORTION_WEIGHTS
+from spherical_models.config import DEFAULT_PATCH_RES, DISTORTION_WEIGHTS, LAYOUTS
 from spherical_models.models import PLANAR_MODELS
 from utils.cli import run_main, setup_logging
 from utils.rd import Row
@@ -79,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
              "(default: healpix_sampling_res_{r}_)")
     add("-r", "--healpix-res", type=int, required=True,
         help="HEALPix resolution r: bpp = bits / (12 * 4**r), and the default ERP width 4 * 2**r")
+    add("--layout", choices=LAYOUTS, default="erp",
+        help="the codec's images. erp: ERP images (training on random --crop-size crops, "
+             "evaluation of the whole image or of --patch-size-valtest patches); healpix: the "
+             "maps of the lists (step 1's .npy, at -r) cut into HEALPix patches laid out as "
+             "2**pr x 2**pr images (utils.healpix.patch_image_index): the patches the OSLO "
+             "models see, trained on random -prt patches and evaluated patch by patch at -prvt")
+    add("-prt", "--patch-res-train", type=int, default=None,
+        help=f"with --layout healpix: resolution of the training patches (2**prt x 2**prt "
+             f"images), 6..-r (default: {DEFAULT_PATCH_RES})")
+    add("-prvt", "--patch-res-valtest", type=int, default=None,
+        help="with --layout healpix: resolution of the patches by which the test maps are "
+             "coded, each patch an image with its own strings, 6..-r (default: -prt)")
     add("-O", "--out-dir", required=True,
         help="output folder: checkpoints, log.csv, config.txt, evaluation folder")
     add("-m", "--model", choices=list(PLANAR_MODELS), default="ScaleHyperprior",
@@ -94,10 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="rate-distortion trade-off in bpp + lambda * 255^2 * MSE")
     add("-e", "--epochs", type=int, default=1000, help="last epoch (epochs are numbered from 1)")
     add("-np", "--crops-per-image", type=int, default=12,
-        help="random crops per training image and epoch")
+        help="random crops (--layout healpix: patches) per training image (map) and epoch")
     add("--crop-size", type=int, default=256,
         help="side of the square training crops (a multiple of 64, at most W/2)")
-    add("-bst", "--batch-size-train", type=int, default=8, help="crops per training batch")
+    add("-bst", "--batch-size-train", type=int, default=8,
+        help="crops (patches) per training batch")
     add("--distortion-weight", choices=DISTORTION_WEIGHTS, default="none",
         help="none: the MSE of the crops' pixels (CompressAI's); latitude: each ERP row's "
              "squared error weighted by cos(latitude) (WS-PSNR's weights, mean 1 over the "

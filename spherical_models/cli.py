@@ -25,6 +25,7 @@ from spherical_models.config import (
     ErpRunConfig,
     RunConfig,
     erp_width_of,
+    face_patch_res_of,
     valtest_patch_res_of,
 )
 from utils.errors import OsloError
@@ -265,10 +266,11 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
         if value < 0:
             raise OsloError(f"{flag} must be >= 0, got {value}")
     check_lr_schedule(args)
+    check_layout(args)
     if args.patch_size_valtest < 0 or args.patch_size_valtest % PAD_MULTIPLE:
         raise OsloError(f"--patch-size-valtest must be 0 or a positive multiple of "
                         f"{PAD_MULTIPLE}, got {args.patch_size_valtest}")
-    if args.train_data is not None:
+    if args.train_data is not None and args.layout == "erp":
         if args.crop_size < PAD_MULTIPLE or args.crop_size % PAD_MULTIPLE:
             raise OsloError(f"--crop-size must be a positive multiple of {PAD_MULTIPLE}, got "
                             f"{args.crop_size}")
@@ -276,6 +278,42 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
             raise OsloError(f"--crop-size {args.crop_size} is larger than the ERP images "
                             f"({width} x {width // 2}; see --erp-width)")
     refuse_file(args.out_dir, f"-O/--out-dir '{args.out_dir}' is not a folder")
+
+
+ERP_ONLY_FLAGS = {
+    "--erp-width": ("erp_width", None),
+    "--crop-size": ("crop_size", 256),
+    "--distortion-weight": ("distortion_weight", "none"),
+    "--patch-size-valtest": ("patch_size_valtest", 0),
+    "--train-original-dir": ("train_original_dir", None),
+}
+"""The flags of ``baselines/train_erp_compressai.py`` that only ``--layout erp`` reads: their
+destinations and defaults (a value other than the default is refused with ``healpix``)."""
+
+FACE_ONLY_FLAGS = {"-prt/--patch-res-train": "patch_res_train",
+                   "-prvt/--patch-res-valtest": "patch_res_valtest"}
+"""The flags that only ``--layout healpix`` reads, and their destinations (default None)."""
+
+
+def check_layout(args: argparse.Namespace) -> None:
+    """Refuse, with one line naming the flag, the flags of the other ``--layout``, and patch
+    resolutions of ``--layout healpix`` out of ``log2(PAD_MULTIPLE) .. -r`` (the planar models
+    code images whose sides are multiples of :data:`~spherical_models.config.PAD_MULTIPLE`)."""
+    if args.layout == "erp":
+        for flag, dest in FACE_ONLY_FLAGS.items():
+            if getattr(args, dest) is not None:
+                raise OsloError(f"{flag} needs --layout healpix")
+        return
+    for flag, (dest, default) in ERP_ONLY_FLAGS.items():
+        if getattr(args, dest) != default:
+            raise OsloError(f"{flag} is a flag of --layout erp, not of --layout {args.layout}")
+    lowest = PAD_MULTIPLE.bit_length() - 1
+    for flag, res in zip(FACE_ONLY_FLAGS, face_patch_res_of(args), strict=True):
+        if res > args.healpix_res:
+            raise OsloError(f"{flag} {res} is above -r/--healpix-res {args.healpix_res}")
+        if res < lowest:
+            raise OsloError(f"{flag} {res} is below {lowest}: the planar models code images "
+                            f"of {PAD_MULTIPLE} x {PAD_MULTIPLE} pixels or more")
 
 
 def run_erp(args: argparse.Namespace):

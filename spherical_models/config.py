@@ -173,6 +173,17 @@ PAD_MULTIPLE = 64
 """The planar codecs' images are padded to a multiple of this (their down-sampling, 2**6):
 the sides of the training crops and of the coded patches are multiples of it."""
 
+LAYOUTS = ("erp", "healpix")
+"""``--layout`` of the planar models: ERP images, or the maps' HEALPix patches as images
+(:mod:`spherical_models.planar.faces`)."""
+
+DEFAULT_PATCH_RES = 8
+"""``-prt`` of ``--layout healpix`` when not given (256 x 256 images, as ``--crop-size``)."""
+
+FACE_FLAGS = ("layout", "patch_res_train", "patch_res_valtest")
+"""The flags of ``--layout healpix``, which a run with ``--layout erp`` does not record (its
+``config.txt`` and checkpoints are those of before ``--layout``)."""
+
 DISTORTION_WEIGHTS = ("none", "latitude")
 """``--distortion-weight`` of the planar models: plain MSE, or rows weighted by the sphere's
 area (:func:`spherical_models.planar.erp.latitude_criterion`)."""
@@ -182,9 +193,11 @@ area (:func:`spherical_models.planar.erp.latitude_criterion`)."""
 class ErpRunConfig:
     """What a run of ``baselines/train_erp_compressai.py`` does, as typed values: the flags,
     with ``erp_width`` and ``files_prefix`` resolved from ``-r``, ``train_original_dir`` from
-    ``-o``, ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``), and the
-    epoch loop's flags in ``training`` (``-e`` its ``max_epochs``; without validation,
-    ``--scheduler-patience`` counts epochs and no batch is logged)."""
+    ``-o``, ``channels`` ``(N, M)`` of ``--channels`` (:obj:`None`: those of ``-q``),
+    ``patch_res_train`` and ``patch_res_valtest`` those of ``--layout healpix`` (``-prt``,
+    default :data:`DEFAULT_PATCH_RES`; ``-prvt``, default ``-prt``; :obj:`None` with
+    ``erp``), and the epoch loop's flags in ``training`` (``-e`` its ``max_epochs``; without
+    validation, ``--scheduler-patience`` counts epochs and no batch is logged)."""
 
     original_dir: Path
     original_ext: str
@@ -208,6 +221,9 @@ class ErpRunConfig:
     sphere_points: str
     patch_size_valtest: int
     foldername_valtest: str
+    layout: str
+    patch_res_train: int | None
+    patch_res_valtest: int | None
     gpu: bool
     training: TrainingConfig
 
@@ -216,9 +232,11 @@ class ErpRunConfig:
         """The configuration of parsed flags (checked by
         :func:`~spherical_models.cli.check_erp_arguments`)."""
         width, prefix = erp_width_of(args), _files_prefix(args)
+        faces = args.layout != "erp"
+        arguments = {k: v for k, v in vars(args).items() if faces or k not in FACE_FLAGS}
         loop = {"max_epochs": args.epochs, "lr_step_at": tuple(args.lr_step_at),
                 "patience_unit": "epochs", "validation_start": 1, "print_freq": 0,
-                "arguments": {**vars(args), "erp_width": width, "files_prefix": prefix}}
+                "arguments": {**arguments, "erp_width": width, "files_prefix": prefix}}
         resolved = {
             "original_dir": Path(args.original_dir),
             "train_original_dir": Path(args.train_original_dir or args.original_dir),
@@ -226,6 +244,8 @@ class ErpRunConfig:
             "files_prefix": prefix,
             "erp_width": width,
             "channels": tuple(args.channels) if args.channels else None,
+            "patch_res_train": face_patch_res_of(args)[0],
+            "patch_res_valtest": face_patch_res_of(args)[1],
             "training": TrainingConfig(**{
                 f.name: loop[f.name] if f.name in loop else getattr(args, f.name)
                 for f in fields(TrainingConfig)
@@ -240,6 +260,15 @@ class ErpRunConfig:
 def erp_width_of(args: argparse.Namespace) -> int:
     """``--erp-width``, by default ``4 * 2**r``."""
     return 4 * nside_of(args.healpix_res) if args.erp_width is None else args.erp_width
+
+
+def face_patch_res_of(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """``(-prt, -prvt)`` of ``--layout healpix``, by default :data:`DEFAULT_PATCH_RES` and
+    ``-prt``; ``(None, None)`` with ``--layout erp``."""
+    if args.layout == "erp":
+        return None, None
+    train = DEFAULT_PATCH_RES if args.patch_res_train is None else args.patch_res_train
+    return train, train if args.patch_res_valtest is None else args.patch_res_valtest
 
 
 def _files_prefix(args: argparse.Namespace) -> str:

@@ -45,11 +45,13 @@ from utils.sampling import resample_erp
 
 @dataclass(frozen=True)
 class Entry:
-    """One entry of a list: its stem (``listname``), the original's name, and its path."""
+    """One entry of a list: its stem (``listname``), the original's name, the original's path,
+    and the entry's own file (``path``: step 1's map, read by ``--layout healpix``)."""
 
     listname: str
     name: str
     original: Path
+    path: Path
 
 
 def list_entries(
@@ -60,7 +62,7 @@ def list_entries(
     :func:`utils.io.original_names`) and the paths ``<folder>/<name>.<extension>``;
     :class:`OsloError` if an original is missing."""
     names = original_names(list_file, prefix, "")
-    entries = [Entry(path.stem, name, Path(folder) / f"{name}.{extension}")
+    entries = [Entry(path.stem, name, Path(folder) / f"{name}.{extension}", path)
                for path, name in zip(read_list(list_file), names, strict=True)]
     for entry in entries:
         if not entry.original.is_file():
@@ -198,7 +200,8 @@ class WeightedMSE(nn.Module):
 @dataclass(frozen=True)
 class CropStep:
     """The :class:`~spherical_models.training.epoch.Step` of a planar model on a batch of
-    :class:`RandomCrops`: the crops in [0, 1] on the device, ``model(x)``, and with
+    :class:`RandomCrops` (or of :class:`~spherical_models.planar.faces.RandomPatches`, without
+    ``row_weights``): the images in [0, 1] on the device, ``model(x)``, and with
     ``row_weights`` (:func:`area_row_weights` of the images' height) the batch's
     :func:`latitude_criterion`, else the epoch's loss (CompressAI's ``RateDistortionLoss``)."""
 

@@ -21,13 +21,22 @@ Evaluation outputs in ``<-O>/<--foldername-valtest>/``:
   one axis; S-PSNR and WS-PSNR of the full-size original against the decoded image
   (:func:`utils.metrics.spherical_psnr`, WS-PSNR on the decoded image's grid, where the
   original is resampled as the codec's input was).
+
+With ``--layout healpix`` (:mod:`spherical_models.planar.faces`), training draws random HEALPix
+patches of the training maps laid out as images (:class:`~spherical_models.planar.faces.
+RandomPatches`), and each test map is coded by its patches (:func:`~spherical_models.planar.
+faces.code_map`): ``<listname>_reconstructed.npy`` (``uint8`` ``[npix, 3]`` NESTED) and its
+gray Mollweide view ``.png`` replace the PNG, as step 4 saves them, and ``rd.csv`` measures the
+decoded map against the original ERP image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from compressai.losses import RateDistortionLoss
 from compressai.models import CompressionModel
@@ -35,8 +44,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from spherical_models.config import ErpRunConfig
-from spherical_models.evaluation.results import RECONSTRUCTION_SUFFIX, ImageResult, rates_text
+from spherical_models.evaluation.results import (
+    RECONSTRUCTION_SUFFIX,
+    ImageResult,
+    mollweide_width,
+    rates_text,
+)
 from spherical_models.models import planar_channels, planar_model_from_config
+from spherical_models.planar.draws import EpochDraws
 from spherical_models.planar.erp import (
     CropStep,
     Entry,
@@ -46,6 +61,7 @@ from spherical_models.planar.erp import (
     codec_image,
     list_entries,
 )
+from spherical_models.planar.faces import RandomPatches, code_map
 from spherical_models.training.checkpoint import (
     CHECKPOINT_VERSION,
     check_checkpoint,
@@ -62,12 +78,14 @@ from spherical_models.training.epoch import seed_everything
 from spherical_models.training.logs import write_config
 from spherical_models.training.trainer import Trainer, TrainingData, TrainingOutputs, TrainingPhase
 from utils.cli import get_logger
+from utils.datasets import read_map_list
 from utils.errors import OsloError
-from utils.healpix import npix_of
-from utils.io import atomic_path, load_rgb, write_text
+from utils.healpix import npix_of, nside_of
+from utils.io import atomic_path, load_map, load_rgb, save_npy, write_text
 from utils.metrics import spherical_psnr
 from utils.rd import Row, mean_row, results_csv
 from utils.sphere_points import load_or_create
+from utils.visualization import save_mollweide
 
 SCRIPT = "baselines/train_erp_compressai.py"
 CHECKPOINT_FORMAT = "oslo-erp-compressai-checkpoint"
@@ -76,8 +94,17 @@ OUTPUTS = TrainingOutputs(CHECKPOINT_FORMAT, LOG_COLUMNS, loss_txt=False, best_c
 """What the planar trainings write: their checkpoint format, ``log.csv`` of
 :data:`LOG_COLUMNS`, neither ``loss.txt`` nor ``checkpoint_best_loss.pth.tar``."""
 
-RESUME_KEYS = ("model", "N", "M", "lambda", "erp_width", "lr_schedule", "distortion_weight")
+RESUME_KEYS = ("model", "N", "M", "lambda", "erp_width", "lr_schedule", "distortion_weight",
+               "layout", "patch_res_train")
 """Entries of :func:`model_config` that a checkpoint must match to resume training from it."""
+
+INIT_KEYS = ("model", "N", "M", "erp_width", "layout", "patch_res_train")
+"""Entries of :func:`model_config` that a checkpoint must match to start a training from it
+(``--init-from``)."""
+
+LAYOUT_DEFAULTS = {"layout": "erp", "patch_res_train": None}
+"""The entries of :func:`model_config` that only ``--layout healpix`` records, and their values
+for the ERP layout, whose checkpoints do not record them (as before ``--layout``)."""
 
 OLD_CHECKPOINT_DEFAULTS = {"lr_schedule": "plateau", "distortion_weight": "none"}
 """What checkpoints written before ``--lr-schedule`` and ``--distortion-weight`` were trained
@@ -90,13 +117,24 @@ with."""
 def model_config(config: ErpRunConfig) -> dict[str, Any]:
     """What shapes the model and the run, stored in the checkpoints: the model, its ``(N,
     M)`` (``--channels``, else CompressAI's of ``-q``), ``--lambda``, ``--erp-width``, ``-r``,
-    ``--crop-size``, ``--seed``, ``--lr-schedule``, ``--distortion-weight``."""
+    ``--crop-size``, ``--seed``, ``--lr-schedule``, ``--distortion-weight``; with ``--layout
+    healpix``, the layout and ``-prt`` too (:data:`LAYOUT_DEFAULTS`)."""
     n, m = config.channels or planar_channels(config.model, config.quality)
-    return {"model": config.model, "N": n, "M": m, "lambda": config.lmbda,
-            "erp_width": config.erp_width, "healpix_res": config.healpix_res,
-            "crop_size": config.crop_size, "seed": config.seed,
-            "lr_schedule": config.training.lr_schedule,
-            "distortion_weight": config.distortion_weight}
+    recorded = {"model": config.model, "N": n, "M": m, "lambda": config.lmbda,
+                "erp_width": config.erp_width, "healpix_res": config.healpix_res,
+                "crop_size": config.crop_size, "seed": config.seed,
+                "lr_schedule": config.training.lr_schedule,
+                "distortion_weight": config.distortion_weight}
+    if config.layout != "erp":
+        recorded |= {"layout": config.layout, "patch_res_train": config.patch_res_train}
+    return recorded
+
+
+def expected_config(config: ErpRunConfig, keys: Sequence[str]) -> dict[str, Any]:
+    """The entries ``keys`` of :func:`model_config` that a checkpoint must match, with
+    :data:`LAYOUT_DEFAULTS` for those it does not record."""
+    recorded = {**LAYOUT_DEFAULTS, **model_config(config)}
+    return {key: recorded[key] for key in keys}
 
 
 def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,7 +147,8 @@ def load_checkpoint(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise OsloError(f"checkpoint '{path}' has format version {checkpoint.get('version')}, "
                         f"this script reads version {CHECKPOINT_VERSION}")
-    checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS, **checkpoint["config"]}}
+    checkpoint = {**checkpoint, "config": {**OLD_CHECKPOINT_DEFAULTS, **LAYOUT_DEFAULTS,
+                                           **checkpoint["config"]}}
     check_checkpoint(checkpoint, expected, path)
     return checkpoint
 
@@ -143,16 +182,22 @@ def run(config: ErpRunConfig) -> list[Row]:
 def _run(config: ErpRunConfig, info: Distributed) -> list[Row]:
     device = select_device(config.gpu, -1, info)
     prefix, extension = config.files_prefix, config.original_ext
-    train_entries = list_entries(config.train_data, config.train_original_dir, prefix,
-                                 extension) if config.train_data else []
+    faces = config.layout != "erp"
+    train_entries: Sequence[Entry] | Sequence[Path] = []
+    if config.train_data and faces:
+        train_entries = read_map_list(config.train_data, config.healpix_res)
+    elif config.train_data:
+        train_entries = list_entries(config.train_data, config.train_original_dir, prefix,
+                                     extension)
     test_entries = list_entries(config.test_data, config.original_dir, prefix,
                                 extension) if config.test_data else []
+    if test_entries and faces:
+        read_map_list(config.test_data, config.healpix_res)  # the maps, checked
     if train_entries:
         model = train(config, train_entries, info, device)
     else:
-        recorded = model_config(config)
         path = config.training.checkpoint_file
-        checkpoint = load_checkpoint(path, {k: recorded[k] for k in ("model", "N", "M")})
+        checkpoint = load_checkpoint(path, expected_config(config, ("model", "N", "M")))
         model = model_of(checkpoint, path)
     if not test_entries or not info.is_main:
         return []
@@ -160,9 +205,11 @@ def _run(config: ErpRunConfig, info: Distributed) -> list[Row]:
 
 
 def train(
-    config: ErpRunConfig, entries: Sequence[Entry], info: Distributed, device: torch.device
+    config: ErpRunConfig, entries: Sequence[Entry] | Sequence[Path], info: Distributed,
+    device: torch.device,
 ) -> CompressionModel:
-    """Train (or resume training) on the ERP images of ``entries`` with the
+    """Train (or resume training) on the ERP images of ``entries`` (or, with ``--layout
+    healpix``, on the patches of the maps ``entries``) with the
     :class:`~spherical_models.training.trainer.Trainer`; return the trained model (on
     ``device``)."""
     log = get_logger()
@@ -173,37 +220,64 @@ def train(
     checkpoint, start = None, 1
     if training.checkpoint_file is not None:
         checkpoint = load_checkpoint(training.checkpoint_file,
-                                     {k: recorded[k] for k in RESUME_KEYS})
+                                     expected_config(config, RESUME_KEYS))
         model = model_of(checkpoint, training.checkpoint_file)
         start = checkpoint["epoch"] + 1
         log.info("resuming from '%s' at epoch %d", training.checkpoint_file, start)
     elif config.init_from is not None:
-        initial = load_checkpoint(config.init_from,
-                                  {k: recorded[k] for k in ("model", "N", "M", "erp_width")})
+        initial = load_checkpoint(config.init_from, expected_config(config, INIT_KEYS))
         model = model_of(initial, config.init_from)
         log.info("initialised from '%s' (lambda %g, epoch %d)", config.init_from,
                  initial["config"]["lambda"], initial["epoch"])
     model.to(device)
-    images = torch.stack([
-        torch.from_numpy(codec_image(load_rgb(e.original, "erp", "original"), config.erp_width))
-        for e in entries]).permute(0, 3, 1, 2)  # uint8 [n, 3, H, W]
+    draws, name, what, row_weights = (face_draws if config.layout != "erp" else erp_draws)(
+        config, entries, info)
     if info.is_main:
         config.out_dir.mkdir(parents=True, exist_ok=True)
         write_config(config.out_dir, training.arguments, recorded, script=SCRIPT,
                      section="model")
-        log.info("training %s (N=%d, M=%d) on %d ERP images of %d x %d, epochs %d..%d",
-                 config.model, recorded["N"], recorded["M"], len(entries), config.erp_width,
-                 config.erp_width // 2, start, training.max_epochs)
+        log.info("training %s (N=%d, M=%d) on %s, epochs %d..%d", config.model,
+                 recorded["N"], recorded["M"], what, start, training.max_epochs)
     barrier(info)
-    crops = RandomCrops(images, config.crop_size, config.crops_per_image,
-                        config.batch_size_train, info.rank, info.world_size)
-    row_weights = area_row_weights(images.shape[-2]) \
-        if config.distortion_weight == "latitude" else None
-    data = TrainingData((TrainingPhase(1, "ERP crops", crops, crops, config.batch_size_train),),
+    data = TrainingData((TrainingPhase(1, name, draws, draws, config.batch_size_train),),
                         step=CropStep(config.lmbda, row_weights))
     Trainer(training, model, recorded, data, RateDistortionLoss(lmbda=config.lmbda),
             config.seed, info, device, config.out_dir, checkpoint, OUTPUTS).fit()
     return model
+
+
+def erp_draws(
+    config: ErpRunConfig, entries: Sequence[Entry], info: Distributed
+) -> tuple[EpochDraws, str, str, torch.Tensor | None]:
+    """The training data of ``--layout erp``: the random crops of the codec's ERP images of
+    ``entries`` (:class:`~spherical_models.planar.erp.RandomCrops`), the phase's name, what the
+    log calls the data, and the crops' row weights (``--distortion-weight latitude``, else
+    :obj:`None`)."""
+    images = torch.stack([
+        torch.from_numpy(codec_image(load_rgb(e.original, "erp", "original"), config.erp_width))
+        for e in entries]).permute(0, 3, 1, 2)  # uint8 [n, 3, H, W]
+    crops = RandomCrops(images, config.crop_size, config.crops_per_image,
+                        config.batch_size_train, info.rank, info.world_size)
+    row_weights = area_row_weights(images.shape[-2]) \
+        if config.distortion_weight == "latitude" else None
+    what = f"{len(entries)} ERP images of {config.erp_width} x {config.erp_width // 2}"
+    return crops, "ERP crops", what, row_weights
+
+
+def face_draws(
+    config: ErpRunConfig, files: Sequence[Path], info: Distributed
+) -> tuple[EpochDraws, str, str, None]:
+    """The training data of ``--layout healpix``: the random ``-prt`` patches, as images, of
+    the maps ``files`` (:class:`~spherical_models.planar.faces.RandomPatches`), held in memory
+    as ``uint8`` ``[n, npix, 3]``, with the values of :func:`erp_draws` (no row weights: the
+    HEALPix pixels have equal areas)."""
+    maps = torch.from_numpy(np.stack([np.asarray(load_map(f)) for f in files]))
+    patches = RandomPatches(maps, config.patch_res_train, config.crops_per_image,
+                            config.batch_size_train, info.rank, info.world_size)
+    side = nside_of(config.patch_res_train)
+    what = (f"{len(files)} HEALPix maps of resolution {config.healpix_res}, patches of "
+            f"resolution {config.patch_res_train} ({side} x {side} images)")
+    return patches, "HEALPix patches", what, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,9 +288,9 @@ def evaluate(
     config: ErpRunConfig, model: CompressionModel, entries: Sequence[Entry],
     device: torch.device,
 ) -> list[Row]:
-    """Code every test image with real bitstreams (whole, or by ``--patch-size-valtest``
-    patches: :func:`spherical_models.planar.erp.code_image`) and write the decoded PNGs,
-    ``rates.txt`` and ``rd.csv`` (module docstring) in ``<-O>/<--foldername-valtest>``.
+    """Code every test image with real bitstreams (:func:`code_erp_entry`; with ``--layout
+    healpix``, its map: :func:`code_face_entry`) and write the decoded images, ``rates.txt`` and
+    ``rd.csv`` (module docstring) in ``<-O>/<--foldername-valtest>``.
 
     The :class:`~spherical_models.evaluation.results.ImageResult` of an image (for ``rates.txt``)
     has ``num_pixels`` = the HEALPix pixels at -r and ``psnr`` = its WS-PSNR on RGB.
@@ -236,12 +310,14 @@ def evaluate(
     for entry in tqdm(entries, desc="evaluation", unit="image",
                       disable=True if config.training.no_progress else None):
         original = load_rgb(entry.original, "erp", "original")
-        decoded, stats = code_image(model, codec_image(original, config.erp_width), device,
-                                    config.patch_size_valtest)
-        png = folder / f"{entry.listname}{RECONSTRUCTION_SUFFIX}.png"
-        with atomic_path(png, ".png") as tmp:
-            Image.fromarray(decoded).save(tmp)
-        metrics = spherical_psnr(original, "erp", decoded, "erp", lat, lon, resample=True)
+        stem = folder / f"{entry.listname}{RECONSTRUCTION_SUFFIX}"
+        if config.layout == "erp":
+            decoded, stats = code_erp_entry(config, model, original, stem, device)
+        else:
+            decoded, stats = code_face_entry(config, model, entry, stem, device)
+        # the layouts are named by the decoded image's projection, "erp" or "healpix"
+        metrics = spherical_psnr(original, "erp", decoded, config.layout, lat, lon,
+                                 resample=True)
         results.append(ImageResult(name=entry.listname, num_pixels=npix,
                                    psnr=metrics["ws_psnr_rgb"], **stats))
         rows.append(Row(entry.name, stats["actual_bits"] / npix, metrics))
@@ -257,3 +333,32 @@ def evaluate(
     write_text(folder / "rates.txt", rates_text(results, config.healpix_res))
     write_text(folder / "rd.csv", results_csv(rows))
     return rows
+
+
+def code_erp_entry(
+    config: ErpRunConfig, model: CompressionModel, original: np.ndarray, stem: Path,
+    device: torch.device,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Code the codec's ERP image of an original ``[H0, W0, 3]`` (whole, or by
+    ``--patch-size-valtest`` patches: :func:`spherical_models.planar.erp.code_image`) and save
+    the decoded image as ``<stem>.png``; return it (``uint8`` ``[W/2, W, 3]``) and its stats."""
+    decoded, stats = code_image(model, codec_image(original, config.erp_width), device,
+                                config.patch_size_valtest)
+    with atomic_path(f"{stem}.png", ".png") as tmp:
+        Image.fromarray(decoded).save(tmp)
+    return decoded, stats
+
+
+def code_face_entry(
+    config: ErpRunConfig, model: CompressionModel, entry: Entry, stem: Path,
+    device: torch.device,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Code the map of ``entry`` by its ``-prvt`` patches as images
+    (:func:`spherical_models.planar.faces.code_map`) and save the decoded map as step 4 does,
+    ``<stem>.npy`` and its gray Mollweide view ``<stem>.png``; return it (``uint8``
+    ``[npix, 3]``) and its stats."""
+    hp_map = np.asarray(load_map(entry.path))
+    decoded, stats = code_map(model, hp_map, config.patch_res_valtest, device)
+    save_npy(f"{stem}.npy", decoded)
+    save_mollweide(decoded, f"{stem}.png", mollweide_width(config.healpix_res), gray=True)
+    return decoded, stats

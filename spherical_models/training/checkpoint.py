@@ -92,6 +92,7 @@ FLAG_OF_KEY = {
     "use_euclidean": "--use-euclidean",
     "lr_schedule": "--lr-schedule",
     "distortion_weight": "--distortion-weight",
+    "layout": "--layout",
     "patience_unit": "--patience-unit",
     "plateau_patches": "--plateau-patches",
 }
