@@ -34,12 +34,14 @@ Face layout (``--layout healpix``, the "layer" ablation of an RD study: HEALPix 
 planar layers): the lists' entries are the ``.npy`` maps of step 1 (NESTED, at -r), cut into
 HEALPix patches laid out as images (``image[y, x]`` the patch's pixel at face-local ``(x, y)``,
 :mod:`spherical_models.planar.faces`). Training: ``-np`` random patches of resolution ``-prt``
-(``2**prt x 2**prt`` images) per map and epoch, in batches of -bst, the plain MSE (HEALPix
-pixels have equal areas). Evaluation: each test map coded by its patches of resolution ``-prvt``
-(each an image with its own strings), the decoded patches put back into a map, saved as step 4
-saves its reconstructions (``<listname>_reconstructed.npy`` and its gray Mollweide view
-``.png``); ``rates.txt`` and ``rd.csv`` as with ERP images (S-PSNR and WS-PSNR of the decoded
-map against the original ERP image). The ERP-only flags (--crop-size, --erp-width,
+(``2**prt x 2**prt`` images) per map and epoch, the very patches that step 3 draws with the
+same lists, ``-np``, ``-prt`` and ``--seed`` (balanced over the caps and the belt), in batches
+of -bst, the plain MSE (HEALPix pixels have equal areas). Evaluation: each test map coded by
+its patches of resolution ``-prvt`` (each an image with its own strings), the decoded patches
+put back into a map, saved as step 4 saves its reconstructions
+(``<listname>_reconstructed.npy`` and its gray Mollweide view ``.png``); ``rates.txt`` and
+``rd.csv`` as with ERP images (S-PSNR and WS-PSNR of the decoded map against the original ERP
+image). The ERP-only flags (--crop-size, --erp-width,
 --distortion-weight, --patch-size-valtest, --train-original-dir) are refused.
 
 Example:

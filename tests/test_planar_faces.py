@@ -21,6 +21,7 @@ from spherical_models.planar import faces
 from spherical_models.planar.coding import code_images, to_uint8
 from spherical_models.planar.pipeline import model_config
 from utils.cli import run_main
+from utils.datasets import BalancedPatchSampler
 from utils.errors import OsloError
 from utils.healpix import patch_image_index
 from utils.metrics import METRIC_NAMES, spherical_psnr
@@ -62,31 +63,28 @@ def test_patch_images_are_healpys_face_coordinates(patch_res):
     np.testing.assert_array_equal(images, reference_images(hp_map, patch_res))
 
 
-def test_a_training_patch_is_the_layout_of_its_maps_pixels():
+def test_training_patches_are_the_oslo_samplers_patches_laid_out():
+    """The epoch's patches are the (map, patch) pairs of BalancedPatchSampler (the OSLO
+    training's) for the same seed, epoch and process, each the map's pixels of the patch in the
+    layout of patch_image_index."""
     maps = torch.randint(0, 256, (3, NPIX, 3), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(0))
-    patches = faces.RandomPatches(maps, 4, 5, batch_size=4)
-    torch.manual_seed(3)
-    patches.set_epoch(1)
-    assert patches.items.shape == (15, 3, 16, 16) and patches.items.dtype == torch.uint8
     index = patch_image_index(4)
-    owners = []
-    for image, k in zip(patches.items, patches.tags, strict=True):
-        pixels = maps[:, k * 256 : (k + 1) * 256].numpy()[:, index]  # [3 maps, 16, 16, 3]
-        owner = [m for m in range(3) if np.array_equal(pixels[m], image.permute(1, 2, 0))]
-        assert len(owner) == 1
-        owners += owner
-    assert sorted(owners) == [0] * 5 + [1] * 5 + [2] * 5
-    assert [len(batch) for batch, _ in patches] == [4, 4, 4, 3]
-    # two processes share the same draw
-    shares = []
-    for rank in range(2):
-        share = faces.RandomPatches(maps, 4, 5, batch_size=4, rank=rank, world_size=2)
-        torch.manual_seed(3)
-        share.set_epoch(1)
-        shares.append(share.items)
-    order = [*range(15), 0]
-    assert torch.equal(torch.cat(shares), patches.items[order[0::2] + order[1::2]])
+    for rank, world_size, count in ((0, 1, 15), (1, 2, 10)):
+        patches = faces.RandomPatches(maps, 4, 5, batch_size=4, seed=7, rank=rank,
+                                      world_size=world_size)
+        patches.set_epoch(2)
+        sampler = BalancedPatchSampler(3, RES, 4, 5, 7, rank, world_size)
+        sampler.set_epoch(2)
+        pairs = sampler.samples()
+        assert patches.items_per_epoch == count and patches.items.shape == (count, 3, 16, 16)
+        assert patches.items.dtype == torch.uint8
+        np.testing.assert_array_equal(patches.tags.numpy(), pairs[:, 1])
+        for image, (m, k) in zip(patches.items, pairs, strict=True):
+            expected = maps[m, k * 256 : (k + 1) * 256].numpy()[index]  # [16, 16, 3]
+            np.testing.assert_array_equal(image.permute(1, 2, 0).numpy(), expected)
+    patches.set_start(5)
+    assert [len(batch) for batch, _ in patches] == [4, 1]
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from spherical_models.planar.coding import code_images, to_uint8
 from spherical_models.planar.draws import EpochDraws
-from utils.healpix import nside_of, patch_image_index
+from utils.datasets import BalancedPatchSampler
+from utils.healpix import nside_of, patch_image_index, res_of_npix
 
 
 def _raster_index(patch_res: int) -> Tensor:
@@ -48,45 +49,41 @@ def images_to_map(images: Tensor) -> Tensor:
     return raster[:, inverse].reshape(count * side * side, channels)
 
 
-def random_patches(maps: Tensor, patch_res: int, per_map: int) -> tuple[Tensor, Tensor]:
-    """``per_map`` random patches of resolution ``pr`` of each map ``[n, npix, C]`` (uniform
-    over the map's patches, with replacement) as images, shuffled. Draws from torch's global
-    generator.
-
-    Returns:
-        ``(images, patch_ids)``: ``[n * per_map, C, 2**pr, 2**pr]`` (the maps' dtype), and
-        the index ``k`` of each image's patch in its map ``[n * per_map]``.
-    """
-    count, size = len(maps) * per_map, 4**patch_res
-    owner = torch.arange(len(maps)).repeat_interleave(per_map)
-    patch = torch.randint(0, maps.shape[1] // size, (count,))
-    pixels = patch[:, None] * size + _raster_index(patch_res)  # [count, 4**pr] NESTED
+def patch_images(maps: Tensor, pairs: Tensor, patch_res: int) -> Tensor:
+    """The images of the patches ``pairs`` ``[m, 2]`` (``(map, patch)`` rows) of resolution
+    ``pr`` of the maps ``[n, npix, C]``: ``[m, C, 2**pr, 2**pr]`` (the maps' dtype)."""
     side = nside_of(patch_res)
-    images = maps[owner[:, None], pixels].reshape(count, side, side, -1).permute(0, 3, 1, 2)
-    order = torch.randperm(count)
-    return images[order], patch[order]
+    pixels = pairs[:, 1:] * side**2 + _raster_index(patch_res)  # [m, 4**pr] NESTED
+    images = maps[pairs[:, :1], pixels]  # [m, 4**pr, C]
+    return images.reshape(len(pairs), side, side, -1).permute(0, 3, 1, 2)
 
 
 @dataclass(eq=False)
 class RandomPatches(EpochDraws):
     """The planar models' training data on HEALPix maps (:class:`~spherical_models.planar.
-    draws.EpochDraws`): each epoch, ``per_map`` random patches of resolution ``patch_res`` of
-    every map as images (:func:`random_patches`), in batches of ``batch_size`` consecutive
-    patches ``(images uint8 [B, 3, S, S], patch_ids [B])``, ``S = 2**patch_res``, shared
-    between processes.
+    draws.EpochDraws`): each epoch, the ``(map, patch)`` pairs that
+    :class:`utils.datasets.BalancedPatchSampler` draws for the OSLO models (``per_map``
+    distinct patches of resolution ``patch_res`` of every map of this process's shard, balanced
+    over the north cap, equatorial belt and south cap, from ``(seed, epoch, rank)``: with the
+    same lists, ``-np``, ``-prt`` and ``--seed``, the very patches of a
+    ``main_sphere_compression.py`` training), as images (:func:`patch_images`), in batches of
+    ``batch_size`` consecutive patches ``(images uint8 [B, 3, S, S], patch_ids [B])``,
+    ``S = 2**patch_res``.
 
     Args:
         maps: the HEALPix maps, ``uint8`` ``[n, npix, 3]`` NESTED.
         patch_res: resolution ``pr`` of the patches.
         per_map: patches of each map and epoch.
         batch_size: patches per batch.
-        rank, world_size: this process and the number of processes.
+        seed: seed of the draw.
+        rank, world_size: this process and the number of processes (the maps are sharded).
     """
 
     maps: Tensor
     patch_res: int
     per_map: int
     batch_size: int
+    seed: int = 0
     rank: int = 0
     world_size: int = 1
     start: int = field(default=0, init=False)
@@ -95,15 +92,22 @@ class RandomPatches(EpochDraws):
         side = nside_of(self.patch_res)
         self.items = torch.empty(0, 3, side, side, dtype=torch.uint8)
         self.tags = torch.empty(0, dtype=torch.long)
+        self.pairs = torch.empty(0, 2, dtype=torch.long)
+        self.sampler = BalancedPatchSampler(
+            len(self.maps), res_of_npix(self.maps.shape[1]), self.patch_res, self.per_map,
+            self.seed, self.rank, self.world_size)
 
     @property
-    def num_drawn(self) -> int:
-        """Patches of an epoch, over all processes."""
-        return len(self.maps) * self.per_map
+    def items_per_epoch(self) -> int:
+        """Patches of this process in an epoch."""
+        return self.sampler.items_per_epoch
 
-    def draw(self) -> tuple[Tensor, Tensor]:
-        """The epoch's patch images and their patch ids (:func:`random_patches`)."""
-        return random_patches(self.maps, self.patch_res, self.per_map)
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the epoch's pairs (this process's shard) and cut their patch images."""
+        self.sampler.set_epoch(epoch)
+        self.pairs = torch.from_numpy(self.sampler.samples())
+        self.items = patch_images(self.maps, self.pairs, self.patch_res)
+        self.tags = self.pairs[:, 1]
 
 
 @torch.no_grad()

@@ -268,12 +268,13 @@ def face_draws(
     config: ErpRunConfig, files: Sequence[Path], info: Distributed
 ) -> tuple[EpochDraws, str, str, None]:
     """The training data of ``--layout healpix``: the random ``-prt`` patches, as images, of
-    the maps ``files`` (:class:`~spherical_models.planar.faces.RandomPatches`), held in memory
+    the maps ``files`` (:class:`~spherical_models.planar.faces.RandomPatches`: those that step 3
+    draws with the same ``-np`` and ``--seed``), held in memory
     as ``uint8`` ``[n, npix, 3]``, with the values of :func:`erp_draws` (no row weights: the
     HEALPix pixels have equal areas)."""
     maps = torch.from_numpy(np.stack([np.asarray(load_map(f)) for f in files]))
     patches = RandomPatches(maps, config.patch_res_train, config.crops_per_image,
-                            config.batch_size_train, info.rank, info.world_size)
+                            config.batch_size_train, config.seed, info.rank, info.world_size)
     side = nside_of(config.patch_res_train)
     what = (f"{len(files)} HEALPix maps of resolution {config.healpix_res}, patches of "
             f"resolution {config.patch_res_train} ({side} x {side} images)")
