@@ -163,6 +163,38 @@ def erp_command(recipe: Recipe, data: Path, run_dir: Path, lmbda: float, epochs:
             *_schedule(recipe, init_from), *(["-g"] if gpu else [])]
 
 
+def faces_command(recipe: Recipe, data: Path, run_dir: Path, lmbda: float, epochs: int,
+                  init_from: Path | None = None, seed: int = 0, gpu: bool = False,
+                  checkpoint_interval: int | None = None) -> list[str]:
+    """The command of CompressAI's ``ScaleHyperprior`` trained on the OSLO side's own HEALPix
+    patches laid out as images (``baselines/train_erp_compressai.py --layout healpix``): the
+    same maps, patches, steps, learning rates, warm-up, schedules and seed."""
+    n, m = recipe.channels
+    interval = checkpoint_interval or recipe.checkpoint_interval
+    return ["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"), "-i",
+            str(data / "data" / "train.txt"), "-r", str(recipe.healpix_res), "--layout",
+            "healpix", "-prt", str(recipe.patch_res), "-O", str(run_dir), "-m",
+            "ScaleHyperprior", "--channels", str(n), str(m), "--lambda", f"{lmbda:g}", "-e",
+            str(epochs), "-np", str(recipe.patches_per_map), "-bst", str(recipe.batch), "-lr",
+            f"{recipe.lr:g}", "--lr-warmup", str(recipe.warmup), "--seed", str(seed),
+            "--checkpoint-interval", str(interval), "--no-progress",
+            *_schedule(recipe, init_from), *(["-g"] if gpu else [])]
+
+
+def faces_evaluation_command(recipe: Recipe, run_dir: Path, test_list: Path, res: int,
+                             sphere_points: Path, folder: str, whole: bool = False) -> list[str]:
+    """Evaluation of a :func:`faces_command` run's ``final.pth.tar`` on the maps of
+    ``test_list`` (step 1's ``.npy`` at ``res``, originals in ``samples/``), coded by patches
+    of the training size (``whole``: by whole faces), into ``<run_dir>/<folder>/rd.csv``."""
+    n, m = recipe.channels
+    return ["baselines/train_erp_compressai.py", "-o", str(REPO / "samples"), "-t",
+            str(test_list), "--files-prefix", f"healpix_sampling_res_{res}_", "-r", str(res),
+            "--layout", "healpix", "-prt", str(recipe.patch_res), "-prvt",
+            str(res if whole else recipe.patch_res), "-O", str(run_dir), "--checkpoint-file",
+            str(run_dir / "final.pth.tar"), "-m", "ScaleHyperprior", "--channels", str(n),
+            str(m), "-s", str(sphere_points), "--foldername-valtest", folder, "--no-progress"]
+
+
 def erp_evaluation_command(recipe: Recipe, run_dir: Path, test_list: Path, res: int,
                            sphere_points: Path, folder: str) -> list[str]:
     """Evaluation of a planar run's ``final.pth.tar`` on the test images of ``test_list``

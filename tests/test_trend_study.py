@@ -97,3 +97,24 @@ def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     assert again == points
     assert not any(math.isnan(float(p["bpp"])) for p in again)
     assert np.isfinite([float(p["s_psnr_y"]) for p in again]).all()
+
+
+def test_tiny_ablation_codes_every_variant(tmp_path):
+    """The ablation preset: the variants trained (oslo, erp, faces) and those that code their
+    runs whole, each a curve against the erp anchor."""
+    out = tmp_path / "ablation"
+    trend_study.main(["--preset", "ablation", "-O", str(out), "--tiny"])
+    setting = TINY_PRESETS["ablation"]
+    with open(out / "points.csv") as stream:
+        points = list(csv.DictReader(stream))
+    assert [p["method"] for p in points[:len(setting.variants)]] == list(setting.variants)
+    assert len(points) == len(setting.variants) * len(setting.lambdas)
+    whole = {p["lambda"]: p for p in points if p["method"] == "oslo_whole"}
+    for point in (p for p in points if p["method"] == "oslo"):
+        # the same weights coded on the whole sphere instead of by face: a few bits apart
+        assert float(whole[point["lambda"]]["bpp"]) == pytest.approx(float(point["bpp"]),
+                                                                     rel=0.5)
+    with open(out / "bd.csv") as stream:
+        table = list(csv.DictReader(stream))
+    assert {r["method"] for r in table} == set(setting.variants) - {"erp"}
+    assert not (out / "seed0" / "oslo_whole").exists()  # no training of its own

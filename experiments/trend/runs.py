@@ -16,6 +16,8 @@ from experiments.trend.setting import REPO, VARIANTS, Setting, Variant
 from experiments.zoo_recipe import (
     erp_command,
     erp_evaluation_command,
+    faces_command,
+    faces_evaluation_command,
     prepare_data,
     run_command,
     sphere_command,
@@ -56,9 +58,10 @@ def training_command(setting: Setting, layout: Layout, variant: Variant, run_dir
                      interval: int | None = None) -> list[str]:
     """The command of a variant's base (``init_from`` None) or fine-tuning."""
     recipe = variant.recipe_of(setting.recipe)
-    if variant.side == "oslo":
-        return sphere_command(recipe, layout.data(), run_dir, lmbda, epochs, init_from, seed,
-                              checkpoint_interval=interval)
+    if variant.side in ("oslo", "faces"):
+        command = sphere_command if variant.side == "oslo" else faces_command
+        return command(recipe, layout.data(), run_dir, lmbda, epochs, init_from, seed,
+                       checkpoint_interval=interval)
     argv = erp_command(recipe, layout.data(), run_dir, lmbda, epochs, init_from, seed,
                        checkpoint_interval=interval)
     if variant.erp_width:
@@ -100,7 +103,8 @@ def train_all(setting: Setting, layout: Layout, seeds: Sequence[int], jobs: int)
                               for lmbda in setting.lambdas for v in trained]))
 
 
-def measure_oslo(setting: Setting, variant: Variant, run_dir: Path) -> dict[str, float]:
+def measure_oslo(setting: Setting, layout: Layout, variant: Variant,
+                 run_dir: Path) -> dict[str, float]:
     """Test-image means of an OSLO run's final weights, coded with the codec (by patch of the
     training size, or whole)."""
     from spherical_models import zoo
@@ -114,25 +118,62 @@ def measure_oslo(setting: Setting, variant: Variant, run_dir: Path) -> dict[str,
     return {key: float(np.mean([r[key] for r in rows])) for key in ("bpp", *METRICS)}
 
 
+def planar_mean(argv: list[str], run_dir: Path, folder: str) -> dict[str, float]:
+    """Run a planar evaluation ``argv`` unless ``<run_dir>/<folder>/rd.csv`` exists; its mean
+    row."""
+    if not (run_dir / folder / "rd.csv").exists():
+        run_command(argv, run_dir / "evaluation.log", threads=2)
+    with open(run_dir / folder / "rd.csv") as stream:
+        mean = list(csv.DictReader(stream))[-1]
+    return {key: float(mean[key]) for key in ("bpp", *METRICS)}
+
+
 def measure_erp(setting: Setting, layout: Layout, variant: Variant,
                 run_dir: Path) -> dict[str, float]:
-    """Test-image means of a planar run's final weights (the baseline's ``rd.csv``)."""
+    """Test-image means of an ERP run's final weights (the baseline's ``rd.csv``)."""
     recipe = variant.recipe_of(setting.recipe)
     test_list = layout.out / "test.txt"
     write_text(test_list, "".join(f"{recipe.map_prefix()}{Path(name).stem}.npy\n"
                                   for name in setting.test_images))
     folder = f"test_{variant.key}_r{setting.test_res}"
-    if not (run_dir / folder / "rd.csv").exists():
-        argv = erp_evaluation_command(recipe, run_dir, test_list, setting.test_res,
-                                      REPO / setting.sphere_points, folder)
-        if variant.whole:
-            argv[argv.index("--patch-size-valtest") + 1] = "0"
-        if variant.erp_width:
-            argv += ["--erp-width", str(setting.erp_width(variant, setting.test_res))]
-        run_command(argv, run_dir / "evaluation.log", threads=2)
-    with open(run_dir / folder / "rd.csv") as stream:
-        mean = list(csv.DictReader(stream))[-1]
-    return {key: float(mean[key]) for key in ("bpp", *METRICS)}
+    argv = erp_evaluation_command(recipe, run_dir, test_list, setting.test_res,
+                                  REPO / setting.sphere_points, folder)
+    if variant.whole:
+        argv[argv.index("--patch-size-valtest") + 1] = "0"
+    if variant.erp_width:
+        argv += ["--erp-width", str(setting.erp_width(variant, setting.test_res))]
+    return planar_mean(argv, run_dir, folder)
+
+
+def test_maps(setting: Setting, layout: Layout) -> Path:
+    """The test images sampled at the test resolution (step 1's names) and their list, for
+    the ``faces`` side, which codes maps."""
+    from utils.sampling import erp_to_healpix
+
+    folder = layout.out / f"test_maps_r{setting.test_res}"
+    prefix = f"healpix_sampling_res_{setting.test_res}_"
+    names = [f"{prefix}{Path(name).stem}.npy" for name in setting.test_images]
+    for image, name in zip(setting.test_images, names, strict=True):
+        if not (folder / name).exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / name, erp_to_healpix(load_image(REPO / "samples" / image),
+                                                  setting.test_res))
+    write_text(folder / "test.txt", "".join(f"{name}\n" for name in names))
+    return folder / "test.txt"
+
+
+def measure_faces(setting: Setting, layout: Layout, variant: Variant,
+                  run_dir: Path) -> dict[str, float]:
+    """Test-image means of a ``faces`` run's final weights (the baseline's ``rd.csv``)."""
+    recipe = variant.recipe_of(setting.recipe)
+    folder = f"test_{variant.key}_r{setting.test_res}"
+    argv = faces_evaluation_command(recipe, run_dir, test_maps(setting, layout),
+                                    setting.test_res, REPO / setting.sphere_points, folder,
+                                    whole=variant.whole)
+    return planar_mean(argv, run_dir, folder)
+
+
+MEASURES = {"oslo": measure_oslo, "erp": measure_erp, "faces": measure_faces}
 
 
 def measure_all(setting: Setting, layout: Layout, seeds: Sequence[int]) -> list[dict]:
@@ -148,9 +189,7 @@ def measure_all(setting: Setting, layout: Layout, seeds: Sequence[int]) -> list[
                         continue
                     cache = run_dir / f"result_{variant.key}.json"
                     if not cache.exists():
-                        result = measure_oslo(setting, variant, run_dir) \
-                            if variant.side == "oslo" else \
-                            measure_erp(setting, layout, variant, run_dir)
+                        result = MEASURES[variant.side](setting, layout, variant, run_dir)
                         write_text(cache, json.dumps(result, indent=1) + "\n")
                     result = json.loads(cache.read_text())
                     rows.append({"method": variant.key, "seed": seed,

@@ -22,8 +22,10 @@ class Variant:
 
     Attributes:
         key: its name in the CSVs and its folder.
-        side: ``oslo`` (``main_sphere_compression.py``, coded with ``oslo_codec.py``'s codec) or
-            ``erp`` (CompressAI's hyperprior, ``baselines/train_erp_compressai.py``).
+        side: ``oslo`` (``main_sphere_compression.py``, coded with ``oslo_codec.py``'s codec),
+            ``erp`` (CompressAI's hyperprior on ERP, ``baselines/train_erp_compressai.py``) or
+            ``faces`` (CompressAI's hyperprior on the OSLO side's HEALPix patches laid out as
+            images, the same script with ``--layout healpix``).
         label: its name in the report.
         recipe: overrides of the :class:`~experiments.zoo_recipe.Recipe` fields.
         erp_width: the planar side's ERP width (0: ``4 * 2**healpix_res``).
@@ -56,6 +58,7 @@ VARIANTS = {v.key: v for v in (
     Variant("erp", "erp", "ERP hyperprior (CompressAI), 512 x 256"),
     Variant("oslo_paper", "oslo", "OSLO hyperprior, two summed 1-hop convolutions (the paper's)",
             recipe={"sphere_flags": ()}),
+    Variant("faces", "faces", "CompressAI's hyperprior on the HEALPix patches as images"),
     Variant("erp_640", "erp", "ERP hyperprior, 640 x 320 (the pixels of the HEALPix map)",
             erp_width=640),
     Variant("oslo_p128", "oslo", "OSLO hyperprior, 128 x 128 patches", recipe=WHOLE_FACE),
@@ -63,8 +66,8 @@ VARIANTS = {v.key: v for v in (
     Variant("oslo_whole", "oslo", "OSLO hyperprior coded whole", whole=True, trained_by="oslo"),
     Variant("erp_whole", "erp", "ERP hyperprior coded whole", whole=True, trained_by="erp"),
 )}
-"""The variants: the trend's two, then the ablations (the layer, the pixel count, the patch
-size, the coding)."""
+"""The variants: the trend's two, then the ablations (the layer: the paper's and CompressAI's on
+the same pixels; the pixel count; the patch size; the coding)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,8 @@ PRESETS = {
 TINY_PRESETS = {
     "trend": Setting(TINY, ("samples/planets",), ("oslo", "erp"), 0.013, (1, 2),
                      (0.002, 0.05), 1, 6, ("earth_day.jpg", "milky_way.jpg")),
-    "ablation": Setting(TINY, ("samples/planets",), ("oslo", "erp", "erp_whole", "oslo_whole"),
+    "ablation": Setting(TINY, ("samples/planets",),
+                        ("oslo", "erp", "faces", "erp_whole", "oslo_whole"),
                         0.013, (1,), (0.002, 0.05), 1, 6, ("earth_day.jpg",)),
 }
 """Settings of seconds for the tests (8 channels, resolution 6: 64 x 64 patches are whole
