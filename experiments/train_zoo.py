@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="epochs of a fine-tuning (210 steps each)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
+    parser.add_argument("-q", "--qualities", type=int, nargs="+", default=None,
+                        choices=[p.quality for p in POINTS],
+                        help="train only these qualities and their bases (default: all)")
     parser.add_argument("--measure-only", action="store_true",
                         help="export and measure the trained models, train nothing")
     parser.add_argument("--erp", action="store_true",
@@ -156,9 +159,10 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
                                init_from=base_dir(runs, point.base) / "final.pth.tar",
                                gpu=args.gpu))
 
+    points = [p for p in POINTS if not args.qualities or p.quality in args.qualities]
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(base, BASES))
-        list(pool.map(finetune, POINTS))
+        list(pool.map(base, sorted({p.base for p in points})))
+        list(pool.map(finetune, points))
 
 
 def erp_test_list(out: Path) -> Path:
