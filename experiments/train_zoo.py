@@ -55,12 +55,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from experiments.zoo_recipe import (  # noqa: E402
+    TEST_IMAGES,
     ZOO,
     erp_command,
     erp_evaluation_command,
+    images_in,
+    planar_mean,
     prepare_data,
-    run_command,
     sphere_command,
+    test_list,
     train,
 )
 from spherical_models import zoo  # noqa: E402
@@ -72,8 +75,6 @@ from utils.io import load_image  # noqa: E402
 from utils.sphere_points import load_or_create  # noqa: E402
 
 TRAIN_IMAGE_DIRS = ("samples/planets", "samples/zoo_train")
-TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
-               "moon_surface_4096.jpg")
 TEST_RESOLUTIONS = (7, 8)
 CHECK_IMAGE, CHECK_RES = "earth_day.jpg", 6
 SPHERE_POINTS = REPO / "misc" / "sphere_10242.txt"
@@ -82,7 +83,7 @@ HEALPIX_RES, PATCH_RES = ZOO.healpix_res, ZOO.patch_res
 
 def training_images() -> list[Path]:
     """The training images: every JPEG of :data:`TRAIN_IMAGE_DIRS`."""
-    return [image for folder in TRAIN_IMAGE_DIRS for image in sorted((REPO / folder).glob("*.jpg"))]
+    return images_in(TRAIN_IMAGE_DIRS)
 
 
 STEPS_PER_EPOCH = ZOO.steps_per_epoch(len(training_images()))
@@ -165,32 +166,20 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
         list(pool.map(finetune, points))
 
 
-def erp_test_list(out: Path) -> Path:
-    """A list naming the four test images, as the baseline reads lists (names only)."""
-    path = out / "erp" / "test.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{ZOO.map_prefix()}{Path(name).stem}.npy\n"
-                            for name in TEST_IMAGES))
-    return path
-
-
 def measure_erp(out: Path) -> None:
     """Evaluate every trained quality of the ERP twin at the test resolutions (by 64 x 64
     patches) into ``<out>/erp/results.csv``: quality, lambda, resolution, mean bpp, S-PSNR Y
     and WS-PSNR Y over the test images."""
     lines = ["quality,lambda,res,bpp,s_psnr_y,ws_psnr_y"]
-    test_list = erp_test_list(out)
+    tests = test_list(out / "erp" / "test.txt", ZOO.map_prefix(), TEST_IMAGES)
     for point in POINTS:
         run_dir = point_dir(out / "erp", point)
         if not (run_dir / "final.pth.tar").exists():
             continue
         for res in TEST_RESOLUTIONS:
             folder = f"test_r{res}"
-            if not (run_dir / folder / "rd.csv").exists():
-                run_command(erp_evaluation_command(ZOO, run_dir, test_list, res, SPHERE_POINTS,
-                                                   folder), run_dir / "evaluation.log", threads=2)
-            with open(run_dir / folder / "rd.csv") as stream:
-                mean = list(csv.DictReader(stream))[-1]
+            mean = planar_mean(erp_evaluation_command(ZOO, run_dir, tests, res, SPHERE_POINTS,
+                                                      folder), run_dir, folder)
             lines.append(f"{point.quality},{point.lmbda:g},{res},{float(mean['bpp']):.6f},"
                          f"{float(mean['s_psnr_y']):.4f},{float(mean['ws_psnr_y']):.4f}")
     (out / "erp" / "results.csv").write_text("\n".join(lines) + "\n")

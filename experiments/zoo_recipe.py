@@ -13,6 +13,7 @@ OSLO side runs ``main_sphere_compression.py``; the planar twin runs
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
@@ -27,6 +28,9 @@ from utils.cli import get_logger
 from utils.errors import OsloError
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
+               "moon_surface_4096.jpg")
+"""The test images of ``samples/`` (never trained on)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,29 @@ ZOO = Recipe()
 TINY = Recipe(healpix_res=6, patch_res=6, channels=(8, 8), patches_per_map=2, batch=2,
               checkpoint_interval=1)
 """A recipe of seconds, for the tests: 64 x 64 maps of whole faces, 8 channels."""
+
+
+def images_in(folders: Sequence[str]) -> list[Path]:
+    """Every JPEG of the ``folders`` (relative to the repository), sorted by folder and name."""
+    return [image for folder in folders for image in sorted((REPO / folder).glob("*.jpg"))]
+
+
+def test_list(path: Path, prefix: str, images: Sequence[str]) -> Path:
+    """A list of step-1 map names (``<prefix><stem>.npy``) of ``images``, as the planar
+    baseline reads lists (names only), written at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{prefix}{Path(name).stem}.npy\n" for name in images))
+    return path
+
+
+def planar_mean(argv: list[str], run_dir: Path, folder: str) -> dict[str, float]:
+    """Run a planar evaluation ``argv`` unless ``<run_dir>/<folder>/rd.csv`` exists; its mean
+    row (the last), floats by column."""
+    if not (run_dir / folder / "rd.csv").exists():
+        run_command(argv, run_dir / "evaluation.log", threads=2)
+    with open(run_dir / folder / "rd.csv") as stream:
+        mean = list(csv.DictReader(stream))[-1]
+    return {key: float(value) for key, value in mean.items() if key != "name"}
 
 
 def run_command(argv: Sequence[str], log_path: Path, threads: int = 1) -> float:

@@ -3,7 +3,6 @@ fine-tuning) and their measurement (each point's test-image means, cached)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +17,10 @@ from experiments.zoo_recipe import (
     erp_evaluation_command,
     faces_command,
     faces_evaluation_command,
+    planar_mean,
     prepare_data,
-    run_command,
     sphere_command,
+    test_list,
     train,
 )
 from utils.errors import OsloError
@@ -118,25 +118,13 @@ def measure_oslo(setting: Setting, layout: Layout, variant: Variant,
     return {key: float(np.mean([r[key] for r in rows])) for key in ("bpp", *METRICS)}
 
 
-def planar_mean(argv: list[str], run_dir: Path, folder: str) -> dict[str, float]:
-    """Run a planar evaluation ``argv`` unless ``<run_dir>/<folder>/rd.csv`` exists; its mean
-    row."""
-    if not (run_dir / folder / "rd.csv").exists():
-        run_command(argv, run_dir / "evaluation.log", threads=2)
-    with open(run_dir / folder / "rd.csv") as stream:
-        mean = list(csv.DictReader(stream))[-1]
-    return {key: float(mean[key]) for key in ("bpp", *METRICS)}
-
-
 def measure_erp(setting: Setting, layout: Layout, variant: Variant,
                 run_dir: Path) -> dict[str, float]:
     """Test-image means of an ERP run's final weights (the baseline's ``rd.csv``)."""
     recipe = variant.recipe_of(setting.recipe)
-    test_list = layout.out / "test.txt"
-    write_text(test_list, "".join(f"{recipe.map_prefix()}{Path(name).stem}.npy\n"
-                                  for name in setting.test_images))
+    tests = test_list(layout.out / "test.txt", recipe.map_prefix(), setting.test_images)
     folder = f"test_{variant.key}_r{setting.test_res}"
-    argv = erp_evaluation_command(recipe, run_dir, test_list, setting.test_res,
+    argv = erp_evaluation_command(recipe, run_dir, tests, setting.test_res,
                                   REPO / setting.sphere_points, folder)
     if variant.whole:
         argv[argv.index("--patch-size-valtest") + 1] = "0"
@@ -158,8 +146,7 @@ def test_maps(setting: Setting, layout: Layout) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / name, erp_to_healpix(load_image(REPO / "samples" / image),
                                                   setting.test_res))
-    write_text(folder / "test.txt", "".join(f"{name}\n" for name in names))
-    return folder / "test.txt"
+    return test_list(folder / "test.txt", prefix, setting.test_images)
 
 
 def measure_faces(setting: Setting, layout: Layout, variant: Variant,

@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from experiments.zoo_recipe import TINY, ZOO, Recipe
+from experiments.zoo_recipe import TEST_IMAGES, TINY, ZOO, Recipe, images_in
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
-TEST_IMAGES = ("earth_day.jpg", "mars_spirit_husband_hill.jpg", "milky_way.jpg",
-               "moon_surface_4096.jpg")
 ANCHOR = "erp"
 """The variant every other is measured against."""
 
@@ -99,8 +97,7 @@ class Setting:
     sphere_points: str = "misc/sphere_10242.txt"
 
     def images(self) -> list[Path]:
-        return [image for folder in self.train_dirs
-                for image in sorted((REPO / folder).glob("*.jpg"))]
+        return images_in(self.train_dirs)
 
     def steps(self, epochs: int) -> int:
         """Base steps of ``epochs`` (every variant makes the same steps an epoch)."""
