@@ -21,19 +21,22 @@ for the trend; for the ablations also ``oslo_paper`` (two summed 1-hop convoluti
 
 Seed 0 of ``oslo`` and ``erp`` reuses the zoo's own base runs (``--zoo runs/zoo``:
 ``base_lambda0.013`` and ``erp/base_lambda0.013``, trained by ``train_zoo.py`` and
-``train_zoo.py --erp``); everything else trains in ``<-O>/seed<s>/<variant>/``. Outputs in
-``-O``:
+``train_zoo.py --erp``); everything else trains in ``<-O>/seed<s>/<variant>/``. Both presets
+share that layout, so the ablation run in the trend's folder reuses the trend's ``oslo`` and
+``erp`` runs at its length (bases are taken at their checkpoint of the length, whatever their
+own length). Outputs in ``-O``, named after the preset (``trend_*`` or ``ablation_*``):
 
-* ``points.csv``: ``method,seed,steps,lambda,bpp,s_psnr_y,ws_psnr_y,s_psnr_rgb,ws_psnr_rgb``
-  (test-image means; ``steps``: the base's, each point adds the same fine-tuning steps);
-* ``bd.csv``: per variant, length, seed and metric (S-PSNR Y, WS-PSNR Y) the BD-rate and
-  BD-PSNR against ``erp`` (pchip), whether both curves are monotone, and per variant, length and
-  metric a row ``all``: the mean over the seeds and the spread (half the range);
-* ``trend.png``: BD-rate against base steps.
+* ``<preset>_points.csv``: ``method,seed,steps,lambda,bpp,s_psnr_y,ws_psnr_y,s_psnr_rgb,
+  ws_psnr_rgb`` (test-image means; ``steps``: the base's, each point adds the same fine-tuning
+  steps);
+* ``<preset>_bd.csv``: per variant, length, seed and metric (S-PSNR Y, WS-PSNR Y) the BD-rate
+  and BD-PSNR against ``erp`` (pchip), whether both curves are monotone, and per variant,
+  length and metric a row ``all``: the mean over the seeds and the spread (half the range);
+* ``<preset>.png``: BD-rate against base steps (one length: a bar a variant).
 
 Example:
     python experiments/trend_study.py -O runs/trend --zoo runs/zoo --seeds 0 1
-    python experiments/trend_study.py --preset ablation -O runs/ablation --zoo runs/zoo --seeds 0 1
+    python experiments/trend_study.py --preset ablation -O runs/trend --zoo runs/zoo --seeds 0 1
     python experiments/trend_study.py -O runs/trend_tiny --tiny       # seconds, for the tests
 """
 
@@ -122,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         load_or_create(REPO / setting.sphere_points)
         train_all(setting, layout, seeds, args.jobs)
     rows = measure_all(setting, layout, seeds)
-    write_text(out / "points.csv", rows_csv(rows, POINT_COLUMNS))
+    write_text(out / f"{args.preset}_points.csv", rows_csv(rows, POINT_COLUMNS))
     table = bd_table(rows)
-    write_text(out / "bd.csv", rows_csv(table, BD_COLUMNS))
-    plot(table, out / "trend.png")
+    write_text(out / f"{args.preset}_bd.csv", rows_csv(table, BD_COLUMNS))
+    plot(table, out / f"{args.preset}.png")
     log = get_logger()
     for row in table:
         spread = f" +- {row['spread_bd_rate']}" if row["seed"] == "all" else ""

@@ -69,7 +69,7 @@ def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "trend"
     trend_study.main(["-O", str(out), "--tiny"])
     setting = TINY_PRESETS["trend"]
-    with open(out / "points.csv") as stream:
+    with open(out / "trend_points.csv") as stream:
         reader = csv.DictReader(stream)
         assert tuple(reader.fieldnames) == ("method", "seed", "steps", "lambda", "bpp",
                                             "s_psnr_y", "ws_psnr_y", "s_psnr_rgb",
@@ -81,7 +81,7 @@ def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     for point in points:
         assert 0 < float(point["bpp"]) < 8
         assert all(10 < float(point[m]) < 60 for m in METRICS)
-    with open(out / "bd.csv") as stream:
+    with open(out / "trend_bd.csv") as stream:
         reader = csv.DictReader(stream)
         assert tuple(reader.fieldnames) == trend_table.BD_COLUMNS
         table = list(reader)
@@ -92,11 +92,24 @@ def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     stamps = [f.stat().st_mtime_ns for f in finals]
     trend_study.main(["-O", str(out), "--tiny"])
     assert [f.stat().st_mtime_ns for f in finals] == stamps
-    with open(out / "points.csv") as stream:
+    with open(out / "trend_points.csv") as stream:
         again = list(csv.DictReader(stream))
     assert again == points
     assert not any(math.isnan(float(p["bpp"])) for p in again)
     assert np.isfinite([float(p["s_psnr_y"]) for p in again]).all()
+    # the ablation in the trend's folder reuses its runs at the ablation's length (the bases'
+    # checkpoint there, not their end): nothing trains, the same points
+    trend_study.main(["--preset", "ablation", "-O", str(out), "--tiny", "--variants", "oslo"])
+    assert [f.stat().st_mtime_ns for f in finals] == stamps
+    with open(out / "ablation_points.csv") as stream:
+        ablation = list(csv.DictReader(stream))
+    first = min(int(p["steps"]) for p in points)
+    def key(point: dict) -> tuple:
+        return point["method"], point["lambda"]
+
+    assert sorted(ablation, key=key) == sorted((p for p in points if int(p["steps"]) == first),
+                                               key=key)
+    assert (out / "ablation.png").stat().st_size > 0
 
 
 def test_tiny_ablation_codes_every_variant(tmp_path):
@@ -105,7 +118,7 @@ def test_tiny_ablation_codes_every_variant(tmp_path):
     out = tmp_path / "ablation"
     trend_study.main(["--preset", "ablation", "-O", str(out), "--tiny"])
     setting = TINY_PRESETS["ablation"]
-    with open(out / "points.csv") as stream:
+    with open(out / "ablation_points.csv") as stream:
         points = list(csv.DictReader(stream))
     assert [p["method"] for p in points[:len(setting.variants)]] == list(setting.variants)
     assert len(points) == len(setting.variants) * len(setting.lambdas)
@@ -114,7 +127,7 @@ def test_tiny_ablation_codes_every_variant(tmp_path):
         # the same weights coded on the whole sphere instead of by face: a few bits apart
         assert float(whole[point["lambda"]]["bpp"]) == pytest.approx(float(point["bpp"]),
                                                                      rel=0.5)
-    with open(out / "bd.csv") as stream:
+    with open(out / "ablation_bd.csv") as stream:
         table = list(csv.DictReader(stream))
     assert {r["method"] for r in table} == set(setting.variants) - {"erp"}
     assert not (out / "seed0" / "oslo_whole").exists()  # no training of its own

@@ -71,7 +71,9 @@ def training_command(setting: Setting, layout: Layout, variant: Variant, run_dir
 
 def train_all(setting: Setting, layout: Layout, seeds: Sequence[int], jobs: int) -> None:
     """Steps 1 and 2 for every recipe, the bases (``jobs`` at a time), then every point's
-    fine-tuning from the base's checkpoint at its length."""
+    fine-tuning from the base's checkpoint at its length (a base reused from a longer study,
+    the zoo's or the trend's for the ablation, is taken at the length asked, not at its
+    end)."""
     trained = [VARIANTS[key] for key in setting.variants if not VARIANTS[key].trained_by]
     for recipe in {v.recipe_of(setting.recipe) for v in trained}:
         if layout.zoo is None or recipe != setting.recipe:
@@ -83,15 +85,16 @@ def train_all(setting: Setting, layout: Layout, seeds: Sequence[int], jobs: int)
         run_dir = layout.base(variant, seed, setting.base_lambda)
         train(run_dir, training_command(setting, layout, variant, run_dir, setting.base_lambda,
                                         top, None, seed))
-        missing = [e for e in setting.lengths if e != top and
-                   not (run_dir / f"checkpoint_{e}.pth.tar").exists()]
+        missing = [e for e in setting.lengths
+                   if not (run_dir / f"checkpoint_{e}.pth.tar").exists()]
         if missing:
-            raise OsloError(f"{run_dir}: no checkpoint at epoch(s) {missing}")
+            raise OsloError(f"{run_dir}: no checkpoint at epoch(s) {missing} (a base trained "
+                            f"shorter than {top} epochs?)")
 
     def point(key: tuple[Variant, int, int, float]) -> None:
         variant, seed, epochs, lmbda = key
         base_dir = layout.base(variant, seed, setting.base_lambda)
-        start = base_dir / ("final.pth.tar" if epochs == top else f"checkpoint_{epochs}.pth.tar")
+        start = base_dir / f"checkpoint_{epochs}.pth.tar"
         run_dir = layout.point(variant, seed, epochs, lmbda)
         train(run_dir, training_command(setting, layout, variant, run_dir, lmbda,
                                         setting.finetune_epochs, start, seed,

@@ -71,33 +71,48 @@ def bd_table(rows: Sequence[dict], anchor: str = ANCHOR) -> list[dict]:
 
 
 def plot(table: Sequence[dict], path: Path) -> None:
-    """BD-rate against the anchor by base steps: each seed (dots) and the mean with its
-    spread, per method and metric."""
+    """BD-rate against the anchor: by base steps, each seed (dots) and the mean with its
+    spread per method and metric; at a single length, a bar per method and metric (the
+    mean, the spread as an error bar, each seed a dot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     finite = [r for r in table if np.isfinite(float(r["bd_rate"]))]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
     keys = list(dict.fromkeys((r["method"], r["metric"]) for r in finite))
+    lengths = sorted({r["steps"] for r in finite})
+    fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, (method, metric) in enumerate(keys):
         mine = [r for r in finite if (r["method"], r["metric"]) == (method, metric)]
         seeds = [r for r in mine if r["seed"] != "all"]
         means = [r for r in mine if r["seed"] == "all"]
-        colour = f"C{k}"
+        label = f"{method}, {metric.replace('_', ' ')}"
+        if len(lengths) == 1:
+            ax.barh(k, [float(r["bd_rate"]) for r in means],
+                    xerr=[float(r["spread_bd_rate"]) for r in means], color=f"C{k % 2}",
+                    alpha=0.6, capsize=3)
+            ax.plot([float(r["bd_rate"]) for r in seeds], [k] * len(seeds), "k.")
+            continue
         ax.plot([r["steps"] for r in seeds], [float(r["bd_rate"]) for r in seeds], "o",
-                color=colour, alpha=0.4)
+                color=f"C{k}", alpha=0.4)
         ax.errorbar([r["steps"] for r in means], [float(r["bd_rate"]) for r in means],
-                    yerr=[float(r["spread_bd_rate"]) for r in means], color=colour,
-                    marker="s", capsize=3,
-                    label=f"{method}, {metric.replace('_', ' ')}: mean and spread")
-    ax.axhline(0, color="grey", lw=0.8)
-    if finite:
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=8)
-    ax.set_xlabel("base training steps")
-    ax.set_ylabel(f"BD-rate against {ANCHOR} (%)")
+                    yerr=[float(r["spread_bd_rate"]) for r in means], color=f"C{k}",
+                    marker="s", capsize=3, label=f"{label}: mean and spread")
+    rate_axis = f"BD-rate against {ANCHOR} (%)"
+    if len(lengths) == 1:
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(keys)), [f"{m}, {q.replace('_', ' ')}" for m, q in keys],
+                      fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{rate_axis}, {lengths[0]} base steps")
+    else:
+        ax.axhline(0, color="grey", lw=0.8)
+        if finite:
+            ax.set_xscale("log", base=2)
+            ax.legend(fontsize=8)
+        ax.set_xlabel("base training steps")
+        ax.set_ylabel(rate_axis)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
