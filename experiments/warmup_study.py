@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from compressai.losses import RateDistortionLoss as PlanarLoss  # noqa: E402
 from compressai.models import ScaleHyperprior  # noqa: E402
 
-from experiments.train_zoo import HEALPIX_RES, PATCH_RES, TRAIN_IMAGE_DIRS  # noqa: E402
+from experiments.zoo_recipe import ZOO, images_in  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
 from spherical_models.geometry import SphereGeometry  # noqa: E402
 from spherical_models.models.base import LayerOptions  # noqa: E402
@@ -53,6 +53,10 @@ from utils.io import load_image, rows_csv, write_text  # noqa: E402
 from utils.sampling import erp_to_healpix  # noqa: E402
 
 MODELS = ("oslo-zoo", "oslo-default", "erp")
+HEALPIX_RES, PATCH_RES = ZOO.healpix_res, ZOO.patch_res
+IMAGE_DIRS = ("samples/planets", "samples/photos")
+"""The training images of the study's documented runs (``docs/warmup_runs.csv``): the planets
+and the photographs the zoo trained on before ``samples/zoo_train``."""
 RUN_COLUMNS = ("model", "lambda", "seed", "warmup", "first_loss", "max_loss", "max_step",
                "max_ratio", "last50_loss", "seconds")
 TRACE_COLUMNS = ("model", "lambda", "seed", "warmup", "step", "loss")
@@ -80,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def training_images(count: int) -> list[np.ndarray]:
-    """The zoo's training images (``samples/planets``, ``samples/photos``)."""
-    paths = sorted(p for d in TRAIN_IMAGE_DIRS for p in (REPO / d).glob("*.jpg"))
+    """The study's training images, every JPEG of :data:`IMAGE_DIRS`."""
+    paths = images_in(IMAGE_DIRS)
     return [load_image(p) for p in (paths[:count] if count else paths)]
 
 
