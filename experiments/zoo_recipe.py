@@ -237,6 +237,15 @@ def erp_evaluation_command(recipe: Recipe, run_dir: Path, test_list: Path, res: 
             folder, "--no-progress"]
 
 
+def without_init(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--init-from FILE``: a resumed fine-tuning takes its weights from
+    its own checkpoint (the training scripts refuse both flags together)."""
+    if "--init-from" not in argv:
+        return list(argv)
+    at = argv.index("--init-from")
+    return [*argv[:at], *argv[at + 2:]]
+
+
 def resume_from(run_dir: Path) -> list[str]:
     """``--checkpoint-file`` of an interrupted training: its interrupted or newest periodic
     checkpoint."""
@@ -258,6 +267,8 @@ def train(run_dir: Path, argv: list[str]) -> None:
     record = json.loads(record_path.read_text()) if record_path.exists() else {"seconds": 0.0}
     record["command"] = shlex.join(["python", *argv])
     get_logger().info("training %s", run_dir)
-    seconds = run_command([*argv, *resume_from(run_dir)], run_dir / "train.log")
+    resume = resume_from(run_dir)
+    seconds = run_command([*(without_init(argv) if resume else argv), *resume],
+                          run_dir / "train.log")
     record["seconds"] += seconds
     record_path.write_text(json.dumps(record, indent=1) + "\n")

@@ -97,8 +97,15 @@ def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     assert again == points
     assert not any(math.isnan(float(p["bpp"])) for p in again)
     assert np.isfinite([float(p["s_psnr_y"]) for p in again]).all()
+    # a fine-tuning stopped after its checkpoint resumes from it (without its --init-from)
+    point = next(out.glob("seed0/oslo/e1_*"))
+    (point / "final.pth.tar").unlink()
+    assert list(point.glob("checkpoint_*.pth.tar"))
+    trend_study.main(["-O", str(out), "--tiny"])
+    assert (point / "final.pth.tar").exists()
     # the ablation in the trend's folder reuses its runs at the ablation's length (the bases'
     # checkpoint there, not their end): nothing trains, the same points
+    stamps = [f.stat().st_mtime_ns for f in finals]
     trend_study.main(["--preset", "ablation", "-O", str(out), "--tiny", "--variants", "oslo"])
     assert [f.stat().st_mtime_ns for f in finals] == stamps
     with open(out / "ablation_points.csv") as stream:
