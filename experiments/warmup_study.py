@@ -5,8 +5,8 @@ Each training runs ``--steps`` Adam steps (lr 1e-3, clipping 1, the auxiliary op
 training scripts, and records the loss of every step. The models:
 
 * ``oslo-zoo``: the zoo's layout, ``SphereScaleHyperprior(64, 96)`` with ``--single-conv
-  -upf SDPAConvTransposed``, on random 64 x 64 patches of the zoo's 24 training maps at
-  HEALPix resolution 7;
+  -upf SDPAConvTransposed``, on random 64 x 64 patches of 24 maps (``samples/planets`` and
+  ``samples/photos``, :data:`IMAGE_DIRS`) at HEALPix resolution 7;
 * ``oslo-default``: the default layout (two summed 1-hop convolutions a block, pixel shuffle),
   same data;
 * ``erp``: CompressAI's ``ScaleHyperprior(64, 96)`` on random 64 x 64 crops of the same

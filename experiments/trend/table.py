@@ -81,13 +81,13 @@ def plot(table: Sequence[dict], path: Path) -> None:
 
     finite = [r for r in table if np.isfinite(float(r["bd_rate"]))]
     keys = list(dict.fromkeys((r["method"], r["metric"]) for r in finite))
+    labels = [f"{method}, {metric.replace('_', ' ')}" for method, metric in keys]
     lengths = sorted({r["steps"] for r in finite})
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for k, (method, metric) in enumerate(keys):
         mine = [r for r in finite if (r["method"], r["metric"]) == (method, metric)]
         seeds = [r for r in mine if r["seed"] != "all"]
         means = [r for r in mine if r["seed"] == "all"]
-        label = f"{method}, {metric.replace('_', ' ')}"
         if len(lengths) == 1:
             ax.barh(k, [float(r["bd_rate"]) for r in means],
                     xerr=[float(r["spread_bd_rate"]) for r in means], color=f"C{k % 2}",
@@ -98,12 +98,11 @@ def plot(table: Sequence[dict], path: Path) -> None:
                 color=f"C{k}", alpha=0.4)
         ax.errorbar([r["steps"] for r in means], [float(r["bd_rate"]) for r in means],
                     yerr=[float(r["spread_bd_rate"]) for r in means], color=f"C{k}",
-                    marker="s", capsize=3, label=f"{label}: mean and spread")
+                    marker="s", capsize=3, label=f"{labels[k]}: mean and spread")
     rate_axis = f"BD-rate against {ANCHOR} (%)"
     if len(lengths) == 1:
         ax.axvline(0, color="grey", lw=0.8)
-        ax.set_yticks(range(len(keys)), [f"{m}, {q.replace('_', ' ')}" for m, q in keys],
-                      fontsize=8)
+        ax.set_yticks(range(len(keys)), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(f"{rate_axis}, {lengths[0]} base steps")
     else:
