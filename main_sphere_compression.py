@@ -25,6 +25,7 @@ from spherical_models.cli import (
     PATCH_BORDERS,
     PATIENCE_UNITS,
     HelpFormatter,
+    add_clamp_reconstruction_argument,
     add_lr_schedule_arguments,
     run,
 )
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep the learning rate fixed (no ReduceLROnPlateau; only with "
                        "--lr-schedule plateau)")
     add_lr_schedule_arguments(train)
+    add_clamp_reconstruction_argument(train)
     train.add_argument("--scheduler-patience", type=int, default=20,
                        help="with --lr-schedule plateau: epochs without improvement before "
                        "ReduceLROnPlateau divides the learning rate by sqrt(10) (see "

@@ -61,6 +61,7 @@ from collections.abc import Sequence
 
 from spherical_models.cli import (
     HelpFormatter,
+    add_clamp_reconstruction_argument,
     add_lr_schedule_arguments,
     add_sphere_points_argument,
     run_erp,
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the learning rate fixed (no ReduceLROnPlateau; only with --lr-schedule "
              "plateau)")
     add_lr_schedule_arguments(parser, monitored="the training loss")
+    add_clamp_reconstruction_argument(parser)
     add("--scheduler-patience", type=int, default=20,
         help="with --lr-schedule plateau: epochs without improvement of the training loss "
              "before ReduceLROnPlateau divides the learning rate by sqrt(10)")

@@ -135,6 +135,19 @@ def add_lr_schedule_arguments(parser: argparse.ArgumentParser | argparse._Argume
         "Adam's first steps at -lr 1e-3 from blowing the decoder up; 0: none")
 
 
+def add_clamp_reconstruction_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+) -> None:
+    """``--clamp-reconstruction`` of the training scripts
+    (:func:`spherical_models.training.epoch.clamped_reconstruction`)."""
+    parser.add_argument(
+        "--clamp-reconstruction", action="store_true",
+        help="train on the distortion of the reconstruction clamped to [0, 1], as the decoder "
+        "writes it, with a straight-through gradient: a pixel's error is at most 1, so a rare "
+        "latent that the inverse GDNs blow far out of range cannot multiply a step's loss "
+        "(default: off, CompressAI's loss of the unclamped output)")
+
+
 def check_lr_schedule(args: argparse.Namespace) -> None:
     """Refuse, with one line, values of the schedule flags out of range (the flags of
     :func:`add_lr_schedule_arguments`, ``--no-scheduler`` and ``-lr``)."""

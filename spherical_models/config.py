@@ -34,6 +34,7 @@ class TrainingConfig:
     aux_learning_rate: float
     clip_max_norm: float
     lr_warmup: int
+    clamp_reconstruction: bool
     no_scheduler: bool
     lr_schedule: str
     scheduler_patience: int
@@ -113,6 +114,7 @@ class RunConfig:
     lr_step_factor: float
     lr_min: float
     lr_warmup: int
+    clamp_reconstruction: bool
     validation_start: int
     checkpoint_file: str | None
     init_from: str | None

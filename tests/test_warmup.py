@@ -1,5 +1,5 @@
-"""The learning-rate warm-up keeps the first steps at lr 1e-3 bounded; the OSLO initialisation
-rule has the original's bound."""
+"""The learning-rate warm-up keeps the first steps at lr 1e-3 bounded; ``--clamp-reconstruction``
+bounds a step whose decoder overshoots; the OSLO initialisation rule has the original's bound."""
 
 import math
 from pathlib import Path
@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+import main_sphere_compression
+from baselines import train_erp_compressai
+from spherical_models.config import ErpRunConfig, RunConfig
 from spherical_models.geometry import SphereGeometry
 from spherical_models.layers.sdpa_conv import SDPAConv, reset_sdpa_parameters
 from spherical_models.models.google import SphereScaleHyperprior
-from spherical_models.training.epoch import EpochContext, train_step
+from spherical_models.training.epoch import EpochContext, clamped_reconstruction, train_step
 from spherical_models.training.loss import RateDistortionLoss
 from spherical_models.training.optim import configure_optimizers, steps_done, warmup_factor
 from utils.io import load_image
@@ -88,6 +91,58 @@ def test_warmed_step_restores_the_scheduled_rate():
     # SGD step of lr * 1/10 on the gradient -2 (x - 0): param = 0.1 * 0.1 * 2
     torch.testing.assert_close(param.detach(), torch.full((3,), 0.02))
     assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_clamped_reconstruction_is_the_clamp_with_an_identity_gradient():
+    x_hat = torch.tensor([-0.5, 0.0, 0.3, 1.0, 2991.0], requires_grad=True)
+    clamped = clamped_reconstruction(x_hat)
+    assert torch.equal(clamped, torch.tensor([0.0, 0.0, 0.3, 1.0, 1.0]))
+    weights = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    (weights * clamped).sum().backward()
+    assert torch.equal(x_hat.grad, weights)
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_clamp_reconstruction_bounds_an_overshoot_and_pulls_it_back(clamp):
+    """A reconstruction of 8 x 3 values in [0, 1] but one of 2,991 (the decoder's largest
+    output on the trend's 27x step, docs/RESULTS.md), one SGD step at lr 1e-3 without
+    clipping. With the clamp, the loss is lambda 255^2 mean((clamp(x_hat) - x)^2) plus the
+    bits, and every value moves by -lr lambda 255^2 2 (clamp(x_hat) - x) / 24: the overshoot
+    by at most that bound, towards [0, 1]. Without it, the overshoot's error dominates."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 8, 3, generator=generator)
+    start = torch.rand(1, 8, 3, generator=generator)
+    start[0, 5, 1] = 2991.0
+    x_hat = torch.nn.Parameter(start.clone())
+    lmbda, lr = 0.013, 1e-3
+    optimizer = torch.optim.SGD([x_hat], lr=lr)
+    ctx = EpochContext(RateDistortionLoss(lmbda), optimizer, None, None, torch.device("cpu"),
+                       clip_max_norm=0, clamp_reconstruction=clamp)
+    bits = torch.full((4,), 0.5)  # 4 bits over the 8 pixels
+    losses, _ = train_step(lambda inputs: {"x_hat": x_hat, "likelihoods": {"y": bits}}, None,
+                           x, ctx)
+    seen = start.clamp(0, 1) if clamp else start
+    error = (seen - x).double()
+    expected = lmbda * 255**2 * error.pow(2).mean().item() + 0.5
+    assert losses["loss"].item() == pytest.approx(expected, rel=1e-5)
+    step = lr * lmbda * 255**2 * 2 * error / 24
+    torch.testing.assert_close(x_hat.detach().double(), start.double() - step, rtol=0,
+                               atol=1e-4)
+    if clamp:
+        assert expected < lmbda * 255**2 + 0.5  # a pixel's error is at most 1
+    else:
+        assert expected > 1e5
+
+
+def test_both_training_scripts_take_clamp_reconstruction():
+    sphere = main_sphere_compression.build_parser().parse_args(["-nd", "s", "-o", "o"])
+    assert not RunConfig.from_args(sphere).training.clamp_reconstruction
+    sphere = main_sphere_compression.build_parser().parse_args(
+        ["-nd", "s", "-o", "o", "--clamp-reconstruction"])
+    assert RunConfig.from_args(sphere).training.clamp_reconstruction
+    planar = train_erp_compressai.build_parser().parse_args(
+        ["-o", "samples", "-O", "out", "-r", "7", "--clamp-reconstruction"])
+    assert ErpRunConfig.from_args(planar).training.clamp_reconstruction
 
 
 def test_oslo_initialisation_bound():

@@ -154,8 +154,9 @@ def sphere_step(model: nn.Module, batch: tuple[Tensor, Tensor], ctx: EpochContex
 class EpochContext:
     """What one epoch of training uses besides the model and the data: the loss, the
     optimisers, the geometry of the spherical codecs' batches (:obj:`None` for the planar
-    ones), the device, the processes, clipping, logging, warm-up, and ``step``, the
-    :class:`Step` of a model (or its DDP wrapper) on a batch of the loader."""
+    ones), the device, the processes, clipping, logging, warm-up, ``step``, the
+    :class:`Step` of a model (or its DDP wrapper) on a batch of the loader, and
+    ``clamp_reconstruction`` (the loss sees :func:`clamped_reconstruction`)."""
 
     criterion: Callable[[dict, Tensor], dict[str, Tensor]]
     optimizer: torch.optim.Optimizer
@@ -168,6 +169,21 @@ class EpochContext:
     progress: bool = True
     warmup_steps: int = 0
     step: Callable[[nn.Module, Any, EpochContext], Step] = sphere_step
+    clamp_reconstruction: bool = False
+
+
+def clamped_reconstruction(x_hat: Tensor) -> Tensor:
+    r"""``x_hat`` clamped to :math:`[0, 1]`, as the decoder writes it, with the identity as
+    gradient (straight-through): the value is :math:`c = \min(1, \max(0, \hat x))` and
+    :math:`\partial L / \partial \hat x = \partial L / \partial c`.
+
+    Under the squared error the gradient of a pixel is then :math:`2 (c - x)`, bounded by 2 and
+    of the sign that brings an overshoot back, and a pixel's error is at most 1 for targets in
+    :math:`[0, 1]`: a decoder that maps a rare latent far out of range (the inverse GDNs grow as
+    :math:`\hat x^2`) cannot multiply the step's loss. Inside :math:`[0, 1]` the value and the
+    gradient are exactly those of ``x_hat``.
+    """
+    return x_hat + (x_hat.clamp(0.0, 1.0) - x_hat).detach()
 
 
 def _warmed_step(optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
@@ -190,7 +206,8 @@ def _warmed_step(optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
 def train_step(
     forward: Callable[[Tensor], dict], module: nn.Module, x: Tensor, ctx: EpochContext
 ) -> tuple[dict[str, Tensor], float]:
-    """One optimisation step: rate-distortion loss, backward, clipping, model step (at the
+    """One optimisation step: rate-distortion loss (of :func:`clamped_reconstruction` with
+    ``ctx.clamp_reconstruction``), backward, clipping, model step (at the
     warm-up's fraction of the rate, :func:`~spherical_models.training.optim.warmup_factor`), then
     the auxiliary loss of the entropy bottlenecks and its step (CompressAI's ``examples/train.py``).
 
@@ -205,7 +222,10 @@ def train_step(
     ctx.optimizer.zero_grad(set_to_none=True)
     if ctx.aux_optimizer is not None:
         ctx.aux_optimizer.zero_grad(set_to_none=True)
-    losses = ctx.criterion(forward(x), x)
+    output = forward(x)
+    if ctx.clamp_reconstruction:
+        output = {**output, "x_hat": clamped_reconstruction(output["x_hat"])}
+    losses = ctx.criterion(output, x)
     losses["loss"].backward()
     if ctx.clip_max_norm > 0:
         params = [p for group in ctx.optimizer.param_groups for p in group["params"]]

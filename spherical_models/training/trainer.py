@@ -226,7 +226,7 @@ class Trainer:
         self.ctx = EpochContext(
             criterion, self.optimizer, self.aux_optimizer, first.geometry, device, info,
             config.clip_max_norm, config.print_freq if info.is_main else 0, progress,
-            config.lr_warmup, data.step,
+            config.lr_warmup, data.step, config.clamp_reconstruction,
         )
         self._use(first)
 
