@@ -69,6 +69,7 @@ from experiments.zoo_recipe import (  # noqa: E402
 from spherical_models import zoo  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
 from spherical_models.coding import codec  # noqa: E402
+from spherical_models.models import model_from_config  # noqa: E402
 from spherical_models.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.cli import get_logger, run_main, setup_logging  # noqa: E402
 from utils.io import load_image  # noqa: E402
@@ -191,7 +192,7 @@ def export(source: Path, target: Path) -> None:
     buffers (the entropy models' bounds and scale table) stay as they are: the likelihood
     bound 1e-9 is 0 in half precision."""
     checkpoint = load_checkpoint(source)
-    model = codec.load_codec(source).model
+    model = model_from_config(dict(checkpoint.get("config") or {}))
     learned = {name for name, _ in model.named_parameters()}
     state = {k: v.half() if k in learned and v.is_floating_point() else v
              for k, v in checkpoint["state_dict"].items()}
