@@ -21,9 +21,9 @@ from utils.healpix import nside_of
 @dataclass(frozen=True)
 class TrainingConfig:
     """The flags of the epoch loop (:class:`spherical_models.training.trainer.Trainer`), the same
-    for the sphere models and the planar ones: epochs, optimisers, clipping, warm-up, learning-rate
-    schedule, checkpoints, logging, the checkpoint to resume from, and ``arguments``, every
-    flag as given (recorded in the checkpoints).
+    for the sphere models and the planar ones: epochs, optimisers, clipping, warm-up, the clamp of
+    the reconstruction in the loss, learning-rate schedule, checkpoints, logging, the checkpoint
+    to resume from, and ``arguments``, every flag as given (recorded in the checkpoints).
 
     ``validation_start`` is the first epoch with validation and plateau steps (1 where there is
     no validation); ``print_freq`` logs the losses every this many batches (0: never).
