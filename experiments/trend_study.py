@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "of oslo and erp (default: none, every base trains in -O)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
-                        help="the curves (default: the preset's; erp, the anchor, is added)")
+                        help="the curves (default: the preset's; erp, the anchor, is added): "
+                        + "; ".join(f"{key}: {v.label}" for key, v in VARIANTS.items()))
     parser.add_argument("--lengths", type=int, nargs="+", default=None,
                         help="base lengths in epochs, multiples of the checkpoint interval "
                         "(default: the preset's)")

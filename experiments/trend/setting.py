@@ -24,7 +24,7 @@ class Variant:
             ``erp`` (CompressAI's hyperprior on ERP, ``baselines/train_erp_compressai.py``) or
             ``faces`` (CompressAI's hyperprior on the OSLO side's HEALPix patches laid out as
             images, the same script with ``--layout healpix``).
-        label: its name in the report.
+        label: what it is (``--help`` of ``--variants``).
         recipe: overrides of the :class:`~experiments.zoo_recipe.Recipe` fields.
         erp_width: the planar side's ERP width (0: ``4 * 2**healpix_res``).
         whole: coded whole (the whole sphere, ``-p -1``; the whole ERP image) instead of by
@@ -52,10 +52,11 @@ WHOLE_FACE = {"patch_res": 7, "patches_per_map": 12, "batch": 2}
 """128 x 128 patches (a whole face at resolution 7), as many pixels a step as the zoo's."""
 
 VARIANTS = {v.key: v for v in (
-    Variant("oslo", "oslo", "OSLO hyperprior (one 2-hop convolution a block, the zoo's)"),
+    Variant("oslo", "oslo", "OSLO hyperprior (one 2-hop convolution a block, transposed "
+            "convolution up: the zoo's)"),
     Variant("erp", "erp", "ERP hyperprior (CompressAI), 512 x 256"),
-    Variant("oslo_paper", "oslo", "OSLO hyperprior, two summed 1-hop convolutions (the paper's)",
-            recipe={"sphere_flags": ()}),
+    Variant("oslo_paper", "oslo", "OSLO hyperprior, two summed 1-hop convolutions, pixel "
+            "shuffle up (the paper's)", recipe={"sphere_flags": ()}),
     Variant("faces", "faces", "CompressAI's hyperprior on the HEALPix patches as images"),
     Variant("erp_640", "erp", "ERP hyperprior, 640 x 320 (the pixels of the HEALPix map)",
             erp_width=640),
