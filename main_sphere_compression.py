@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("-upf", "--unpool-func", type=unpool_name, default="pixel_shuffle",
                        metavar="{" + ",".join(UNPOOL_TYPES) + "}",
                        help="up-sampling by the 4 NESTED children")
+    model.add_argument("--icnr", action="store_true",
+                       help="ICNR start of the pixel-shuffle up blocks (Aitken et al. 2017): "
+                       "each child's output weights start as copies of child 0's, so that pixel "
+                       "shuffle starts as nearest up-sampling (it shortens the early plateau of "
+                       "the default layout, docs/RESULTS.md); only for a fresh model, with "
+                       "-upf pixel_shuffle and SDPAConv")
     model.add_argument("-nl", "--non-linearity", choices=NONLINEARITIES, default="GDN",
                        help="GDN, or 3 residual blocks (RB)")
     model.add_argument("-at", "--attention", action="store_true",

@@ -176,6 +176,9 @@ def check_arguments(args: argparse.Namespace) -> None:
                         "evaluate")
     if args.init_from and not args.train_data:
         raise OsloError("--init-from needs -i/--train-data (it starts a training)")
+    if args.icnr and (args.unpool_func != "pixel_shuffle" or args.conv_name != "SDPAConv"):
+        raise OsloError(f"--icnr needs -upf pixel_shuffle and SDPAConv, not -upf "
+                        f"{args.unpool_func} with {args.conv_name}")
     if args.test_data and not args.train_data and not (args.checkpoint_file
                                                        or args.weight_transfer):
         raise OsloError("evaluation (-t) without training needs --checkpoint-file (or "

@@ -87,6 +87,7 @@ class RunConfig:
     lmbda: float
     conv_name: str
     conv_init: str
+    icnr: bool
     weight_type: str
     use_euclidean: bool
     skip_conn_aggr: str

@@ -14,6 +14,7 @@ import torch
 from spherical_models.config import RunConfig
 from spherical_models.evaluation.maps import evaluate_maps
 from spherical_models.geometry import SphereGeometry
+from spherical_models.layers.blocks import icnr_
 from spherical_models.layers.sdpa_conv import reset_sdpa_parameters
 from spherical_models.models import (
     QUALITY_CHANNELS,
@@ -58,7 +59,7 @@ def channels(config: RunConfig) -> tuple[int, int]:
 
 def build_model(config: RunConfig) -> SphereCompressionModel:
     """The codec that the flags describe (random initialisation, ``--conv-init``'s rule for
-    the SDPA convolutions)."""
+    the SDPA convolutions, ``--icnr``'s start of the pixel-shuffle blocks)."""
     n, m = channels(config)
     options = LayerOptions(
         conv=config.conv_name, hop=2, skip_aggregation=config.skip_conn_aggr,
@@ -69,6 +70,8 @@ def build_model(config: RunConfig) -> SphereCompressionModel:
                                "context_model": config.context_model, "ar_hops": config.ar_hops})
     if config.conv_init != "conv2d":  # the layers' own rule: no second draw of the weights
         reset_sdpa_parameters(model, config.conv_init)
+    if config.icnr:
+        icnr_(model)
     return model
 
 

@@ -12,7 +12,13 @@ import spherical_models.layers.sdpa_conv as sdpa_module
 import spherical_models.models.google as google_module
 from spherical_models.geometry import SphereGeometry
 from spherical_models.graph import OsloGraph
-from spherical_models.layers.blocks import SphereAttention, SphereConvBlock, SphereDown, SphereUp
+from spherical_models.layers.blocks import (
+    SphereAttention,
+    SphereConvBlock,
+    SphereDown,
+    SphereUp,
+    icnr_,
+)
 from spherical_models.layers.face_layout import from_faces, pixel_linear, to_faces
 from spherical_models.layers.gdn import SphereGDN
 from spherical_models.layers.pooling import SpherePool, SphereUnpool
@@ -261,3 +267,31 @@ def test_training_benchmark_quick_mode_prints_both_ratios(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"step_ratio={step:.3f} mac_ratio={per_mac:.3f}"
     assert step > 0 and per_mac > 0 and any("face / compressai" in line for line in out)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "cat", "max"])
+def test_icnr_starts_pixel_shuffle_as_nearest_upsampling(aggregation):
+    """After ``icnr_``, the four children of every coarse pixel receive the same values (on the
+    gather path and the face path alike), and a block without it does not."""
+    fine, coarse = graph(3, -1), graph(2, -1)
+    torch.manual_seed(0)
+    up = SphereUp(4, 3, None, skip_aggregation=aggregation).to(DOUBLE)
+    y = torch.randn(2, coarse.num_pixels, 4, dtype=DOUBLE)
+    children = up(y, coarse, fine).reshape(2, coarse.num_pixels, 4, 3)
+    assert not torch.allclose(children[:, :, 1:], children[:, :, :1])
+    assert icnr_(up) == 1
+    for path in ("gather", "face"):
+        for conv in up.block.convs:
+            conv.path = path
+        children = up(y, coarse, fine).reshape(2, coarse.num_pixels, 4, 3)
+        torch.testing.assert_close(children, children[:, :, :1].expand_as(children), rtol=0,
+                                   atol=1e-12)
+
+
+def test_icnr_leaves_other_up_samplings_and_refuses_cheb_blocks():
+    transposed = SphereUp(4, 3, None, unpool="SDPAConvTransposed")
+    before = [p.clone() for p in transposed.parameters()]
+    assert icnr_(transposed) == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, transposed.parameters(), strict=True))
+    with pytest.raises(ValueError, match="ICNR needs SDPA convolutions"):
+        icnr_(SphereUp(4, 3, None, conv="ChebConv"))

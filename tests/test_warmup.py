@@ -1,5 +1,6 @@
 """The learning-rate warm-up keeps the first steps at lr 1e-3 bounded; ``--clamp-reconstruction``
-bounds a step whose decoder overshoots; the OSLO initialisation rule has the original's bound."""
+bounds a step whose decoder overshoots; the OSLO initialisation rule has the original's bound;
+``--icnr`` ties the pixel-shuffle blocks' children."""
 
 import math
 from pathlib import Path
@@ -10,13 +11,17 @@ import torch
 
 import main_sphere_compression
 from baselines import train_erp_compressai
+from spherical_models.cli import check_arguments
 from spherical_models.config import ErpRunConfig, RunConfig
 from spherical_models.geometry import SphereGeometry
+from spherical_models.layers.blocks import SphereUp
 from spherical_models.layers.sdpa_conv import SDPAConv, reset_sdpa_parameters
 from spherical_models.models.google import SphereScaleHyperprior
+from spherical_models.pipeline import build_model
 from spherical_models.training.epoch import EpochContext, clamped_reconstruction, train_step
 from spherical_models.training.loss import RateDistortionLoss
 from spherical_models.training.optim import configure_optimizers, steps_done, warmup_factor
+from utils.errors import OsloError
 from utils.io import load_image
 from utils.sampling import erp_to_healpix
 
@@ -157,3 +162,20 @@ def test_oslo_initialisation_bound():
     assert conv.weight.abs().max() > 0.99 / math.sqrt(9 * 64)
     with pytest.raises(ValueError, match="unknown initialisation"):
         conv.reset_parameters("xavier")
+
+
+def test_icnr_flag_starts_the_pixel_shuffle_blocks_tied_and_needs_them():
+    parser = main_sphere_compression.build_parser()
+    config = RunConfig.from_args(parser.parse_args(
+        ["-nd", "s", "-o", "o", "--icnr", "--channels", "8", "12"]))
+    shuffles = [m for m in build_model(config).modules()
+                if isinstance(m, SphereUp) and m.unpool == "pixel_shuffle"]
+    assert len(shuffles) == 6  # g_s's 4 up blocks and h_s's 2
+    for block in shuffles:
+        for conv in block.block.convs:
+            for k in (1, 2, 3):
+                assert torch.equal(conv.weight[..., k::4], conv.weight[..., 0::4])
+    args = parser.parse_args(["-nd", "s", "-o", "o", "-i", "train.txt", "--icnr", "-upf",
+                              "SDPAConvTransposed"])
+    with pytest.raises(OsloError, match="--icnr needs -upf pixel_shuffle and SDPAConv"):
+        check_arguments(args)

@@ -57,6 +57,8 @@ VARIANTS = {v.key: v for v in (
     Variant("erp", "erp", "ERP hyperprior (CompressAI), 512 x 256"),
     Variant("oslo_paper", "oslo", "OSLO hyperprior, two summed 1-hop convolutions, pixel "
             "shuffle up (the paper's)", recipe={"sphere_flags": ()}),
+    Variant("oslo_paper_icnr", "oslo", "the paper's layout with --icnr (the pixel-shuffle "
+            "blocks start as nearest up-sampling)", recipe={"sphere_flags": ("--icnr",)}),
     Variant("faces", "faces", "CompressAI's hyperprior on the HEALPix patches as images"),
     Variant("erp_640", "erp", "ERP hyperprior, 640 x 320 (the pixels of the HEALPix map)",
             erp_width=640),

@@ -308,6 +308,47 @@ class SphereUp(nn.Module):
         return _apply(self.activation, x, fine_graph, patch_ids)
 
 
+@torch.no_grad()
+def icnr_(model: nn.Module) -> int:
+    r"""ICNR start of every pixel-shuffle up block of ``model`` (Aitken et al., `"Checkerboard
+    artifact free sub-pixel convolution" <https://arxiv.org/abs/1707.02937>`_, 2017), in place;
+    the number of blocks changed.
+
+    Pixel shuffle sends channel :math:`4c + k` of the block's output to child :math:`k`
+    (:class:`~spherical_models.layers.pooling.SphereUnpool`). Every output channel
+    :math:`4c + k` of each convolution of the block (weight ``[1 + K, C_in, 4 C]``, bias, and the
+    projection of ``cat`` aggregation) takes the values of channel :math:`4c`, so the block's
+    output is the same for the four children whatever its input: at this start pixel shuffle is
+    nearest up-sampling of a ``C``-channel map, and training then lets the children differ.
+
+    Raises:
+        ValueError: a pixel-shuffle block with convolutions other than SDPA ones.
+    """
+    changed = 0
+    for module in model.modules():
+        if not isinstance(module, SphereUp) or module.unpool != "pixel_shuffle":
+            continue
+        for conv in module.block.convs:
+            if not isinstance(conv, SDPAConv):
+                raise ValueError(f"ICNR needs SDPA convolutions, not {type(conv).__name__}")
+            _tie_children(conv.weight, -1)
+            if conv.bias is not None:
+                _tie_children(conv.bias, 0)
+        if module.block.project is not None:
+            _tie_children(module.block.project.weight, 0)
+            _tie_children(module.block.project.bias, 0)
+        changed += 1
+    return changed
+
+
+def _tie_children(tensor: Tensor, dim: int) -> None:
+    """Along ``dim`` (channels ``4c + k``), copy the slices ``4c`` onto ``4c + 1 .. 4c + 3``."""
+    moved = tensor.movedim(dim, -1)
+    groups = moved.reshape(*moved.shape[:-1], -1, 4)
+    tied = groups[..., :1].expand_as(groups).reshape(moved.shape).clone()
+    tensor.copy_(tied.movedim(-1, dim))
+
+
 def _activation(kind: str | None, channels: int, inverse: bool, conv: str) -> nn.Module | None:
     if kind is None:
         return None
