@@ -32,6 +32,7 @@ from tqdm import tqdm
 from spherical_models import zoo
 from spherical_models.cli import HelpFormatter
 from spherical_models.coding import codec
+from spherical_models.coding.refine import DEFAULT_REFINE_LR, Refinement
 from spherical_models.models.tiling import DEFAULT_TILE_RES
 from utils.cli import get_logger, run_main, setup_logging
 from utils.errors import OsloError
@@ -104,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--scale-table-levels", type=int, default=None,
                         help="entries of the scale table of y (default: the checkpoint's; 64 "
                         "for checkpoints that do not record it); recorded in the header")
+    encode.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="latent refinement: optimise each batch's latent for its own "
+                        "rate-distortion cost with STEPS Adam steps before coding it (slower "
+                        "encoding, same decoder and format; docs/codec.md); 0: off")
+    encode.add_argument("--refine-lr", type=float, default=DEFAULT_REFINE_LR,
+                        help="initial learning rate of --refine, decayed linearly to 0")
+    encode.add_argument("--refine-lambda", type=float, default=None,
+                        help="rate-distortion trade-off of --refine (default: the checkpoint's "
+                        "lambda)")
 
     decode = commands.add_parser("decode", formatter_class=HelpFormatter,
                                  help=".oslo -> map or ERP image",
@@ -215,8 +225,23 @@ class _Decoders:
         return self.loaded[entry.file]
 
 
+def _refinement(args: argparse.Namespace) -> Refinement | None:
+    """The refinement of --refine, --refine-lr and --refine-lambda (None: off)."""
+    if args.refine < 0:
+        raise OsloError(f"--refine must not be negative, got {args.refine}")
+    if not args.refine:
+        if args.refine_lambda is not None or args.refine_lr != DEFAULT_REFINE_LR:
+            raise OsloError("--refine-lr and --refine-lambda need --refine STEPS")
+        return None
+    try:
+        return Refinement(args.refine, args.refine_lr, args.refine_lambda)
+    except ValueError as error:
+        raise OsloError(f"--refine: {error}") from None
+
+
 def encode(args: argparse.Namespace) -> None:
     pairs = _pairs(args, INPUT_EXTENSIONS, codec.SUFFIX.lstrip("."))
+    refinement = _refinement(args)
     model = _encoder(args)
     res = args.healpix_res
     if res is None:
@@ -227,7 +252,7 @@ def encode(args: argparse.Namespace) -> None:
         hp_map, shape = codec.read_input(source, args.healpix_res if is_map else res)
         data = codec.encode_map(model, hp_map, args.patch_res, args.batch_size,
                                 args.deterministic, shape, args.scale_table_levels,
-                                args.tile_res, not args.no_progress)
+                                args.tile_res, not args.no_progress, refinement)
         codec.write_bytes(target, data)
         log.info("%s -> %s: %d bytes, %.4f bpp", source, target, len(data),
                  8 * len(data) / len(hp_map))

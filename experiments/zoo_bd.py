@@ -7,24 +7,32 @@ On the four test images of ``samples/`` (never trained on) at HEALPix resolution
 * JPEG and WebP (Pillow) coding the ERP image resampled to ``4 * 2**r x 2 * 2**r``, at the
   qualities ``--qualities``;
 * with ``--erp-results``, the planar twin (``train_zoo.py --erp``: CompressAI's hyperprior on
-  ERP, the same recipe, coded by 64 x 64 patches).
+  ERP, the same recipe, coded by 64 x 64 patches);
+* with ``--refine STEPS``, the zoo's files coded again with the encoder's latent refinement
+  (``oslo_codec.py encode --refine``; method ``zoo+refine``), one image, quality and resolution
+  a task on ``--jobs`` processes of one thread each, each result kept in
+  ``<out>/refined/`` (a rerun codes only what is missing).
 
 bpp is over the HEALPix pixels at ``r``; S-PSNR and WS-PSNR Y against the original ERP image at
 the 10,242 sphere points, mean over the images. The BD values (pchip, ``utils.rd.bd_values``)
-are those of the zoo's curve against each anchor on the PSNR range both cover, which the table
-gives. Written in ``-O``: ``points.csv`` (method, res, quality, bpp, s_psnr_y, ws_psnr_y),
-``bd.csv`` (res, anchor, metric, bd_rate, bd_psnr, overlap_low, overlap_high) and ``rd.png``.
+are those of the zoo's curves (``zoo``, and ``zoo+refine`` against ``zoo`` too) against each
+anchor on the PSNR range both cover, which the table gives. Written in ``-O``: ``points.csv``
+(method, res, quality, bpp, s_psnr_y, ws_psnr_y), ``bd.csv`` (method, res, anchor, metric,
+bd_rate, bd_psnr, overlap_low, overlap_high) and ``rd.png``.
 
 Example:
-    python experiments/zoo_bd.py -O runs/zoo_bd --erp-results runs/zoo/erp/results.csv
+    python experiments/zoo_bd.py -O runs/zoo_bd --erp-results runs/zoo/erp/results.csv \
+        --refine 100 --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +43,17 @@ sys.path.insert(0, str(REPO))
 from experiments.train_zoo import SPHERE_POINTS, TEST_IMAGES, TEST_RESOLUTIONS  # noqa: E402
 from spherical_models import zoo  # noqa: E402
 from spherical_models.cli import HelpFormatter  # noqa: E402
+from spherical_models.coding.refine import DEFAULT_REFINE_LR, Refinement  # noqa: E402
 from utils.classic_codecs import CODECS, RD_QUALITIES, erp_rd_points  # noqa: E402
 from utils.cli import run_main, setup_logging  # noqa: E402
+from utils.errors import OsloError  # noqa: E402
 from utils.io import load_image, rows_csv, write_text  # noqa: E402
 from utils.rd import bd_values  # noqa: E402
 from utils.sphere_points import load_or_create  # noqa: E402
 
 METRICS = ("s_psnr_y", "ws_psnr_y")
 POINT_COLUMNS = ("method", "res", "quality", "bpp", *METRICS)
+OURS = ("zoo", "zoo+refine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results.csv of train_zoo.py --erp (the planar twin), if any")
     parser.add_argument("--qualities", default=",".join(map(str, RD_QUALITIES)),
                         help="JPEG and WebP qualities")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="also code the test images with the zoo and STEPS steps of latent "
+                        "refinement a batch (0: not)")
+    parser.add_argument("--refine-lr", type=float, default=DEFAULT_REFINE_LR,
+                        help="initial learning rate of --refine")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes (one thread each) coding with --refine")
     return parser
 
 
@@ -66,6 +84,57 @@ def zoo_points(folder: Path) -> list[dict]:
         for res in TEST_RESOLUTIONS:
             images = entry.results["samples"][str(res)]["images"].values()
             rows.append({"method": "zoo", "res": res, "quality": entry.quality,
+                         "bpp": float(np.mean([i["bpp"] for i in images])),
+                         **{m: float(np.mean([i[m] for i in images])) for m in METRICS}})
+    return rows
+
+
+def _refined_task(task: tuple[str, int, int, str, Refinement]) -> dict:
+    """Code one test image with one zoo entry at one resolution, refined (a worker)."""
+    import torch
+
+    from spherical_models.coding.codec import load_codec
+
+    folder, quality, res, name, refinement = task
+    torch.set_num_threads(1)
+    entry = zoo.zoo_entry(quality=quality, folder=Path(folder))
+    codec = load_codec(zoo.checked_path(entry, Path(folder)))
+    image = load_image(REPO / "samples" / name)
+    metrics, _ = zoo.code_erp_image(codec, image, res, load_or_create(SPHERE_POINTS),
+                                    refinement=refinement)
+    return {"quality": quality, "res": res, "image": name, "steps": refinement.steps,
+            "lr": refinement.lr, **metrics}
+
+
+def refined_points(folder: Path, out: Path, refinement: Refinement, jobs: int) -> list[dict]:
+    """The mean points of the zoo coded with ``refinement``, per resolution and quality;
+    each image's result is kept in ``out/refined/`` and reused when its settings match."""
+    cache = out / "refined"
+    cache.mkdir(parents=True, exist_ok=True)
+    qualities = [entry.quality for entry in zoo.read_registry(folder)]
+    tasks = [(str(folder), q, res, name, refinement)
+             for q in qualities for res in TEST_RESOLUTIONS for name in TEST_IMAGES]
+
+    def path(task) -> Path:
+        return cache / f"q{task[1]}_r{task[2]}_{Path(task[3]).stem}.json"
+
+    def done(task) -> bool:
+        if not path(task).is_file():
+            return False
+        kept = json.loads(path(task).read_text())
+        return (kept["steps"], kept["lr"]) == (refinement.steps, refinement.lr)
+
+    missing = [task for task in tasks if not done(task)]
+    with ProcessPoolExecutor(jobs) as pool:
+        for task, result in zip(missing, pool.map(_refined_task, missing), strict=True):
+            write_text(path(task), json.dumps(result, indent=1) + "\n")
+            print(f"refined q{task[1]} r{task[2]} {task[3]}: {result['bpp']:.4f} bpp, "
+                  f"{result['s_psnr_y']:.3f} dB", flush=True)
+    rows = []
+    for q in qualities:
+        for res in TEST_RESOLUTIONS:
+            images = [json.loads(path((None, q, res, name)).read_text()) for name in TEST_IMAGES]
+            rows.append({"method": "zoo+refine", "res": res, "quality": q,
                          "bpp": float(np.mean([i["bpp"] for i in images])),
                          **{m: float(np.mean([i[m] for i in images])) for m in METRICS}})
     return rows
@@ -102,16 +171,17 @@ def curve(rows: list[dict], method: str, res: int) -> dict[str, np.ndarray]:
 
 
 def bd_rows(rows: list[dict]) -> list[dict]:
-    """BD values of the zoo against every other method, per resolution and metric."""
+    """BD values of the zoo's curves (``zoo``, ``zoo+refine``) against every other method
+    (``zoo`` not against ``zoo+refine``), per resolution and metric."""
     out = []
-    anchors = sorted({r["method"] for r in rows} - {"zoo"})
-    for res in TEST_RESOLUTIONS:
-        ours = curve(rows, "zoo", res)
-        for anchor in anchors:
+    methods = {r["method"] for r in rows}
+    for method, res in ((m, res) for m in OURS if m in methods for res in TEST_RESOLUTIONS):
+        ours = curve(rows, method, res)
+        for anchor in sorted(methods - set(OURS[OURS.index(method):])):
             theirs = curve(rows, anchor, res)
             for metric in METRICS:
                 rate, psnr = bd_values(theirs, ours, metric, "pchip")
-                out.append({"res": res, "anchor": anchor, "metric": metric,
+                out.append({"method": method, "res": res, "anchor": anchor, "metric": metric,
                             "bd_rate": f"{rate:.2f}", "bd_psnr": f"{psnr:.3f}",
                             "overlap_low": f"{max(ours[metric].min(), theirs[metric].min()):.2f}",
                             "overlap_high":
@@ -127,7 +197,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(TEST_RESOLUTIONS), figsize=(11, 4))
     for ax, res in zip(axes, TEST_RESOLUTIONS, strict=True):
-        for method in ("zoo", "erp", "jpeg", "webp"):
+        for method in (*OURS, "erp", "jpeg", "webp"):
             points = curve(rows, method, res)
             if len(points["bpp"]):
                 ax.plot(points["bpp"], points["s_psnr_y"], "o-", label=method)
@@ -145,18 +215,28 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     setup_logging()
+    if args.jobs < 1:
+        raise OsloError(f"--jobs must be at least 1, got {args.jobs}")
+    refinement = None
+    if args.refine:
+        try:
+            refinement = Refinement(args.refine, args.refine_lr)
+        except ValueError as error:
+            raise OsloError(f"--refine: {error}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     qualities = CODECS["jpeg"].parse_qualities(args.qualities)
     rows = zoo_points(Path(args.zoo_dir)) + classic_points(qualities)
     if args.erp_results:
         rows += erp_points(Path(args.erp_results))
+    if refinement is not None:
+        rows += refined_points(Path(args.zoo_dir), out, refinement, args.jobs)
     write_text(out / "points.csv", rows_csv(rows, POINT_COLUMNS))
     table = bd_rows(rows)
     write_text(out / "bd.csv", rows_csv(table))
     plot(rows, out / "rd.png")
     for row in table:
-        print(f"r{row['res']} zoo vs {row['anchor']:4s} {row['metric']:9s}: BD-rate "
+        print(f"r{row['res']} {row['method']} vs {row['anchor']:4s} {row['metric']:9s}: BD-rate "
               f"{row['bd_rate']:>7s} %, BD-PSNR {row['bd_psnr']:>6s} dB (overlap "
               f"{row['overlap_low']} to {row['overlap_high']} dB)")
 

@@ -160,10 +160,13 @@ def listing(entries: list[ZooEntry]) -> str:
 
 def code_erp_image(model: Any, image: np.ndarray, res: int,
                    points: tuple[np.ndarray, np.ndarray],
-                   patch_res: int | None = None) -> tuple[dict[str, float], np.ndarray]:
+                   patch_res: int | None = None,
+                   refinement: Any = None) -> tuple[dict[str, float], np.ndarray]:
     """Code an ERP image ``[H, W, 3]`` at HEALPix resolution ``res`` with a codec
     (:func:`spherical_models.coding.codec.load_codec`, deterministic mode) by patches of
-    ``patch_res`` (default: the checkpoint's; -1: the whole sphere) and decode it.
+    ``patch_res`` (default: the checkpoint's; -1: the whole sphere), its latents refined by
+    ``refinement`` (:class:`~spherical_models.coding.refine.Refinement`) if given, and decode
+    it.
 
     Returns:
         ``({"bytes", "bpp", "s_psnr_y", "ws_psnr_y", "s_psnr_rgb", "ws_psnr_rgb"}, decoded map
@@ -175,7 +178,8 @@ def code_erp_image(model: Any, image: np.ndarray, res: int,
     from utils.sampling import erp_to_healpix
 
     hp_map = erp_to_healpix(image, res)
-    data = codec.encode_map(model, hp_map, patch_res=patch_res, image_shape=image.shape[:2])
+    data = codec.encode_map(model, hp_map, patch_res=patch_res, image_shape=image.shape[:2],
+                            refinement=refinement)
     decoded = codec.decode(model, codec.unpack(data))
     metrics = spherical_psnr(image, "erp", decoded, "healpix", *points)
     return {"bytes": len(data), "bpp": 8 * len(data) / len(hp_map), **metrics}, decoded

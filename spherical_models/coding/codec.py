@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from spherical_models.coding.oslo_format import (  # noqa: F401 (the format, re-
     read_file,
     unpack,
 )
+from spherical_models.coding.refine import Refinement
 from spherical_models.geometry import SphereGeometry
 from spherical_models.models import SphereCompressionModel, model_from_config
 from spherical_models.models.tiling import check_tile_res, check_tileable, coarse_geometry
@@ -176,6 +177,7 @@ def encode_map(
     scale_table_levels: int | None = None,
     tile_res: int | None = None,
     progress: bool = False,
+    refinement: Refinement | None = None,
 ) -> bytes:
     """Compress a ``uint8`` ``[12 * 4**r, 3]`` map into the bytes of a ``.oslo`` file.
 
@@ -191,7 +193,10 @@ def encode_map(
         tile_res: on the whole sphere, run ``g_a`` by tiles of this resolution
             (:func:`~spherical_models.coding.maps.compress_map`; :obj:`None`: at once); not
             recorded (the strings are the same).
-        progress: a progress bar over the tiles.
+        progress: a progress bar over the tiles (or the refined batches).
+        refinement: refine each batch's latent before coding it
+            (:mod:`spherical_models.coding.refine`; its lambda by default the checkpoint's);
+            not recorded (the decoder is the same). Not with ``tile_res``.
     """
     healpix_res = check_map(hp_map)
     patch_res = codec.default_patch_res if patch_res is None else max(patch_res, -1)
@@ -203,10 +208,12 @@ def encode_map(
     if not 2 <= levels <= MAX_SCALE_TABLE_LEVELS:
         raise OsloError(f"scale table levels {levels} outside 2..{MAX_SCALE_TABLE_LEVELS}")
     tile_res = None if patch_res >= 0 else check_tile_res(tile_res, healpix_res)
+    if refinement is not None:
+        refinement = resolved_refinement(refinement, codec.config, tile_res)
     geometry = codec.geometry(healpix_res, patch_res, tile_res is not None)
     deterministic = codec.set_mode(deterministic, levels)
     coded = compress_map(codec.model, geometry, hp_map, patch_res, batch_size, codec.device,
-                         tile_res, progress)
+                         tile_res, progress, refinement)
     header = Header(
         model=codec.config["model"], quality=int(codec.config.get("quality", 0)),
         lmbda=float(codec.config.get("lambda", 0.0)), healpix_res=healpix_res,
@@ -215,6 +222,22 @@ def encode_map(
         checksums=tuple(coded.checksums.values()), deterministic=deterministic,
     )
     return pack(header, list(coded.strings.values()))
+
+
+def resolved_refinement(refinement: Refinement, config: Mapping[str, Any],
+                        tile_res: int | None) -> Refinement:
+    """``refinement`` with its lambda (default: the checkpoint's ``config["lambda"]``), or
+    :class:`OsloError` where it cannot run."""
+    if tile_res is not None:
+        raise OsloError("latent refinement codes the whole sphere at once or by patches: give "
+                        "--tile-res -1 or -p >= 0")
+    if refinement.lmbda is not None:
+        return refinement
+    lmbda = float(config.get("lambda", 0.0))
+    if not lmbda > 0:
+        raise OsloError("the checkpoint records no lambda: give the refinement's lambda "
+                        "(--refine-lambda)")
+    return replace(refinement, lmbda=lmbda)
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from spherical_models.coding.refine import Refinement, refine_latent
 from spherical_models.entropy.streams import LatentDecoder, LatentEncoder
 from spherical_models.models import SphereCompressionModel
 from spherical_models.models.base import Y_LEVEL
@@ -165,6 +166,7 @@ def compress_map(
     device: torch.device,
     tile_res: int | None = None,
     progress: bool = False,
+    refinement: Refinement | None = None,
 ) -> CodedMap:
     """Code a ``uint8`` ``[npix, 3]`` map (NESTED) into one string per latent.
 
@@ -173,17 +175,30 @@ def compress_map(
     On the whole sphere, ``tile_res`` (:func:`~spherical_models.models.tiling.check_tile_res`)
     runs ``g_a`` tile by tile (:func:`analyse_tiled`); only the levels from ``y`` down of
     ``geometry`` are then read (:func:`~spherical_models.models.tiling.coarse_geometry` suffices).
-    ``progress``: a progress bar over the tiles.
+    ``progress``: a progress bar over the tiles. ``refinement`` (its ``lmbda`` set): the
+    latent of each batch is refined before it is coded
+    (:func:`~spherical_models.coding.refine.refine_latent`), with a progress bar over the
+    batches if ``progress``; not with ``tile_res``.
     """
     encoder = LatentEncoder()
     tile_res = None if patch_res >= 0 else check_tile_res(tile_res, res_of_npix(len(hp_map)))
+    if tile_res is not None and refinement is not None:
+        raise ValueError("latent refinement needs the latent of a batch at once: patches, or "
+                         "the whole sphere without tiles")
     if tile_res is not None:
         y = analyse_tiled(model, geometry, hp_map, tile_res, device, progress)
         model.code_latents(encoder, None, geometry, None, y=y)
     else:
-        for _, values, patch_ids in map_batches(hp_map, patch_res, batch_size):
+        batches = map_batches(hp_map, patch_res, batch_size)
+        if refinement is not None and progress:
+            batches = tqdm(list(batches), desc="refine", unit="batch", leave=False)
+        for _, values, patch_ids in batches:
             ids = None if patch_ids is None else torch.from_numpy(patch_ids).to(device)
-            model.code_latents(encoder, to_input(values, device), geometry, ids)
+            x, y = to_input(values, device), None
+            if refinement is not None:
+                y = refine_latent(model, x, model.g_a(x, geometry, ids), geometry, ids,
+                                  refinement)
+            model.code_latents(encoder, x, geometry, ids, y=y)
     coded = encoder.finish()
     names = model.latent_names
     return CodedMap(
