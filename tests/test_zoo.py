@@ -200,3 +200,42 @@ def test_half_precision_bounds_do_not_switch_off_the_likelihood_bound(entry):
                     torch.arange(2))
     for likelihoods in out["likelihoods"].values():
         assert float(likelihoods.min()) >= 0.99e-9
+
+
+def test_zoo_bd_refined_points_are_coded_once_and_kept(tmp_path, monkeypatch):
+    """``zoo_bd.py --refine``: each image, quality and resolution is coded with the refinement
+    (another point than the plain file's; what refinement buys is tests/test_refine.py's),
+    kept in ``refined/``, and read back rather than coded again by a rerun with the same
+    settings."""
+    import json
+
+    from experiments import zoo_bd
+    from spherical_models.coding.refine import Refinement
+
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    entry = ENTRIES[0]
+    shutil.copy(zoo.checked_path(entry), folder / entry.file)
+    registry = json.loads((zoo.ZOO_DIR / zoo.REGISTRY_NAME).read_text())
+    registry["entries"] = registry["entries"][:1]
+    (folder / zoo.REGISTRY_NAME).write_text(json.dumps(registry))
+    monkeypatch.setattr(zoo_bd, "TEST_RESOLUTIONS", (6,))
+    monkeypatch.setattr(zoo_bd, "TEST_IMAGES", ("earth_day.jpg",))
+    out = tmp_path / "bd"
+    rows = zoo_bd.refined_points(folder, out, Refinement(5), jobs=1)
+    kept = json.loads((out / "refined" / f"q{entry.quality}_r6_earth_day.json").read_text())
+    assert rows == [{"method": "zoo+refine", "res": 6, "quality": entry.quality,
+                     "bpp": kept["bpp"], "s_psnr_y": kept["s_psnr_y"],
+                     "ws_psnr_y": kept["ws_psnr_y"]}]
+    loaded = codec.load_codec(folder / entry.file)
+    image = load_image(REPO / "samples" / "earth_day.jpg")
+    plain, _ = zoo.code_erp_image(loaded, image, 6, load_or_create(REPO / "misc" /
+                                                                     "sphere_10242.txt"))
+    assert (kept["bpp"], kept["s_psnr_y"]) != (plain["bpp"], plain["s_psnr_y"])
+    assert (kept["steps"], kept["lr"]) == (5, Refinement(5).lr)
+
+    def never(task):
+        raise AssertionError("coded again")
+
+    monkeypatch.setattr(zoo_bd, "_refined_task", never)
+    assert zoo_bd.refined_points(folder, out, Refinement(5), jobs=1) == rows
