@@ -23,7 +23,7 @@ Ctrl-C saves ``interrupted.pth.tar``, and ``torchrun`` trains on several process
 Outputs in -O: ``log.csv`` (epoch,loss,bpp,mse,lr,seconds), ``config.txt``,
 ``checkpoint_<epoch>.pth.tar`` every --checkpoint-interval epochs and ``final.pth.tar``.
 --checkpoint-file resumes at the epoch after the checkpoint's; --init-from starts from another
-checkpoint's weights (fine-tuning to a new lambda).
+checkpoint's weights (fine-tuning to a new lambda or ERP width).
 
 Evaluation (-t, after training, or of --checkpoint-file), in ``<-O>/<--foldername-valtest>/``:
 the decoded ERP images ``<listname>_reconstructed.png``, ``rates.txt`` (step 4's format) and
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint to resume training from (with -i), or to evaluate (with -t only)")
     add("--init-from", default=None, metavar="CKPT",
         help="start training (-i) from the weights of a checkpoint of this script (the same "
-             "-m, channels and --erp-width, any --lambda), with a new optimiser and schedule "
+             "-m and channels, any --lambda and --erp-width), with a new optimiser and schedule "
              "from epoch 1: fine-tuning, e.g. the lower lambdas of an RD curve from its "
              "highest")
     add("--checkpoint-interval", type=int, default=10,

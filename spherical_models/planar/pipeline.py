@@ -98,9 +98,10 @@ RESUME_KEYS = ("model", "N", "M", "lambda", "erp_width", "lr_schedule", "distort
                "layout", "patch_res_train")
 """Entries of :func:`model_config` that a checkpoint must match to resume training from it."""
 
-INIT_KEYS = ("model", "N", "M", "erp_width", "layout", "patch_res_train")
+INIT_KEYS = ("model", "N", "M", "layout", "patch_res_train")
 """Entries of :func:`model_config` that a checkpoint must match to start a training from it
-(``--init-from``)."""
+(``--init-from``): the model, not the data; ``--erp-width`` (``-r``) may differ, as ``-hr``
+may for the OSLO models."""
 
 LAYOUT_DEFAULTS = {"layout": "erp", "patch_res_train": None}
 """The entries of :func:`model_config` that only ``--layout healpix`` records, and their values
