@@ -7,17 +7,14 @@ batches of 8 patches of 64 x 64 pixels (``-hr 7 -prt 6``), 48 a map and epoch, f
 training maps of ``samples/planets`` and ``samples/zoo_train`` (sharp 1024 x 512 photographs; no
 test image): 210 steps an epoch. Two base models train from scratch
 at lambdas 0.0035 and 0.013 (Adam, lr 1e-3 with a 50-step warm-up, constant); each quality is
-then fine-tuned from the nearer base at its own lambda (lr 1e-3 with a cosine decay to 1e-5),
-and last fine-tuned for 10 epochs on the same images sampled at resolution 8 (``-hr 8``, lr
-1e-4 with a cosine decay to 1e-5: ``zoo_recipe.POLISH``).
+then fine-tuned from the nearer base at its own lambda (lr 1e-3 with a cosine decay to 1e-5).
 
 Steps, each skipped when its output exists (an interrupted training resumes from its last
 checkpoint with ``--checkpoint-file``):
 
-1. step 1 on the training images, step 2 for the levels of the model, at resolution 7 in
-   ``<-O>`` and at resolution 8 in ``<-O>/r8``;
-2. the base trainings, then per quality its fine-tuning and its resolution-8 fine-tuning
-   (``main_sphere_compression.py``), two at a time (``--jobs``), one thread each;
+1. step 1 on the training images, step 2 for the levels of the model;
+2. the base trainings, then the fine-tunings (``main_sphere_compression.py``), two at a time
+   (``--jobs``), one thread each;
 3. export: the final weights in half precision into ``zoo/oslo-hyperprior-q<Q>.pth.tar``;
 4. measurement of every file with the codec of ``oslo_codec.py`` (deterministic mode): bpp and
    S-PSNR Y of the four test images of ``samples/`` at resolutions 7 and 8, and the bytes and
@@ -27,8 +24,7 @@ checkpoint with ``--checkpoint-file``):
 
 With ``--erp``, instead: the planar twin of the zoo for the studies, CompressAI's
 ``ScaleHyperprior(64, 96)`` on 64 x 64 crops of the same images in ERP at 512 x 256
-(``baselines/train_erp_compressai.py``; 1024 x 512 for the resolution-8 fine-tuning), with the
-same bases, lambdas, steps and schedules, in
+(``baselines/train_erp_compressai.py``), with the same bases, lambdas, steps and schedules, in
 ``<-O>/erp/``; each quality is evaluated on the four test images at resolutions 7 and 8 (ERP
 width ``4 * 2**r``, coded by 64 x 64 patches as the zoo is), into ``<-O>/erp/results.csv``.
 Its checkpoints are not exported into the zoo.
@@ -59,7 +55,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from experiments.zoo_recipe import (  # noqa: E402
-    POLISH,
     TEST_IMAGES,
     ZOO,
     erp_command,
@@ -120,9 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="epochs of a base training (210 steps each)")
     parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="epochs of a fine-tuning (210 steps each)")
-    parser.add_argument("--polish-epochs", type=int, default=10,
-                        help="epochs of the last fine-tuning, on resolution-8 maps (210 steps "
-                        "each; 0: none, the fine-tuning's weights are the entry's)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at a time")
     parser.add_argument("-q", "--qualities", type=int, nargs="+", default=None,
                         choices=[p.quality for p in POINTS],
@@ -153,18 +145,9 @@ def point_dir(out: Path, point: Point) -> Path:
     return out / f"q{point.quality}_lambda{point.lmbda:g}"
 
 
-def polish_dir(out: Path, point: Point) -> Path:
-    return out / f"q{point.quality}_lambda{point.lmbda:g}_r8"
-
-
-def final_dir(out: Path, point: Point, polished: bool) -> Path:
-    """The run whose ``final.pth.tar`` is the quality's weights: its last stage."""
-    return polish_dir(out, point) if polished else point_dir(out, point)
-
-
 def train_all(out: Path, args: argparse.Namespace) -> None:
-    """The bases, then per quality its fine-tuning and resolution-8 fine-tuning, ``--jobs``
-    at a time (of the ERP twin in ``<out>/erp`` with ``--erp``)."""
+    """The bases, then the fine-tunings, ``--jobs`` at a time (of the ERP twin in
+    ``<out>/erp`` with ``--erp``)."""
     command = erp_command if args.erp else sphere_command
     runs = out / "erp" if args.erp else out
 
@@ -177,12 +160,6 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
         train(run_dir, command(ZOO, out, run_dir, point.lmbda, args.finetune_epochs,
                                init_from=base_dir(runs, point.base) / "final.pth.tar",
                                gpu=args.gpu))
-        if args.polish_epochs:
-            run_dir = polish_dir(runs, point)
-            train(run_dir, command(POLISH, out / "r8", run_dir, point.lmbda,
-                                   args.polish_epochs,
-                                   init_from=point_dir(runs, point) / "final.pth.tar",
-                                   gpu=args.gpu))
 
     points = [p for p in POINTS if not args.qualities or p.quality in args.qualities]
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -190,14 +167,14 @@ def train_all(out: Path, args: argparse.Namespace) -> None:
         list(pool.map(finetune, points))
 
 
-def measure_erp(out: Path, polished: bool) -> None:
+def measure_erp(out: Path) -> None:
     """Evaluate every trained quality of the ERP twin at the test resolutions (by 64 x 64
     patches) into ``<out>/erp/results.csv``: quality, lambda, resolution, mean bpp, S-PSNR Y
     and WS-PSNR Y over the test images."""
     lines = ["quality,lambda,res,bpp,s_psnr_y,ws_psnr_y"]
     tests = test_list(out / "erp" / "test.txt", ZOO.map_prefix(), TEST_IMAGES)
     for point in POINTS:
-        run_dir = final_dir(out / "erp", point, polished)
+        run_dir = point_dir(out / "erp", point)
         if not (run_dir / "final.pth.tar").exists():
             continue
         for res in TEST_RESOLUTIONS:
@@ -256,29 +233,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     out, zoo_dir = Path(args.out), Path(args.zoo_dir)
     if not args.measure_only:
         prepare_data(ZOO, out, training_images())
-        if args.polish_epochs:
-            prepare_data(POLISH, out / "r8", training_images())
         train_all(out, args)
     if args.erp:
         load_or_create(SPHERE_POINTS)
-        measure_erp(out, args.polish_epochs > 0)
+        measure_erp(out)
         return
     zoo_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for point in POINTS:
-        final = final_dir(out, point, args.polish_epochs > 0) / "final.pth.tar"
+        final = point_dir(out, point) / "final.pth.tar"
         if not final.exists():
             log.info("q%d not trained yet: skipped", point.quality)
             continue
         target = zoo_dir / f"{zoo.DEFAULT_MODEL}-q{point.quality}.pth.tar"
         export(final, target)
         loaded = codec.load_codec(target)
-        stages = {"base": run_record(base_dir(out, point.base)),
-                  "finetune": run_record(point_dir(out, point))}
-        if args.polish_epochs:
-            stages["finetune_r8"] = run_record(polish_dir(out, point))
-        record = {**stages, "steps": sum(s["steps"] for s in stages.values()),
-                  "seconds": round(sum(s["seconds"] for s in stages.values()), 1),
+        base = run_record(base_dir(out, point.base))
+        tune = run_record(point_dir(out, point))
+        record = {"base": base, "finetune": tune, "steps": base["steps"] + tune["steps"],
+                  "seconds": round(base["seconds"] + tune["seconds"], 1),
                   "data": [f"{d}/*.jpg" for d in TRAIN_IMAGE_DIRS],
                   "machine": machine()}
         log.info("measuring %s", target)

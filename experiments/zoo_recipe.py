@@ -5,8 +5,7 @@ against ERP with training length).
 A :class:`Recipe` fixes the data (HEALPix resolution, patch size, patches per map and epoch,
 batch), the model and the schedules: a base trains from scratch at a constant learning rate
 after a short warm-up and keeps a checkpoint every ``checkpoint_interval`` epochs; a
-fine-tuning starts from a checkpoint (``--init-from``) with a cosine decay to ``lr_min``; the
-zoo's last fine-tuning (:data:`POLISH`) does so on resolution-8 maps of the same images. The
+fine-tuning starts from a checkpoint (``--init-from``) with a cosine decay to ``lr_min``. The
 OSLO side runs ``main_sphere_compression.py``; the planar twin runs
 ``baselines/train_erp_compressai.py`` on crops of the same images in ERP (width
 ``4 * 2**healpix_res``) with the same steps, learning rates and seeds.
@@ -22,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from utils.cli import get_logger
@@ -75,13 +74,6 @@ class Recipe:
 
 ZOO = Recipe()
 """The zoo's recipe (docs/RESULTS.md, "The zoo")."""
-
-POLISH = replace(ZOO, healpix_res=8, lr=1e-4)
-"""The zoo's last fine-tuning: the same images sampled at resolution 8 (a 64 x 64 patch then
-covers a quarter of the sphere's area that it covers at resolution 7, with sharper detail), at
-lr 1e-4 after the warm-up, decaying to ``lr_min``. On q4 it saved 3.3 % of the bits at
-resolution 8 and 4.4 % at resolution 7 for equal S-PSNR Y, where as many steps on the
-resolution-7 maps saved none (docs/RESULTS.md, "The zoo")."""
 
 TINY = Recipe(healpix_res=6, patch_res=6, channels=(8, 8), patches_per_map=2, batch=2,
               checkpoint_interval=1)
