@@ -11,7 +11,7 @@ On the four test images of ``samples/`` (never trained on) at HEALPix resolution
 * with ``--refine STEPS``, the zoo's files coded again with the encoder's latent refinement
   (``oslo_codec.py encode --refine``; method ``zoo+refine``), one image, quality and resolution
   a task on ``--jobs`` processes of one thread each, each result kept in
-  ``<out>/refined/`` (a rerun codes only what is missing).
+  ``<out>/refined/`` under the file's checkpoint hash (a rerun codes only what is missing).
 
 bpp is over the HEALPix pixels at ``r``; S-PSNR and WS-PSNR Y against the original ERP image at
 the 10,242 sphere points, mean over the images. The BD values (pchip, ``utils.rd.bd_values``)
@@ -33,6 +33,7 @@ import json
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,54 +90,70 @@ def zoo_points(folder: Path) -> list[dict]:
     return rows
 
 
-def _refined_task(task: tuple[str, int, int, str, Refinement]) -> dict:
+@dataclass(frozen=True)
+class RefineTask:
+    """One test image coded with one zoo entry at one resolution, refined."""
+
+    folder: str
+    quality: int
+    digest: str
+    res: int
+    image: str
+    refinement: Refinement
+
+    def path(self, cache: Path) -> Path:
+        """Its result in ``cache``, named by the file's checkpoint hash: a retrained entry
+        of the same quality is coded again."""
+        return cache / f"{self.digest[:16]}_r{self.res}_{Path(self.image).stem}.json"
+
+    def kept(self, cache: Path) -> dict | None:
+        """Its result if ``cache`` holds one of the same file and settings."""
+        if not self.path(cache).is_file():
+            return None
+        kept = json.loads(self.path(cache).read_text())
+        settings = (self.digest, self.refinement.steps, self.refinement.lr)
+        return kept if (kept["digest"], kept["steps"], kept["lr"]) == settings else None
+
+
+def _refined_task(task: RefineTask) -> dict:
     """Code one test image with one zoo entry at one resolution, refined (a worker)."""
     import torch
 
     from spherical_models.coding.codec import load_codec
 
-    folder, quality, res, name, refinement = task
     torch.set_num_threads(1)
-    entry = zoo.zoo_entry(quality=quality, folder=Path(folder))
-    codec = load_codec(zoo.checked_path(entry, Path(folder)))
-    image = load_image(REPO / "samples" / name)
-    metrics, _ = zoo.code_erp_image(codec, image, res, load_or_create(SPHERE_POINTS),
-                                    refinement=refinement)
-    return {"quality": quality, "res": res, "image": name, "steps": refinement.steps,
-            "lr": refinement.lr, **metrics}
+    entry = zoo.zoo_entry(quality=task.quality, folder=Path(task.folder))
+    codec = load_codec(zoo.checked_path(entry, Path(task.folder)))
+    image = load_image(REPO / "samples" / task.image)
+    metrics, _ = zoo.code_erp_image(codec, image, task.res, load_or_create(SPHERE_POINTS),
+                                    refinement=task.refinement)
+    return {"quality": task.quality, "digest": entry.digest, "res": task.res,
+            "image": task.image, "steps": task.refinement.steps, "lr": task.refinement.lr,
+            **metrics}
 
 
 def refined_points(folder: Path, out: Path, refinement: Refinement, jobs: int) -> list[dict]:
     """The mean points of the zoo coded with ``refinement``, per resolution and quality;
-    each image's result is kept in ``out/refined/`` and reused when its settings match."""
+    each image's result is kept in ``out/refined/`` and reused when its file and settings
+    match."""
     cache = out / "refined"
     cache.mkdir(parents=True, exist_ok=True)
-    qualities = [entry.quality for entry in zoo.read_registry(folder)]
-    tasks = [(str(folder), q, res, name, refinement)
-             for q in qualities for res in TEST_RESOLUTIONS for name in TEST_IMAGES]
-
-    def path(task) -> Path:
-        return cache / f"q{task[1]}_r{task[2]}_{Path(task[3]).stem}.json"
-
-    def done(task) -> bool:
-        if not path(task).is_file():
-            return False
-        kept = json.loads(path(task).read_text())
-        return (kept["steps"], kept["lr"]) == (refinement.steps, refinement.lr)
-
-    missing = [task for task in tasks if not done(task)]
+    entries = zoo.read_registry(folder)
+    tasks = {(e.quality, res): [RefineTask(str(folder), e.quality, e.digest, res, name,
+                                           refinement) for name in TEST_IMAGES]
+             for e in entries for res in TEST_RESOLUTIONS}
+    missing = [t for group in tasks.values() for t in group if t.kept(cache) is None]
     with ProcessPoolExecutor(jobs) as pool:
         for task, result in zip(missing, pool.map(_refined_task, missing), strict=True):
-            write_text(path(task), json.dumps(result, indent=1) + "\n")
-            print(f"refined q{task[1]} r{task[2]} {task[3]}: {result['bpp']:.4f} bpp, "
-                  f"{result['s_psnr_y']:.3f} dB", flush=True)
+            write_text(task.path(cache), json.dumps(result, indent=1) + "\n")
+            print(f"refined q{task.quality} r{task.res} {task.image}: {result['bpp']:.4f} "
+                  f"bpp, {result['s_psnr_y']:.3f} dB", flush=True)
     rows = []
-    for q in qualities:
-        for res in TEST_RESOLUTIONS:
-            images = [json.loads(path((None, q, res, name)).read_text()) for name in TEST_IMAGES]
-            rows.append({"method": "zoo+refine", "res": res, "quality": q,
-                         "bpp": float(np.mean([i["bpp"] for i in images])),
-                         **{m: float(np.mean([i[m] for i in images])) for m in METRICS}})
+    for (quality, res), group in tasks.items():
+        images = [t.kept(cache) for t in group]
+        rows.append({"method": "zoo+refine", "res": res, "quality": quality,
+                     "bpp": float(np.mean([i["bpp"] for i in images])),
+                     **{m: float(np.mean([i[m] for i in images])) for m in METRICS}})
     return rows
 
 

@@ -326,13 +326,14 @@ def test_random_crops_share_the_epochs_draw_between_processes():
 def test_init_from_starts_a_new_training_from_the_weights_of_another_lambda(image_dir, tmp_path,
                                                                              lists):
     """--init-from: the start's weights, a fresh optimiser and schedule from epoch 1 at another
-    --lambda and on images of another width (the zoo's resolution-8 fine-tuning). With learning rates of 1e-30 (an Adam step moves a weight by about the learning
-    rate), one epoch keeps the start's weights, which a fresh initialisation would not."""
+    --lambda and ERP width. With learning rates of 1e-30 (an Adam step moves a weight by about
+    the learning rate), one epoch keeps the start's weights, which a fresh initialisation would
+    not."""
     train(image_dir, tmp_path, lists, tmp_path / "a")
     start = torch.load(tmp_path / "a" / "final.pth.tar", map_location="cpu", weights_only=True)
     train(image_dir, tmp_path, lists, tmp_path / "b", "-e", "1", "--lambda", "0.002",
-          "--lr-schedule", "cosine", "-lr", "1e-30", "-lraux", "1e-30", "--erp-width", str(2 * WIDTH),
-          "--init-from", str(tmp_path / "a" / "final.pth.tar"))
+          "--lr-schedule", "cosine", "-lr", "1e-30", "-lraux", "1e-30",
+          "--erp-width", str(2 * WIDTH), "--init-from", str(tmp_path / "a" / "final.pth.tar"))
     tuned = torch.load(tmp_path / "b" / "final.pth.tar", map_location="cpu", weights_only=True)
     assert tuned["epoch"] == 1 and len(tuned["history"]) == 1
     assert tuned["config"]["lambda"] == 0.002 and start["config"]["lambda"] != 0.002

@@ -3,6 +3,7 @@ its record states; the codec's command line uses it without --checkpoint."""
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +207,7 @@ def test_zoo_bd_refined_points_are_coded_once_and_kept(tmp_path, monkeypatch):
     """``zoo_bd.py --refine``: each image, quality and resolution is coded with the refinement
     (another point than the plain file's; what refinement buys is tests/test_refine.py's),
     kept in ``refined/``, and read back rather than coded again by a rerun with the same
-    settings."""
+    file and settings; a file of another hash is coded again."""
     import json
 
     from experiments import zoo_bd
@@ -223,7 +224,7 @@ def test_zoo_bd_refined_points_are_coded_once_and_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo_bd, "TEST_IMAGES", ("earth_day.jpg",))
     out = tmp_path / "bd"
     rows = zoo_bd.refined_points(folder, out, Refinement(5), jobs=1)
-    kept = json.loads((out / "refined" / f"q{entry.quality}_r6_earth_day.json").read_text())
+    kept = json.loads((out / "refined" / f"{entry.digest[:16]}_r6_earth_day.json").read_text())
     assert rows == [{"method": "zoo+refine", "res": 6, "quality": entry.quality,
                      "bpp": kept["bpp"], "s_psnr_y": kept["s_psnr_y"],
                      "ws_psnr_y": kept["ws_psnr_y"]}]
@@ -232,10 +233,15 @@ def test_zoo_bd_refined_points_are_coded_once_and_kept(tmp_path, monkeypatch):
     plain, _ = zoo.code_erp_image(loaded, image, 6, load_or_create(REPO / "misc" /
                                                                      "sphere_10242.txt"))
     assert (kept["bpp"], kept["s_psnr_y"]) != (plain["bpp"], plain["s_psnr_y"])
-    assert (kept["steps"], kept["lr"]) == (5, Refinement(5).lr)
+    assert (kept["digest"], kept["steps"], kept["lr"]) == (entry.digest, 5, Refinement(5).lr)
 
     def never(task):
         raise AssertionError("coded again")
 
     monkeypatch.setattr(zoo_bd, "_refined_task", never)
     assert zoo_bd.refined_points(folder, out, Refinement(5), jobs=1) == rows
+    task = zoo_bd.RefineTask(str(folder), entry.quality, entry.digest, 6, "earth_day.jpg",
+                             Refinement(5))
+    assert task.kept(out / "refined") == kept
+    assert replace(task, refinement=Refinement(6)).kept(out / "refined") is None
+    assert replace(task, digest="0" * len(entry.digest)).kept(out / "refined") is None
