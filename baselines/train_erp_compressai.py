@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("-e", "--epochs", type=int, default=1000, help="last epoch (epochs are numbered from 1)")
     add("-np", "--crops-per-image", type=int, default=12,
         help="random crops (--layout healpix: patches) per training image (map) and epoch")
-    add("--crop-size", type=int, default=256,
-        help="side of the square training crops (a multiple of 64, at most W/2)")
+    add("--crop-size", type=int, default=None,
+        help="side of the square training crops (a multiple of 64, at most W/2; default: 256)")
     add("-bst", "--batch-size-train", type=int, default=8,
         help="crops (patches) per training batch")
     add("--distortion-weight", choices=DISTORTION_WEIGHTS, default="none",

@@ -24,6 +24,7 @@ from spherical_models.config import (
     PAD_MULTIPLE,
     ErpRunConfig,
     RunConfig,
+    crop_size_of,
     erp_width_of,
     face_patch_res_of,
     valtest_patch_res_of,
@@ -287,18 +288,19 @@ def check_erp_arguments(args: argparse.Namespace) -> None:
         raise OsloError(f"--patch-size-valtest must be 0 or a positive multiple of "
                         f"{PAD_MULTIPLE}, got {args.patch_size_valtest}")
     if args.train_data is not None and args.layout == "erp":
-        if args.crop_size < PAD_MULTIPLE or args.crop_size % PAD_MULTIPLE:
+        crop = crop_size_of(args)
+        if crop < PAD_MULTIPLE or crop % PAD_MULTIPLE:
             raise OsloError(f"--crop-size must be a positive multiple of {PAD_MULTIPLE}, got "
-                            f"{args.crop_size}")
-        if args.crop_size > width // 2:
-            raise OsloError(f"--crop-size {args.crop_size} is larger than the ERP images "
+                            f"{crop}")
+        if crop > width // 2:
+            raise OsloError(f"--crop-size {crop} is larger than the ERP images "
                             f"({width} x {width // 2}; see --erp-width)")
     refuse_file(args.out_dir, f"-O/--out-dir '{args.out_dir}' is not a folder")
 
 
 ERP_ONLY_FLAGS = {
     "--erp-width": ("erp_width", None),
-    "--crop-size": ("crop_size", 256),
+    "--crop-size": ("crop_size", None),
     "--distortion-weight": ("distortion_weight", "none"),
     "--patch-size-valtest": ("patch_size_valtest", 0),
     "--train-original-dir": ("train_original_dir", None),

@@ -183,6 +183,9 @@ LAYOUTS = ("erp", "healpix")
 DEFAULT_PATCH_RES = 8
 """``-prt`` of ``--layout healpix`` when not given (256 x 256 images, as ``--crop-size``)."""
 
+DEFAULT_CROP_SIZE = 256
+"""``--crop-size`` of ``--layout erp`` when not given."""
+
 FACE_FLAGS = ("layout", "patch_res_train", "patch_res_valtest")
 """The flags of ``--layout healpix``, which a run with ``--layout erp`` does not record (its
 ``config.txt`` and checkpoints are those of before ``--layout``)."""
@@ -239,13 +242,15 @@ class ErpRunConfig:
         arguments = {k: v for k, v in vars(args).items() if faces or k not in FACE_FLAGS}
         loop = {"max_epochs": args.epochs, "lr_step_at": tuple(args.lr_step_at),
                 "patience_unit": "epochs", "validation_start": 1, "print_freq": 0,
-                "arguments": {**arguments, "erp_width": width, "files_prefix": prefix}}
+                "arguments": {**arguments, "erp_width": width, "files_prefix": prefix,
+                              "crop_size": crop_size_of(args)}}
         resolved = {
             "original_dir": Path(args.original_dir),
             "train_original_dir": Path(args.train_original_dir or args.original_dir),
             "out_dir": Path(args.out_dir),
             "files_prefix": prefix,
             "erp_width": width,
+            "crop_size": crop_size_of(args),
             "channels": tuple(args.channels) if args.channels else None,
             "patch_res_train": face_patch_res_of(args)[0],
             "patch_res_valtest": face_patch_res_of(args)[1],
@@ -258,6 +263,11 @@ class ErpRunConfig:
             f.name: resolved[f.name] if f.name in resolved else getattr(args, f.name)
             for f in fields(cls)
         })
+
+
+def crop_size_of(args: argparse.Namespace) -> int:
+    """``--crop-size``, else :data:`DEFAULT_CROP_SIZE`."""
+    return DEFAULT_CROP_SIZE if args.crop_size is None else args.crop_size
 
 
 def erp_width_of(args: argparse.Namespace) -> int:

@@ -214,7 +214,7 @@ def test_bad_flags_are_one_line_errors(data, monkeypatch, capsys):
         "-prvt/--patch-res-valtest 7 is above": [*healpix, "-prt", "6", "-prvt", "7"],
         "-prt/--patch-res-train needs --layout healpix": [*train, "-prt", "6"],
         "-prvt/--patch-res-valtest needs --layout healpix": [*train, "-prvt", "6"],
-        "--crop-size is a flag of --layout erp": [*healpix, "-prt", "6", "--crop-size", "64"],
+        "--crop-size is a flag of --layout erp": [*healpix, "-prt", "6", "--crop-size", "256"],
         "--erp-width is a flag of --layout erp": [*healpix, "-prt", "6", "--erp-width", "64"],
         "--distortion-weight is a flag of --layout erp": [
             *healpix, "-prt", "6", "--distortion-weight", "latitude"],

@@ -100,7 +100,8 @@ def test_refinement_lowers_the_real_cost_of_the_coded_map(earth_map, quality):
     """30 steps a batch: the file decodes (CRC-32 of every latent checked) and its real cost,
     8 * bytes / pixels + lambda * 255^2 * MSE of the decoded map, is lower than without
     refinement. Measured (AMD EPYC, 1 and 2 threads alike): -7.1 % (q2, lambda 0.0018) and
-    -7.8 % (q5, lambda 0.013) of the cost; the test asks for -3 %, room for another CPU's float32 descent to end elsewhere.
+    -7.8 % (q5, lambda 0.013) of the cost; the test asks for -3 %, room for another CPU's
+    float32 descent to end elsewhere.
     """
     loaded, lmbda = zoo_codec(quality)
 
