@@ -142,15 +142,17 @@ def refined_points(folder: Path, out: Path, refinement: Refinement, jobs: int) -
     tasks = {(e.quality, res): [RefineTask(str(folder), e.quality, e.digest, res, name,
                                            refinement) for name in TEST_IMAGES]
              for e in entries for res in TEST_RESOLUTIONS}
-    missing = [t for group in tasks.values() for t in group if t.kept(cache) is None]
+    results = {t: t.kept(cache) for group in tasks.values() for t in group}
+    missing = [t for t, result in results.items() if result is None]
     with ProcessPoolExecutor(jobs) as pool:
         for task, result in zip(missing, pool.map(_refined_task, missing), strict=True):
             write_text(task.path(cache), json.dumps(result, indent=1) + "\n")
+            results[task] = result
             print(f"refined q{task.quality} r{task.res} {task.image}: {result['bpp']:.4f} "
                   f"bpp, {result['s_psnr_y']:.3f} dB", flush=True)
     rows = []
     for (quality, res), group in tasks.items():
-        images = [t.kept(cache) for t in group]
+        images = [results[t] for t in group]
         rows.append({"method": "zoo+refine", "res": res, "quality": quality,
                      "bpp": float(np.mean([i["bpp"] for i in images])),
                      **{m: float(np.mean([i[m] for i in images])) for m in METRICS}})
